@@ -1,0 +1,1 @@
+"""alexnet-sweeps: Hydra-orchestrated hyperparameter sweeps of AlexNet on CIFAR-100."""

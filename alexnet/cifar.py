@@ -1,0 +1,150 @@
+"""CIFAR-100 in the official "python version" layout, read into uint8 tensors once."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alexnet.safe_pickle import UnsafePickleError, load_restricted
+
+log = logging.getLogger(__name__)
+
+FOLDER = "cifar-100-python"
+NUM_CLASSES = 100
+NUM_SUPERCLASSES = 20
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class DataError(RuntimeError):
+    """The data set is missing, unreadable or not CIFAR-100; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: images (N, 3, 32, 32) uint8, fine labels (N,) and superclass labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    coarse_labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int | None) -> Split:
+        """The first n images (the files are in random order), or all of them when n is None."""
+        if n is None or n >= len(self):
+            return self
+        return Split(self.images[:n], self.labels[:n], self.coarse_labels[:n])
+
+
+@dataclass(frozen=True)
+class Cifar100:
+    train: Split
+    test: Split
+    classes: list[str]
+    superclasses: list[str]
+
+
+def load_cifar100(
+    root: str | Path,
+    download: bool = False,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> Cifar100:
+    """Read `<root>/cifar-100-python/{train,test,meta}`, downloading them first if asked and absent."""
+    folder = Path(root).expanduser() / FOLDER
+    missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
+    if missing:
+        if not download:
+            raise DataError(
+                f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Point data.root at the "
+                f"folder that holds {FOLDER}/ (e.g. data.root=../shared/data), or set "
+                "data.download=true to fetch it."
+            )
+        _download(Path(root).expanduser())
+    meta = _read_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
+    classes = _names(meta, "fine_label_names", NUM_CLASSES, folder / "meta")
+    superclasses = _names(meta, "coarse_label_names", NUM_SUPERCLASSES, folder / "meta")
+    return Cifar100(
+        train=_read_split(folder / "train").head(train_subset),
+        test=_read_split(folder / "test").head(test_subset),
+        classes=classes,
+        superclasses=superclasses,
+    )
+
+
+def _download(root: Path) -> None:
+    """Fetch and unpack the official archive with torchvision, which verifies its MD5."""
+    from torchvision.datasets import CIFAR100
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    log.info("downloading CIFAR-100 into %s", root)
+    try:
+        download_and_extract_archive(
+            CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5
+        )
+    except Exception as err:  # network, disk or checksum: all end the same way for the user
+        raise DataError(
+            f"could not download CIFAR-100 into {root / FOLDER} ({err}). Download "
+            f"{CIFAR100.url} by hand and unpack it there, or set data.root to a folder that "
+            f"already holds {FOLDER}/ and data.download=false."
+        ) from err
+
+
+def _read_dict(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        raw = load_restricted(path)
+    except UnsafePickleError as err:
+        raise DataError(f"{path} is not a safe CIFAR pickle: {err}") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
+        raise DataError(
+            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); delete it and "
+            "download again (data.download=true) or copy a good one."
+        ) from err
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} holds a {type(raw).__name__}, not the dict CIFAR files hold")
+    # Python 2 files give str keys under latin1; files re-written by Python 3 may give bytes keys.
+    entries = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    absent = [key for key in required if key not in entries]
+    if absent:
+        raise DataError(f"{path} lacks the entries {absent}: it is not a CIFAR-100 file")
+    return entries
+
+
+def _names(meta: dict[str, Any], key: str, count: int, path: Path) -> list[str]:
+    names = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in meta[key]]
+    if len(names) != count:
+        raise DataError(f"{path}: {key} has {len(names)} names, CIFAR-100 has {count}")
+    return names
+
+
+def _read_split(path: Path) -> Split:
+    entries = _read_dict(path, ("data", "fine_labels", "coarse_labels"))
+    data = entries["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != int(np.prod(IMAGE_SHAPE)):
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {shape}")
+    n = data.shape[0]
+    labels = _labels(entries["fine_labels"], n, NUM_CLASSES, path, "fine_labels")
+    coarse = _labels(entries["coarse_labels"], n, NUM_SUPERCLASSES, path, "coarse_labels")
+    images = torch.from_numpy(np.ascontiguousarray(data).reshape(n, *IMAGE_SHAPE))
+    return Split(images, labels, coarse)
+
+
+def _labels(values: Any, n: int, count: int, path: Path, key: str) -> torch.Tensor:
+    try:
+        labels = torch.as_tensor(np.asarray(values, dtype=np.int64))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{path}: '{key}' must be a list of integers ({err})") from err
+    if labels.shape != (n,):
+        raise DataError(f"{path}: '{key}' has shape {tuple(labels.shape)}, expected ({n},)")
+    if n and (labels.min() < 0 or labels.max() >= count):
+        raise DataError(f"{path}: '{key}' holds values outside 0..{count - 1}")
+    return labels

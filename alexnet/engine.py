@@ -1,0 +1,52 @@
+"""One training epoch and one evaluation pass: plain loops, metrics kept on the device."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sized
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from alexnet.metrics import EvalAccumulator
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+def _bar(batches: Batches, description: str, progress: bool) -> Iterable[tuple[Tensor, Tensor]]:
+    total = len(batches) if isinstance(batches, Sized) else None
+    # disable=None hides the bar when stderr is not a terminal (logs, CI, sweeps in a pipe).
+    return tqdm(batches, desc=description, total=total, leave=False,
+                disable=None if progress else True)
+
+
+def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
+                    device: torch.device, progress: bool = True) -> dict[str, float]:
+    """Update the model over every batch; return mean train loss, seconds and images/s."""
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    images = 0
+    start = time.perf_counter()
+    for x, y in _bar(batches, "train", progress):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().double() * len(y)
+        images += len(y)
+    train_loss = float(loss_sum) / images  # the one host sync of the epoch
+    seconds = time.perf_counter() - start
+    return {"train_loss": train_loss, "train_time_s": seconds, "images_per_s": images / seconds}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: Batches, num_classes: int, device: torch.device,
+             progress: bool = True) -> tuple[dict[str, float], Tensor]:
+    """Loss, top-1, top-5 and macro-F1 over the whole split, plus its confusion matrix."""
+    model.eval()
+    accumulator = EvalAccumulator(num_classes, device)
+    for x, y in _bar(batches, "test", progress):
+        logits = model(x)
+        accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
+    return accumulator.compute(), accumulator.confusion_matrix()

@@ -1,0 +1,52 @@
+"""Epoch metrics accumulated on the training device, read back once per epoch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class EvalAccumulator:
+    """Sums loss, top-5 hits and a confusion matrix over batches without a host sync per batch."""
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.top5_hits = torch.zeros((), dtype=torch.long, device=device)
+
+    def update(self, logits: Tensor, targets: Tensor, loss_sum: Tensor) -> None:
+        """Add one batch: `loss_sum` is the summed (not averaged) loss over its samples."""
+        predictions = logits.argmax(dim=1)
+        self.confusion += torch.bincount(
+            targets * self.num_classes + predictions, minlength=self.num_classes**2
+        )
+        k = min(5, logits.shape[1])
+        self.top5_hits += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
+        self.loss_sum += loss_sum.double()
+
+    def compute(self) -> dict[str, float]:
+        """Loss per image, top-1/top-5 accuracy over the true image count, and macro-F1."""
+        confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
+        count = int(confusion.sum())
+        return {
+            "test_loss": float(self.loss_sum) / count,
+            "test_acc": int(confusion.trace()) / count,
+            "test_top5": int(self.top5_hits) / count,
+            "test_f1": macro_f1(confusion),
+        }
+
+    def confusion_matrix(self) -> Tensor:
+        """Rows are true classes, columns predicted classes."""
+        return self.confusion.view(self.num_classes, self.num_classes).cpu()
+
+
+def macro_f1(confusion: Tensor) -> float:
+    """Macro-F1 as sklearn's f1_score(average="macro"): the mean over classes that occur in
+    the targets or the predictions; a class with no true positive counts as F1 0."""
+    confusion = confusion.double()
+    true_positives = confusion.diagonal()
+    support_plus_predicted = confusion.sum(dim=0) + confusion.sum(dim=1)
+    present = support_plus_predicted > 0
+    f1 = 2 * true_positives[present] / support_plus_predicted[present]
+    return float(f1.mean()) if present.any() else 0.0

@@ -1,0 +1,86 @@
+"""The notebook's AlexNet (227x227) and a cheap AlexNet-family network for native 32x32 input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
+          batchnorm: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, padding)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+def _classifier(in_features: int, hidden: int, num_classes: int, dropout: float,
+                logit_relu: bool) -> nn.Sequential:
+    # The notebook's order: Linear -> ReLU -> Dropout, twice, then the logits layer.
+    layers: list[nn.Module] = [
+        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    ]
+    if logit_relu:
+        # The notebook's bug: zeroes every negative logit, so a run can stall at loss ln(100).
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class AlexNet(nn.Module):
+    """AlexNet exactly as the notebook built it: 227 -> 256x6x6 = 9216 -> 4096 -> 4096 -> classes."""
+
+    def __init__(self, input_size: int = 227, num_classes: int = 100, dropout: float = 0.5,
+                 first_batchnorm: bool = True, logit_relu: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv(3, 96, 11, stride=4, batchnorm=first_batchnorm), nn.MaxPool2d(3, 2),
+            *_conv(96, 256, 5, padding=2), nn.MaxPool2d(3, 2),
+            *_conv(256, 384, 3, padding=1),
+            *_conv(384, 384, 3, padding=1),
+            *_conv(384, 256, 3, padding=1), nn.MaxPool2d(3, 2),
+        )
+        side = input_size
+        for kernel, stride in ((11, 4), (3, 2), (3, 2), (3, 2)):  # conv1 and the three pools
+            side = (side - kernel) // stride + 1
+        if side < 1:
+            raise ValueError(f"AlexNet needs input_size >= 67, got {input_size}")
+        self.classifier = _classifier(256 * side * side, 4096, num_classes, dropout, logit_relu)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class AlexNetCifar(nn.Module):
+    """Five convolutions and three dense layers like AlexNet, sized for 32x32 input on a CPU."""
+
+    def __init__(self, input_size: int = 32, num_classes: int = 100, dropout: float = 0.5,
+                 first_batchnorm: bool = True, logit_relu: bool = False) -> None:
+        super().__init__()
+        if input_size % 8:
+            raise ValueError(f"AlexNetCifar needs input_size divisible by 8, got {input_size}")
+        self.features = nn.Sequential(
+            *_conv(3, 64, 3, padding=1, batchnorm=first_batchnorm), nn.MaxPool2d(2),
+            *_conv(64, 128, 3, padding=1), nn.MaxPool2d(2),
+            *_conv(128, 256, 3, padding=1),
+            *_conv(256, 256, 3, padding=1),
+            *_conv(256, 128, 3, padding=1), nn.MaxPool2d(2),
+        )
+        side = input_size // 8
+        self.classifier = _classifier(128 * side * side, 512, num_classes, dropout, logit_relu)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+MODELS: dict[str, type[nn.Module]] = {"alexnet": AlexNet, "alexnet_cifar": AlexNetCifar}
+
+
+def build_model(name: str, **options: Any) -> nn.Module:
+    """Build the network a `model/` config names; options are its constructor arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; choose one of {sorted(MODELS)}")
+    return MODELS[name](**options)

@@ -1,0 +1,66 @@
+"""The reference input pipeline: per-image PIL transforms in a DataLoader, as the notebook ran it
+(with a real random crop instead of its two resizes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from alexnet.cifar import Split
+
+
+def build_transform(augmentation: DictConfig, input_size: int, train: bool) -> T.Compose:
+    """The torchvision transforms that the `augmentation` switches stand for."""
+    steps: list[object] = []
+    if augmentation.crop:
+        steps.append(T.Resize(augmentation.resize))
+        steps.append(T.RandomCrop(input_size) if train else T.CenterCrop(input_size))
+    else:
+        steps.append(T.Resize(input_size))
+    if augmentation.flip and train:
+        steps.append(T.RandomHorizontalFlip())
+    steps.append(T.ToTensor())
+    if augmentation.normalize:
+        steps.append(T.Normalize(list(augmentation.mean), list(augmentation.std)))
+    return T.Compose(steps)
+
+
+class SplitDataset(Dataset):
+    """A CIFAR split as PIL images, the way torchvision's CIFAR100 dataset hands them out."""
+
+    def __init__(self, split: Split, transform: T.Compose) -> None:
+        self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
+        self.labels = split.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+
+class TorchvisionBatches:
+    """Batches from a DataLoader, moved to the training device."""
+
+    def __init__(self, split: Split, augmentation: DictConfig, input_size: int, batch_size: int,
+                 train: bool, device: torch.device, seed: int, num_workers: int = 0) -> None:
+        dataset = SplitDataset(split, build_transform(augmentation, input_size, train))
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=train, num_workers=num_workers,
+            generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda",
+        )
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            yield (images.to(self.device, non_blocking=True),
+                   labels.to(self.device, non_blocking=True))

@@ -1,0 +1,24 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cifar_files import write_cifar  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """Tiny random CIFAR-100 files in the official layout (Python 2 encoding)."""
+    return write_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="session")
+def learnable_cifar_root(tmp_path_factory) -> Path:
+    """Tiny files whose labels can be learned from brightness in a few steps."""
+    return write_cifar(tmp_path_factory.mktemp("learnable"), n_train=256, n_test=64,
+                       learnable=True)

@@ -1,0 +1,59 @@
+"""The real command line, in a subprocess, as a user runs it."""
+
+import csv
+import json
+import subprocess
+import sys
+
+
+def train_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = train_cli(
+        "-m", "optimizer=sgd,adam", "batch_size=16,0", "epochs=2", "model=alexnet_cifar",
+        f"data.root={cifar_root}", "data.download=false", "progress=false",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    by_overrides = {}
+    for run_dir in runs:
+        summary = json.loads((run_dir / "results.json").read_text())
+        swept = sorted(o for o in summary["overrides"] if o.startswith(("batch_size=", "optimizer=")))
+        by_overrides[tuple(swept)] = (run_dir, summary)
+    for optimizer in ("sgd", "adam"):
+        run_dir, ok = by_overrides[("batch_size=16", f"optimizer={optimizer}")]
+        assert ok["status"] == "completed" and ok["epochs_done"] == 2
+        assert ok["config"]["optimizer"]["_target_"].lower().endswith(optimizer)
+        assert ok["config"]["batch_size"] == 16
+        assert 0.0 <= ok["final"]["test_acc"] <= 1.0 and ok["best"] is not None
+        with open(run_dir / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["epoch"]) for r in rows] == [1, 2]
+        assert float(rows[-1]["test_acc"]) == ok["final"]["test_acc"]
+
+        run_dir, bad = by_overrides[("batch_size=0", f"optimizer={optimizer}")]
+        assert bad["status"] == "failed" and bad["epochs_done"] == 0
+        assert "batch_size=0 is not allowed" in bad["error"]["message"]
+        assert not (run_dir / "metrics.csv").exists()
+
+
+def test_bad_override_fails_before_training_with_what_is_allowed(tmp_path):
+    result = train_cli("epochs=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "epochs=-1 is not allowed: it must be a positive integer" in result.stderr
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert summary["status"] == "failed"
+
+
+def test_experiment_cfg_shows_the_notebook_settings(tmp_path):
+    result = train_cli("experiment=alexnet7", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "batch_size: 32" in result.stdout and "epochs: 20" in result.stdout
+    assert "_target_: torch.optim.SGD" in result.stdout and "lr: 0.005" in result.stdout
+    assert "run: AlexNet 7" in result.stdout

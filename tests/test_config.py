@@ -1,0 +1,111 @@
+"""Every option of every config group composes, and the experiments hold the notebook's values."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+from alexnet.config_checks import ConfigError, validate
+from conftest import REPO
+
+CONF = REPO / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("group", ["augmentation", "optimizer", "model", "data", "experiment"])
+def test_every_option_of_every_group_composes_and_validates(group):
+    assert options(group), f"conf/{group}/ is empty"
+    for option in options(group):
+        cfg = compose_config(f"{group}={option}")
+        OmegaConf.resolve(cfg)
+        validate(cfg)
+
+
+def test_augmentation_presets_cover_the_notebook_combinations():
+    switches = {
+        name: tuple(compose_config(f"augmentation={name}").augmentation[k]
+                    for k in ("crop", "flip", "normalize"))
+        for name in options("augmentation")
+    }
+    assert switches == {
+        "none": (False, False, False),
+        "flip": (False, True, False),
+        "crop": (True, False, False),
+        "crop_flip": (True, True, False),
+        "crop_normalize": (True, False, True),
+        "crop_flip_normalize": (True, True, True),
+    }
+
+
+def test_crop_resize_follows_the_model():
+    assert compose_config().augmentation.resize == 230
+    assert compose_config("model=alexnet_cifar").augmentation.resize == 36
+    assert compose_config("augmentation.resize=240").augmentation.resize == 240
+
+
+# (augmentation, batch size, lr, optimizer, epochs) of the notebook's eight runs.
+NOTEBOOK = {
+    1: ("none", 32, 0.005, "SGD", 10),
+    2: ("crop", 64, 0.005, "SGD", 10),
+    3: ("crop_normalize", 64, 0.001, "SGD", 10),
+    4: ("crop_flip_normalize", 128, 0.005, "SGD", 10),
+    5: ("crop_flip", 64, 0.005, "SGD", 10),
+    6: ("crop_flip", 32, 0.005, "SGD", 10),
+    7: ("crop_flip_normalize", 32, 0.005, "SGD", 20),
+    8: ("crop_flip_normalize", 32, 0.005, "Adam", 20),
+}
+
+
+@pytest.mark.parametrize("number", sorted(NOTEBOOK))
+def test_experiments_hold_the_notebook_hyperparameters(number):
+    preset, batch_size, lr, optimizer, epochs = NOTEBOOK[number]
+    cfg = compose_config(f"experiment=alexnet{number}")
+    assert cfg.augmentation == compose_config(f"augmentation={preset}").augmentation
+    assert (cfg.batch_size, cfg.optimizer.lr, cfg.epochs) == (batch_size, lr, epochs)
+    assert cfg.optimizer._target_ == f"torch.optim.{optimizer}"
+    assert cfg.model.name == "alexnet" and cfg.model.input_size == 227
+    assert cfg.model.logit_relu is True  # the notebook's network
+    assert cfg.notebook.run == f"AlexNet {number}"
+
+
+def test_command_line_beats_the_experiment():
+    cfg = compose_config("experiment=alexnet8", "model.logit_relu=false", "model=alexnet_cifar")
+    assert cfg.model.logit_relu is False and cfg.model.name == "alexnet_cifar"
+    assert cfg.optimizer._target_ == "torch.optim.Adam"
+
+
+def test_single_switches_override_a_preset():
+    cfg = compose_config("augmentation=crop_flip_normalize", "augmentation.flip=false")
+    assert (cfg.augmentation.crop, cfg.augmentation.flip, cfg.augmentation.normalize) == (
+        True, False, True)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("batch_size=0", r"batch_size=0 is not allowed: it must be a positive integer"),
+        ("epochs=-1", r"epochs=-1 is not allowed: it must be a positive integer"),
+        ("optimizer.lr=0", r"optimizer.lr=0 is not allowed: it must be a number > 0"),
+        ("data.train_subset=0", r"data.train_subset=0 .* positive integer or null"),
+        ("augmentation.resize=200", r"augmentation.resize=200 with crop=true: .* >= "
+                                    r"model.input_size \(227\)"),
+        ("device=tpu", r"device='tpu' is not a device: use auto, cpu, cuda"),
+    ],
+)
+def test_bad_values_are_refused_with_what_is_allowed(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(override))
+
+
+def test_unknown_group_option_lists_the_choices():
+    with pytest.raises(MissingConfigException, match=r"(?s)optimizer/nope.*adam.*sgd"):
+        compose_config("optimizer=nope")
+

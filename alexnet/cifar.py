@@ -50,6 +50,13 @@ class Cifar100:
     classes: list[str]
     superclasses: list[str]
 
+    def fine_to_coarse(self) -> torch.Tensor:
+        """The superclass of each class, read off the labels (-1 for a class in neither split)."""
+        mapping = torch.full((len(self.classes),), -1, dtype=torch.long)
+        for split in (self.train, self.test):
+            mapping[split.labels] = split.coarse_labels
+        return mapping
+
 
 def load_cifar100(
     root: str | Path,

@@ -50,3 +50,13 @@ def macro_f1(confusion: Tensor) -> float:
     present = support_plus_predicted > 0
     f1 = 2 * true_positives[present] / support_plus_predicted[present]
     return float(f1.mean()) if present.any() else 0.0
+
+
+def superclass_confusion(confusion: Tensor, fine_to_coarse: Tensor, num_superclasses: int) -> Tensor:
+    """Sum a class confusion matrix into superclasses (classes mapped to -1 are left out)."""
+    known = fine_to_coarse >= 0
+    counts, groups = confusion[known][:, known], fine_to_coarse[known]
+    by_true = torch.zeros(num_superclasses, counts.shape[1], dtype=counts.dtype)
+    by_true.index_add_(0, groups, counts)
+    merged = torch.zeros(num_superclasses, num_superclasses, dtype=counts.dtype)
+    return merged.index_add_(1, groups, by_true)

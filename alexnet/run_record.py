@@ -12,8 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"
+CONFUSION_FILE = "confusion_superclass.csv"
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -72,6 +75,13 @@ class RunRecord:
             best=max(self.epochs, key=lambda r: r["test_acc"]),
         )
         self._save()
+
+    def save_table(self, name: str, table: pd.DataFrame) -> None:
+        """Write a CSV beside the metrics (temp file + rename)."""
+        path = self.run_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        table.to_csv(tmp)
+        os.replace(tmp, path)
 
     def finish(self, status: str, error: BaseException | None = None) -> None:
         """Close the record as completed, diverged, failed or interrupted."""

@@ -64,3 +64,11 @@ class TorchvisionBatches:
         for images, labels in self.loader:
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
+
+
+def augment_batch(images: torch.Tensor, augmentation: DictConfig, input_size: int,
+                  train: bool = True) -> torch.Tensor:
+    """Apply the per-image transforms to a uint8 batch (N, 3, 32, 32): what the network sees."""
+    transform = build_transform(augmentation, input_size, train)
+    return torch.stack([transform(Image.fromarray(image)) for image in
+                        images.permute(0, 2, 3, 1).numpy()])

@@ -8,16 +8,18 @@ import time
 from pathlib import Path
 
 import hydra
+import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.cifar import NUM_CLASSES, load_cifar100
+from alexnet.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.config_checks import resolve_device, validate
 from alexnet.engine import evaluate, train_one_epoch
+from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
-from alexnet.run_record import RunRecord
+from alexnet.run_record import CONFUSION_FILE, RunRecord
 from alexnet.torchvision_pipeline import TorchvisionBatches
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,9 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
              describe(device))
 
     m = cfg.model
-    model = build_model(m.name, input_size=m.input_size, num_classes=m.num_classes,
-                        dropout=m.dropout, first_batchnorm=m.first_batchnorm,
-                        logit_relu=m.logit_relu).to(device)
+    # Every key of the model config but these two is a constructor argument of the network.
+    options = {k: v for k, v in m.items() if k not in ("name", "crop_resize")}
+    model = build_model(m.name, **options).to(device)
     optimizer = hydra.utils.instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
 
     def batches(split, train):
@@ -50,14 +52,18 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
                                   device, cfg.seed, cfg.data.num_workers)
 
     train_batches, test_batches = batches(data.train, True), batches(data.test, False)
+    fine_to_coarse = data.fine_to_coarse()
     row: dict[str, float] = {}
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress)
-        test_stats, _ = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress)
+        test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress)
         row = {"epoch": epoch, **train_stats, **test_stats,
                "epoch_time_s": time.perf_counter() - start}
         record.add_epoch(row)
+        record.save_table(CONFUSION_FILE, pd.DataFrame(
+            superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
+            index=data.superclasses, columns=data.superclasses))
         log.info("epoch %d/%d  train_loss %.4f  test_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
                  "%.0f img/s", epoch, cfg.epochs, row["train_loss"], row["test_loss"],
                  row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"])

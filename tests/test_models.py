@@ -46,3 +46,12 @@ def test_first_layer_batchnorm_is_a_switch():
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match=r"choose one of \['alexnet', 'alexnet_cifar'\]"):
         build_model("vgg")
+
+
+def test_hidden_batchnorm_is_a_switch_of_the_cifar_network():
+    def count(model):
+        return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+    assert count(AlexNetCifar()) == 5
+    assert count(AlexNetCifar(hidden_batchnorm=False)) == 1
+    assert count(AlexNetCifar(hidden_batchnorm=False, first_batchnorm=False)) == 0

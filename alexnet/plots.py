@@ -1,0 +1,89 @@
+"""The pictures an aggregated sweep leaves beside results.csv."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from alexnet.run_record import CONFUSION_FILE  # noqa: E402
+
+if TYPE_CHECKING:
+    from alexnet.aggregate import Run
+
+
+def run_label(run: Run, varying: Sequence[str]) -> str:
+    """What tells this run apart from the others, e.g. 'optimizer=adam batch_size=64'."""
+    parts = [f"{key.rsplit('.', 1)[-1]}={run.hyperparameters.get(key)}" for key in varying]
+    return " ".join(parts) or run.path.name
+
+
+def learning_curves(runs: Sequence[Run], varying: Sequence[str], path: Path) -> None:
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    for run in runs:
+        if run.metrics.empty:
+            continue
+        label = run_label(run, varying)
+        acc_ax.plot(run.metrics["epoch"], run.metrics["test_acc"], marker="o", label=label)
+        loss_ax.plot(run.metrics["epoch"], run.metrics["train_loss"], marker="o", label=label)
+    acc_ax.set(title="Test accuracy", xlabel="epoch", ylabel="top-1 accuracy")
+    loss_ax.set(title="Train loss", xlabel="epoch", ylabel="cross-entropy")
+    handles, labels = acc_ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small",
+                   bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.05 + 0.025 * ((len(labels) + 1) // 2), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> None:
+    labels = [run_label(run, varying) for run in runs]
+    finals = [run.summary.get("final") or {} for run in runs]
+    scores = pd.DataFrame({
+        "accuracy": [f.get("test_acc") for f in finals],
+        "macro-F1": [f.get("test_f1") for f in finals],
+    }, index=labels).astype(float)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(runs) + 3), 5))
+    scores.plot.bar(ax=ax, rot=30)
+    ax.set(title="Final test scores per run", ylabel="score")
+    plt.setp(ax.get_xticklabels(), ha="right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def superclass_confusion(run: Run, varying: Sequence[str], path: Path) -> None:
+    """Row-normalized confusion over the 20 superclasses: where each superclass's images went."""
+    counts = pd.read_csv(run.path / CONFUSION_FILE, index_col=0)
+    recall = counts.div(counts.sum(axis=1).where(lambda s: s > 0), axis=0)
+    fig, ax = plt.subplots(figsize=(10, 9))
+    image = ax.imshow(recall.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(counts.columns)), counts.columns, rotation=90, fontsize="small")
+    ax.set_yticks(range(len(counts.index)), counts.index, fontsize="small")
+    ax.set(xlabel="predicted superclass", ylabel="true superclass",
+           title=f"Best run: {run_label(run, varying)}")
+    fig.colorbar(image, ax=ax, label="fraction of the true superclass")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list[Path]:
+    """Learning curves, final scores, and the best run's superclass confusion; returns the files."""
+    written = [out_dir / "learning_curves.png", out_dir / "final_scores.png"]
+    learning_curves(runs, varying, written[0])
+    final_scores(runs, varying, written[1])
+    scored = [r for r in runs if (r.summary.get("final") or {}).get("test_acc") is not None
+              and (r.path / CONFUSION_FILE).is_file()]
+    if scored:
+        best = max(scored, key=lambda r: r.summary["final"]["test_acc"])
+        written.append(out_dir / "confusion_superclass.png")
+        superclass_confusion(best, varying, written[-1])
+    return written

@@ -8,6 +8,8 @@ import torch
 from omegaconf import DictConfig
 
 from alexnet.models import MODELS
+from alexnet.pipelines import PIPELINES
+from alexnet.speed import DTYPES
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,9 @@ def validate(cfg: DictConfig) -> None:
     _check_positive_int("data.test_subset", cfg.data.test_subset, allow_none=True)
     if not isinstance(cfg.data.num_workers, int) or cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers={cfg.data.num_workers!r}: must be an integer >= 0")
+    if cfg.data.pipeline not in PIPELINES:
+        raise ConfigError(f"data.pipeline={cfg.data.pipeline!r}: choose one of {list(PIPELINES)}")
+    _check_speed(cfg.speed)
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name={cfg.model.name!r}: choose one of {sorted(MODELS)}")
     _check_positive_int("model.input_size", cfg.model.input_size)
@@ -79,3 +84,11 @@ def _check_augmentation(aug: DictConfig, input_size: int) -> None:
             raise ConfigError(f"augmentation.{key} must hold 3 values (R, G, B), got {list(aug[key])}")
     if any(s <= 0 for s in aug.std):
         raise ConfigError(f"augmentation.std={list(aug.std)}: every value must be > 0")
+
+
+def _check_speed(speed: DictConfig) -> None:
+    if speed.autocast not in ("auto", *DTYPES):
+        raise ConfigError(f"speed.autocast={speed.autocast!r}: choose auto, {', '.join(DTYPES)}")
+    for key in ("channels_last", "compile", "cudnn_benchmark"):
+        if speed[key] not in ("auto", True, False):
+            raise ConfigError(f"speed.{key}={speed[key]!r}: choose auto, true or false")

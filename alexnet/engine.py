@@ -21,19 +21,39 @@ def _bar(batches: Batches, description: str, progress: bool) -> Iterable[tuple[T
                 disable=None if progress else True)
 
 
+def _autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
+               autocast_dtype: torch.dtype | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> Tensor:
+    """Forward, backward, update; returns the (detached) batch loss without syncing."""
+    with _autocast(x, autocast_dtype):
+        loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
 def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
-                    device: torch.device, progress: bool = True) -> dict[str, float]:
+                    device: torch.device, progress: bool = True,
+                    autocast_dtype: torch.dtype | None = None,
+                    scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """Update the model over every batch; return mean train loss, seconds and images/s."""
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     images = 0
     start = time.perf_counter()
     for x, y in _bar(batches, "train", progress):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().double() * len(y)
+        loss = train_step(model, x, y, optimizer, autocast_dtype, scaler)
+        loss_sum += loss.double() * len(y)
         images += len(y)
     train_loss = float(loss_sum) / images  # the one host sync of the epoch
     seconds = time.perf_counter() - start
@@ -42,11 +62,13 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Batches, num_classes: int, device: torch.device,
-             progress: bool = True) -> tuple[dict[str, float], Tensor]:
+             progress: bool = True, autocast_dtype: torch.dtype | None = None,
+             ) -> tuple[dict[str, float], Tensor]:
     """Loss, top-1, top-5 and macro-F1 over the whole split, plus its confusion matrix."""
     model.eval()
     accumulator = EvalAccumulator(num_classes, device)
     for x, y in _bar(batches, "test", progress):
-        logits = model(x)
+        with _autocast(x, autocast_dtype):
+            logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
     return accumulator.compute(), accumulator.confusion_matrix()

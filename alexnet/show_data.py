@@ -17,7 +17,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from alexnet.cifar import load_cifar100  # noqa: E402
 from alexnet.config_checks import validate  # noqa: E402
-from alexnet.torchvision_pipeline import augment_batch  # noqa: E402
+from alexnet.pipelines import preview  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)
     data = load_cifar100(cfg.data.root, cfg.data.download, train_subset=cfg.images, test_subset=1)
     before = (data.train.images / 255.0).permute(0, 2, 3, 1)
-    after = to_display(augment_batch(data.train.images, cfg.augmentation, cfg.model.input_size),
-                       cfg.augmentation)
+    after = to_display(preview(data.train.images, cfg), cfg.augmentation)
     titles = [data.classes[label] for label in data.train.labels.tolist()]
     path = Path(HydraConfig.get().runtime.output_dir) / "data_grid.png"
     draw_data_grid(before, after, titles, path)

@@ -14,13 +14,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet import speed
 from alexnet.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.config_checks import resolve_device, validate
 from alexnet.engine import evaluate, train_one_epoch
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
+from alexnet.pipelines import build_batches
 from alexnet.run_record import CONFUSION_FILE, RunRecord
-from alexnet.torchvision_pipeline import TorchvisionBatches
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +36,36 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
     """Train for cfg.epochs, recording every epoch; return the final test accuracy."""
     device = resolve_device(cfg.device)
     record.set_device(describe(device))
+    settings = speed.resolve(cfg.speed, device)
     torch.manual_seed(cfg.seed)
     data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
                          cfg.data.test_subset)
-    log.info("CIFAR-100: %d train / %d test images on %s", len(data.train), len(data.test),
-             describe(device))
+    log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
+             len(data.test), describe(device), cfg.data.pipeline, settings)
 
-    m = cfg.model
+    train_batches = build_batches(data.train, cfg, True, device, settings)
+    test_batches = build_batches(data.test, cfg, False, device, settings)
     # Every key of the model config but these two is a constructor argument of the network.
-    options = {k: v for k, v in m.items() if k not in ("name", "crop_resize")}
-    model = build_model(m.name, **options).to(device)
+    options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
+    model = build_model(cfg.model.name, **options).to(device)
     optimizer = hydra.utils.instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
+    scaler = settings.grad_scaler(device)
+    sample = next(iter(test_batches))
 
-    def batches(split, train):
-        return TorchvisionBatches(split, cfg.augmentation, m.input_size, cfg.batch_size, train,
-                                  device, cfg.seed, cfg.data.num_workers)
+    def probe(candidate: torch.nn.Module) -> None:
+        with torch.autocast(device.type, settings.autocast_dtype,
+                            enabled=settings.autocast_dtype is not None):
+            candidate(sample[0]).float().logsumexp(1).mean().backward()
 
-    train_batches, test_batches = batches(data.train, True), batches(data.test, False)
+    model = speed.prepare_model(model, settings, probe)
     fine_to_coarse = data.fine_to_coarse()
     row: dict[str, float] = {}
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
-        train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress)
-        test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress)
+        train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress,
+                                      settings.autocast_dtype, scaler)
+        test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress,
+                                         settings.autocast_dtype)
         row = {"epoch": epoch, **train_stats, **test_stats,
                "epoch_time_s": time.perf_counter() - start}
         record.add_epoch(row)

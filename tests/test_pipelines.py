@@ -1,0 +1,95 @@
+"""The tensor pipeline means what the torchvision pipeline means, switch by switch."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+from alexnet import tensor_pipeline, torchvision_pipeline
+from alexnet.cifar import load_cifar100
+
+GREY_LEVEL = 1 / 255  # torchvision rounds to uint8 after resizing; ours stays in float
+
+
+def augmentation(crop=True, flip=True, normalize=True, resize=230):
+    return OmegaConf.create(dict(crop=crop, flip=flip, normalize=normalize, resize=resize,
+                                 mean=[0.4914, 0.4822, 0.4465], std=[0.2023, 0.1994, 0.2010]))
+
+
+@pytest.fixture(scope="module")
+def images(cifar_root):
+    return load_cifar100(cifar_root).train.images[:12]
+
+
+def in_grey_levels(difference, aug):
+    return difference.abs() / (GREY_LEVEL / (min(aug.std) if aug.normalize else 1.0))
+
+
+@pytest.mark.parametrize(("size", "resize"), [(227, 230), (32, 36)])
+@pytest.mark.parametrize("crop", [True, False])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_test_time_transform_matches_torchvision(images, size, resize, crop, normalize):
+    aug = augmentation(crop=crop, normalize=normalize, resize=resize)
+    reference = torchvision_pipeline.augment_batch(images, aug, size, train=False)
+    draws = tensor_pipeline.draw(len(images), aug, size, train=False)
+    ours = tensor_pipeline.apply(images, draws, aug, size)
+    assert ours.shape == reference.shape == (len(images), 3, size, size)
+    grey = in_grey_levels(ours - reference, aug)
+    assert grey.max() <= 1.001 and grey.mean() < 0.4
+
+
+@pytest.mark.parametrize("size", [227, 32])
+def test_random_crop_and_flip_match_torchvision_for_the_same_draws(images, size):
+    aug = augmentation(resize=size + 4)
+    draws = tensor_pipeline.draw(len(images), aug, size, train=True,
+                                 generator=torch.Generator().manual_seed(3))
+    ours = tensor_pipeline.apply(images, draws, aug, size)
+    for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        pil = TF.resize(Image.fromarray(image), aug.resize)
+        pil = TF.crop(pil, int(draws.top[i]), int(draws.left[i]), size, size)
+        if draws.flip[i]:
+            pil = TF.hflip(pil)
+        reference = TF.normalize(TF.to_tensor(pil), list(aug.mean), list(aug.std))
+        assert in_grey_levels(ours[i] - reference, aug).max() <= 1.001
+
+
+def test_random_draws_have_the_right_distribution():
+    aug = augmentation(resize=230)
+    draws = tensor_pipeline.draw(20_000, aug, 227, train=True,
+                                 generator=torch.Generator().manual_seed(0))
+    assert 0.48 < draws.flip.float().mean() < 0.52  # p = 0.5, like RandomHorizontalFlip
+    for corner in (draws.top, draws.left):  # uniform over 0..3, like RandomCrop(227) of 230
+        counts = torch.bincount(corner, minlength=4)
+        assert len(counts) == 4 and (counts > 4_600).all()
+    test = tensor_pipeline.draw(5, aug, 227, train=False)
+    center = (230 - 227 + 1) // 2  # torchvision's CenterCrop: round(1.5) = 2
+    assert test.top.tolist() == test.left.tolist() == [center] * 5 and not test.flip.any()
+    plain = tensor_pipeline.draw(5, augmentation(crop=False, flip=False), 227, train=True)
+    assert not plain.top.any() and not plain.flip.any()
+
+
+def test_batches_cover_the_split_once_per_epoch_in_a_seeded_order(cifar_root):
+    split = load_cifar100(cifar_root).train
+    aug = augmentation(crop=False, flip=False, normalize=False)
+
+    def epoch(batches):
+        return [(x.clone(), y.clone()) for x, y in batches]
+
+    batches = tensor_pipeline.TensorBatches(split, aug, 32, 10, True, torch.device("cpu"), seed=1)
+    first, second = epoch(batches), epoch(batches)
+    labels = torch.cat([y for _, y in first])
+    assert len(batches) == len(first) == 5 and [len(y) for _, y in first][-1] == 8
+    assert sorted(labels.tolist()) == sorted(split.labels.tolist())
+    assert labels.tolist() != torch.cat([y for _, y in second]).tolist()  # reshuffled
+    images = torch.cat([x for x, _ in first])
+    # Each served image is a stored image with its own label.
+    index = {tuple(img.flatten()[:16].tolist()): int(lbl)
+             for img, lbl in zip(split.images.float().div(255), split.labels, strict=True)}
+    served = [index[tuple(img.flatten()[:16].tolist())] for img in images]
+    assert served == labels.tolist()
+    again = tensor_pipeline.TensorBatches(split, aug, 32, 10, True, torch.device("cpu"), seed=1)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first, epoch(again), strict=True))
+
+    test = tensor_pipeline.TensorBatches(split, aug, 32, 16, False, torch.device("cpu"), seed=1)
+    assert torch.cat([y for _, y in test]).tolist() == split.labels.tolist()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alexnet.run_record import CONFUSION_FILE  # noqa: E402
 
@@ -18,9 +19,22 @@ if TYPE_CHECKING:
     from alexnet.aggregate import Run
 
 
-def run_label(run: Run, varying: Sequence[str]) -> str:
+def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:
+    """The keys that tell runs apart. An experiment name stands for all it sets, so beside it
+    only keys that vary among runs of the same experiment are kept."""
+    if "experiment" not in varying:
+        return list(varying)
+    groups: dict[Any, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.hyperparameters.get("experiment"), []).append(run)
+    within = [key for key in varying if key != "experiment" and any(
+        len({str(r.hyperparameters.get(key)) for r in group}) > 1 for group in groups.values())]
+    return ["experiment", *within]
+
+
+def run_label(run: Run, keys: Sequence[str]) -> str:
     """What tells this run apart from the others, e.g. 'optimizer=adam batch_size=64'."""
-    parts = [f"{key.rsplit('.', 1)[-1]}={run.hyperparameters.get(key)}" for key in varying]
+    parts = [f"{key.rsplit('.', 1)[-1]}={run.hyperparameters.get(key)}" for key in keys]
     return " ".join(parts) or run.path.name
 
 
@@ -33,6 +47,8 @@ def learning_curves(runs: Sequence[Run], varying: Sequence[str], path: Path) -> 
         acc_ax.plot(run.metrics["epoch"], run.metrics["test_acc"], marker="o", label=label)
         loss_ax.plot(run.metrics["epoch"], run.metrics["train_loss"], marker="o", label=label)
     acc_ax.set(title="Test accuracy", xlabel="epoch", ylabel="top-1 accuracy")
+    for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set(title="Train loss", xlabel="epoch", ylabel="cross-entropy")
     handles, labels = acc_ax.get_legend_handles_labels()
     if handles:
@@ -50,10 +66,9 @@ def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> Non
         "accuracy": [f.get("test_acc") for f in finals],
         "macro-F1": [f.get("test_f1") for f in finals],
     }, index=labels).astype(float)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(runs) + 3), 5))
-    scores.plot.bar(ax=ax, rot=30)
-    ax.set(title="Final test scores per run", ylabel="score")
-    plt.setp(ax.get_xticklabels(), ha="right", fontsize="small")
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(runs)))
+    scores.iloc[::-1].plot.barh(ax=ax)  # first run on top
+    ax.set(title="Final test scores per run", xlabel="score")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -77,6 +92,7 @@ def superclass_confusion(run: Run, varying: Sequence[str], path: Path) -> None:
 
 def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list[Path]:
     """Learning curves, final scores, and the best run's superclass confusion; returns the files."""
+    varying = label_keys(runs, varying)
     written = [out_dir / "learning_curves.png", out_dir / "final_scores.png"]
     learning_curves(runs, varying, written[0])
     final_scores(runs, varying, written[1])

@@ -3,8 +3,7 @@ augmented there by a few whole-batch tensor ops (no PIL, no per-image Python, no
 
 The switches mean what they mean in the torchvision pipeline: crop = resize to `resize`, then a
 random (train) or center (test) crop of `input_size`; flip = random horizontal flip (train);
-normalize = (x - mean) / std. Normalizing and flipping happen at 32x32, before the one resize:
-both commute with bilinear interpolation, and 32x32 is 50x cheaper than 227x227."""
+normalize = (x - mean) / std."""
 
 from __future__ import annotations
 
@@ -21,11 +20,12 @@ from alexnet.cifar import Split
 
 @dataclass(frozen=True)
 class Draws:
-    """The random choices for one batch: crop corner (top, left) and whether to flip, per image."""
+    """The random choices for one batch: crop corner (top, left) and whether to flip, per image
+    (`flip` is None when nothing may flip, so no work and no device sync is spent on it)."""
 
     top: Tensor
     left: Tensor
-    flip: Tensor
+    flip: Tensor | None
 
 
 def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
@@ -41,42 +41,49 @@ def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
                                       device=device)
         else:  # torchvision's CenterCrop rounds the same way
             top = left = zeros + int(round(margin / 2.0))
-    flip = zeros.bool()
+    flip = None
     if train and augmentation.flip:
         flip = torch.rand(count, generator=generator, device=device) < 0.5
     return Draws(top, left, flip)
 
 
+def resize_matrix(source: int, size: int, device: torch.device | None = None) -> Tensor:
+    """Bilinear resizing of one axis as a (size, source) matrix: F.interpolate's own weights
+    (half-pixel centres, clamped edges), read off by resizing the identity."""
+    identity = torch.eye(source, device=device)
+    return F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0].T
+
+
 def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: int,
-          dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size), as the network wants it."""
-    x = images.to(dtype=torch.float32).div_(255)
+          dtype: torch.dtype = torch.float32,
+          memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size), as the network wants it.
+
+    Resize, crop and flip are one linear map per image: output = R @ image @ C^T, where R and C
+    are the rows of the resize matrix that fall in the image's crop window (C read backwards
+    when it flips). Two small batched matmuls write the output once, in the memory format the
+    network wants; nothing of size `resize` is ever made. Normalizing first, at 32x32, is
+    exact: the rows of R and C sum to 1."""
+    x = images.to(dtype).div_(255)
     if augmentation.normalize:
-        mean = torch.tensor(list(augmentation.mean), device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(list(augmentation.std), device=x.device).view(1, 3, 1, 1)
-        x = x.sub_(mean).div_(std)
-    if draws.flip.any():
-        x = torch.where(draws.flip.view(-1, 1, 1, 1), x.flip(3), x)
+        mean = torch.tensor(list(augmentation.mean), dtype=dtype, device=x.device)
+        std = torch.tensor(list(augmentation.std), dtype=dtype, device=x.device)
+        x = x.sub_(mean.view(1, 3, 1, 1)).div_(std.view(1, 3, 1, 1))
     size = augmentation.resize if augmentation.crop else input_size
-    if size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    if augmentation.crop:
-        # Flipping first mirrors the window: a crop at `left` of the flipped image is the
-        # flipped crop at `margin - left` of the original, which is what torchvision computes.
-        margin = augmentation.resize - input_size
-        left = torch.where(draws.flip, margin - draws.left, draws.left)
-        x = crop(x, draws.top, left, input_size)
-    return x.to(dtype)
-
-
-def crop(x: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
-    """A size x size window per image, each at its own corner, in one gather."""
-    steps = torch.arange(size, device=x.device)
-    rows = (top.view(-1, 1) + steps).view(-1, 1, size, 1)
-    cols = (left.view(-1, 1) + steps).view(-1, 1, 1, size)
-    batch = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1, 1)
-    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return x[batch, channels, rows, cols]
+    matrix = resize_matrix(x.shape[-1], size, x.device).to(dtype)
+    window = torch.arange(input_size, device=x.device)
+    rows = matrix[draws.top.view(-1, 1) + window]  # (N, input_size, 32)
+    cols = matrix[draws.left.view(-1, 1) + window]
+    if draws.flip is not None:  # a flipped output reads its crop window right to left
+        cols = torch.where(draws.flip.view(-1, 1, 1), cols.flip(1), cols)
+    if memory_format != torch.channels_last:
+        return rows.unsqueeze(1) @ x @ cols.unsqueeze(1).transpose(-1, -2)
+    # Channels last: multiply the columns first, move channels innermost while the tensor is
+    # still 32 rows tall, and let the row matmul write (N, H, W, C) directly.
+    n = x.shape[0]
+    by_columns = (x @ cols.unsqueeze(1).transpose(-1, -2)).permute(0, 2, 3, 1)
+    out = rows @ by_columns.reshape(n, x.shape[2], input_size * 3)
+    return out.view(n, input_size, input_size, 3).permute(0, 3, 1, 2)
 
 
 class TensorBatches:
@@ -104,5 +111,5 @@ class TensorBatches:
             index = order[start:start + self.batch_size]
             draws = draw(len(index), self.augmentation, self.input_size, self.train,
                          self.generator, self.device)
-            x = apply(self.images[index], draws, self.augmentation, self.input_size, self.dtype)
-            yield x.contiguous(memory_format=self.memory_format), self.labels[index]
+            yield apply(self.images[index], draws, self.augmentation, self.input_size,
+                        self.dtype, self.memory_format), self.labels[index]

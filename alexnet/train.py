@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet import speed
+from alexnet.allocator import keep_freed_memory
 from alexnet.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.config_checks import resolve_device, validate
 from alexnet.engine import evaluate, train_one_epoch
@@ -37,6 +38,8 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
     device = resolve_device(cfg.device)
     record.set_device(describe(device))
     settings = speed.resolve(cfg.speed, device)
+    if cfg.speed.keep_freed_memory:
+        keep_freed_memory()
     torch.manual_seed(cfg.seed)
     data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
                          cfg.data.test_subset)

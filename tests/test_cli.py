@@ -5,6 +5,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from conftest import SHARED_DATA
+
 
 def train_cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
@@ -57,3 +61,18 @@ def test_experiment_cfg_shows_the_notebook_settings(tmp_path):
     assert "batch_size: 32" in result.stdout and "epochs: 20" in result.stdout
     assert "_target_: torch.optim.SGD" in result.stdout and "lr: 0.005" in result.stdout
     assert "run: AlexNet 7" in result.stdout
+
+
+@pytest.mark.slow
+def test_trains_on_the_real_data(tmp_path):
+    if not (SHARED_DATA / "cifar-100-python" / "train").exists():
+        pytest.skip(f"no real CIFAR-100 at {SHARED_DATA}")
+    result = train_cli(f"data.root={SHARED_DATA}", "data.download=false", "model=alexnet_cifar",
+                       "epochs=2", "data.train_subset=2000", "data.test_subset=1000",
+                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_done"] == 2
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    assert losses[1] < losses[0] < 4.7  # learning from the real images

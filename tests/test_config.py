@@ -98,6 +98,8 @@ def test_single_switches_override_a_preset():
         ("augmentation.resize=200", r"augmentation.resize=200 with crop=true: .* >= "
                                     r"model.input_size \(227\)"),
         ("device=tpu", r"device='tpu' is not a device: use auto, cpu, cuda"),
+        ("data.pipeline=dali", r"data.pipeline='dali': choose one of \['tensor', 'torchvision'\]"),
+        ("speed.autocast=int8", r"speed.autocast='int8': choose auto, bf16, fp16, fp32"),
     ],
 )
 def test_bad_values_are_refused_with_what_is_allowed(override, message):

@@ -1,0 +1,23 @@
+"""The benchmark runs end to end and reports every figure (speed itself is judged from its
+output in benchmarks/RESULTS.md, never by a timed test)."""
+
+import json
+import subprocess
+import sys
+
+
+def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
+         "--device", "cpu", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for key in ("pipeline_notebook_227_img_s", "pipeline_ours_227_img_s", "pipeline_speedup_227",
+                "train_notebook_227_b32_img_s", "train_ours_227_b32_img_s",
+                "train_speedup_227_b128", "epoch_small_notebook_s", "epoch_small_ours_s",
+                "epoch_small_ours_input_share", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    assert figures["torch"] and figures["threads"] >= 1 and figures["device"].startswith("cpu")
+    assert "pipeline_speedup_227" in figures and "x" in result.stdout

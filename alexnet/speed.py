@@ -42,9 +42,11 @@ def _supported(dtype: torch.dtype, device: torch.device) -> bool:
     if device.type == "cuda":
         return dtype == torch.float16 or torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # oneDNN knows whether this CPU has bf16 / fp16 instructions
-        check = (torch.ops.mkldnn._is_mkldnn_bf16_supported if dtype == torch.bfloat16
-                 else torch.ops.mkldnn._is_mkldnn_fp16_supported)
-        return bool(check())
+        name = "_is_mkldnn_bf16_supported" if dtype == torch.bfloat16 else "_is_mkldnn_fp16_supported"
+        try:
+            return bool(getattr(torch.ops.mkldnn, name)())
+        except (AttributeError, RuntimeError):  # a build without oneDNN: assume not
+            return False
     return False
 
 

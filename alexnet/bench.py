@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures[f'train_ours_227_b{batch_size}_img_s']:.1f} img/s -> "
               f"{figures[f'train_speedup_227_b{batch_size}']:.2f}x")
 
-    train_images, test_images = (2_000, 500) if args.quick else (10_000, 2_000)
+    train_images, test_images = (1_000, 250) if args.quick else (10_000, 2_000)
     if gpu:
         train_images, test_images = 50_000, 10_000
     if "epoch" in args.sections:

@@ -21,7 +21,8 @@ def _bar(batches: Batches, description: str, progress: bool) -> Iterable[tuple[T
                 disable=None if progress else True)
 
 
-def _autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
+def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision in `dtype` for computations on x's device; None means plain fp32."""
     return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -29,7 +30,7 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Op
                autocast_dtype: torch.dtype | None = None,
                scaler: torch.amp.GradScaler | None = None) -> Tensor:
     """Forward, backward, update; returns the (detached) batch loss without syncing."""
-    with _autocast(x, autocast_dtype):
+    with autocast(x, autocast_dtype):
         loss = nn.functional.cross_entropy(model(x), y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
@@ -68,7 +69,7 @@ def evaluate(model: nn.Module, batches: Batches, num_classes: int, device: torch
     model.eval()
     accumulator = EvalAccumulator(num_classes, device)
     for x, y in _bar(batches, "test", progress):
-        with _autocast(x, autocast_dtype):
+        with autocast(x, autocast_dtype):
             logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
     return accumulator.compute(), accumulator.confusion_matrix()

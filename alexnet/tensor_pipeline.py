@@ -7,6 +7,7 @@ normalize = (x - mean) / std."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,9 +48,11 @@ def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
     return Draws(top, left, flip)
 
 
+@functools.lru_cache(maxsize=16)
 def resize_matrix(source: int, size: int, device: torch.device | None = None) -> Tensor:
     """Bilinear resizing of one axis as a (size, source) matrix: F.interpolate's own weights
-    (half-pixel centres, clamped edges), read off by resizing the identity."""
+    (half-pixel centres, clamped edges), read off by resizing the identity. Cached: every batch
+    of a run uses the same one (callers must not modify it)."""
     identity = torch.eye(source, device=device)
     return F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0].T
 

@@ -18,7 +18,7 @@ from alexnet import speed
 from alexnet.allocator import keep_freed_memory
 from alexnet.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.config_checks import resolve_device, validate
-from alexnet.engine import evaluate, train_one_epoch
+from alexnet.engine import autocast, evaluate, train_one_epoch
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
 from alexnet.pipelines import build_batches
@@ -56,8 +56,7 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
     sample = next(iter(test_batches))
 
     def probe(candidate: torch.nn.Module) -> None:
-        with torch.autocast(device.type, settings.autocast_dtype,
-                            enabled=settings.autocast_dtype is not None):
+        with autocast(sample[0], settings.autocast_dtype):
             candidate(sample[0]).float().logsumexp(1).mean().backward()
 
     model = speed.prepare_model(model, settings, probe)

@@ -30,7 +30,7 @@ from torchvision import transforms as T
 
 from alexnet import speed
 from alexnet.allocator import keep_freed_memory
-from alexnet.cifar import NUM_CLASSES, Split, load_cifar100
+from alexnet.cifar import NUM_CLASSES, Cifar100, Split, load_cifar100
 from alexnet.config_checks import resolve_device
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.models import build_model
@@ -119,6 +119,15 @@ def training_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings,
+               ) -> tuple[tuple[nn.Module, torch.optim.Optimizer], ...]:
+    """The same network twice, with SGD: as the notebook ran it, and with our speed settings."""
+    torch.manual_seed(0)
+    plain = build_model(name).to(device)
+    fast = speed.prepare_model(build_model(name).to(device), settings, lambda m: None)
+    return tuple((m, torch.optim.SGD(m.parameters(), lr=0.005)) for m in (plain, fast))
+
+
 def bench_pipeline(split: Split, device: torch.device, settings: speed.SpeedSettings,
                    batches: int, rounds: int) -> dict[str, float]:
     """Images/s of the input pipelines alone, 227x227 output, batch 128."""
@@ -153,12 +162,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
                     batch_size: int, steps: int, rounds: int) -> dict[str, float]:
     """Training images/s of AlexNet at 227: notebook loop and pipeline vs ours."""
     cfg = training_config(f"batch_size={batch_size}", "augmentation=crop_flip_normalize")
-    torch.manual_seed(0)
-    plain = build_model("alexnet", input_size=227).to(device)
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.005)
-    fast = speed.prepare_model(build_model("alexnet", input_size=227).to(device), settings,
-                               lambda m: None)
-    fast_opt = torch.optim.SGD(fast.parameters(), lr=0.005)
+    (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet", device, settings)
     scaler = settings.grad_scaler(device)
     ours = build_batches(split, cfg, True, device, settings)
     theirs = notebook_loader(split, batch_size)
@@ -188,24 +192,18 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
             f"train_speedup_227_b{batch_size}": result["ours"] / result["notebook"]}
 
 
-def bench_epoch(data_root: Path, device: torch.device, settings: speed.SpeedSettings,
+def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSettings,
                 train_images: int, test_images: int, rounds: int) -> dict[str, float]:
     """One epoch (train + test) of the small config end to end, and its time outside the model."""
-    cfg = training_config("model=alexnet_cifar", "batch_size=128",
-                          "augmentation=crop_flip_normalize")
-    data = load_cifar100(data_root, train_subset=train_images, test_subset=test_images)
-    torch.manual_seed(0)
-    plain = build_model("alexnet_cifar").to(device)
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.005)
-    fast = speed.prepare_model(build_model("alexnet_cifar").to(device), settings, lambda m: None)
-    fast_opt = torch.optim.SGD(fast.parameters(), lr=0.005)
+    small = ("model=alexnet_cifar", "batch_size=128", "augmentation=crop_flip_normalize")
+    cfg, tv_cfg = training_config(*small), training_config(*small, "data.pipeline=torchvision")
+    train, test = data.train.head(train_images), data.test.head(test_images)
+    (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet_cifar", device, settings)
     scaler = settings.grad_scaler(device)
-    tv_cfg = training_config("model=alexnet_cifar", "batch_size=128",
-                             "augmentation=crop_flip_normalize", "data.pipeline=torchvision")
-    their_train = build_batches(data.train, tv_cfg, True, device, settings)
-    their_test = build_batches(data.test, tv_cfg, False, device, settings)
-    our_train = build_batches(data.train, cfg, True, device, settings)
-    our_test = build_batches(data.test, cfg, False, device, settings)
+    their_train = build_batches(train, tv_cfg, True, device, settings)
+    their_test = build_batches(test, tv_cfg, False, device, settings)
+    our_train = build_batches(train, cfg, True, device, settings)
+    our_test = build_batches(test, cfg, False, device, settings)
 
     def notebook_epoch() -> float:
         return timed(device, lambda: (notebook_train(their_train, plain, plain_opt, device),
@@ -300,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if gpu:
         train_images, test_images = 50_000, 10_000
     if "epoch" in args.sections:
-        figures |= bench_epoch(args.data_root, device, settings, train_images, test_images,
+        figures |= bench_epoch(data, device, settings, train_images, test_images,
                                1 if args.quick else 2)
         print(f"one epoch of alexnet_cifar ({train_images} train + {test_images} test images, "
               f"batch 128): notebook-style {figures['epoch_small_notebook_s']:.1f} s, ours "

@@ -74,7 +74,7 @@ def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> Non
     plt.close(fig)
 
 
-def superclass_confusion(run: Run, varying: Sequence[str], path: Path) -> None:
+def superclass_heatmap(run: Run, varying: Sequence[str], path: Path) -> None:
     """Row-normalized confusion over the 20 superclasses: where each superclass's images went."""
     counts = pd.read_csv(run.path / CONFUSION_FILE, index_col=0)
     recall = counts.div(counts.sum(axis=1).where(lambda s: s > 0), axis=0)
@@ -101,5 +101,5 @@ def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list
     if scored:
         best = max(scored, key=lambda r: r.summary["final"]["test_acc"])
         written.append(out_dir / "confusion_superclass.png")
-        superclass_confusion(best, varying, written[-1])
+        superclass_heatmap(best, varying, written[-1])
     return written

@@ -30,12 +30,12 @@ from torchvision import transforms as T
 
 from alexnet import speed
 from alexnet.allocator import keep_freed_memory
-from alexnet.cifar import NUM_CLASSES, Cifar100, Split, load_cifar100
 from alexnet.config_checks import resolve_device
+from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split, load_cifar100
+from alexnet.data.pipelines import build_batches
+from alexnet.data.torchvision_pipeline import SplitDataset
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.models import build_model
-from alexnet.pipelines import build_batches
-from alexnet.torchvision_pipeline import SplitDataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SECTIONS = ("pipeline", "train", "epoch")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -11,10 +12,18 @@ from tqdm import tqdm
 
 from alexnet.metrics import EvalAccumulator
 
-Batches = Iterable[tuple[Tensor, Tensor]]
+
+@dataclass
+class EpochProgress:
+    """How far a training pass has got: what a mid-epoch checkpoint needs to continue it exactly."""
+
+    loss_sum: Tensor  # float64 on the device: the summed batch losses so far
+    images: int = 0
+    seconds: float = 0.0
 
 
-def _bar(batches: Batches, description: str, progress: bool) -> Iterable[tuple[Tensor, Tensor]]:
+def _bar(batches: Iterable[tuple[Tensor, Tensor]], description: str,
+         progress: bool) -> Iterable[tuple[Tensor, Tensor]]:
     total = len(batches) if isinstance(batches, Sized) else None
     # disable=None hides the bar when stderr is not a terminal (logs, CI, sweeps in a pipe).
     return tqdm(batches, desc=description, total=total, leave=False,
@@ -43,28 +52,36 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Op
     return loss.detach()
 
 
-def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
-                    device: torch.device, progress: bool = True,
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+                    optimizer: torch.optim.Optimizer, device: torch.device, progress: bool = True,
                     autocast_dtype: torch.dtype | None = None,
-                    scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
-    """Update the model over every batch; return mean train loss, seconds and images/s."""
+                    scaler: torch.amp.GradScaler | None = None, *,
+                    resume: EpochProgress | None = None,
+                    on_step: Callable[[EpochProgress], None] | None = None) -> dict[str, float]:
+    """Update the model over every batch; return mean train loss, seconds and images/s.
+
+    `resume` continues a pass from a mid-epoch checkpoint (the batches continue on their own);
+    `on_step` is called after every step, the run's safe point to beat and to stop."""
     model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    images = 0
-    start = time.perf_counter()
+    state = resume or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
+    start = time.perf_counter() - state.seconds
     for x, y in _bar(batches, "train", progress):
         loss = train_step(model, x, y, optimizer, autocast_dtype, scaler)
-        loss_sum += loss.double() * len(y)
-        images += len(y)
-    train_loss = float(loss_sum) / images  # the one host sync of the epoch
+        state.loss_sum += loss.double() * len(y)
+        state.images += len(y)
+        if on_step is not None:
+            state.seconds = time.perf_counter() - start
+            on_step(state)
+    train_loss = float(state.loss_sum) / state.images  # the one host sync of the epoch
     seconds = time.perf_counter() - start
-    return {"train_loss": train_loss, "train_time_s": seconds, "images_per_s": images / seconds}
+    return {"train_loss": train_loss, "train_time_s": seconds,
+            "images_per_s": state.images / seconds}
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Batches, num_classes: int, device: torch.device,
-             progress: bool = True, autocast_dtype: torch.dtype | None = None,
-             ) -> tuple[dict[str, float], Tensor]:
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
+             device: torch.device, progress: bool = True, autocast_dtype: torch.dtype | None = None,
+             on_step: Callable[[], None] | None = None) -> tuple[dict[str, float], Tensor]:
     """Loss, top-1, top-5 and macro-F1 over the whole split, plus its confusion matrix."""
     model.eval()
     accumulator = EvalAccumulator(num_classes, device)
@@ -72,4 +89,6 @@ def evaluate(model: nn.Module, batches: Batches, num_classes: int, device: torch
         with autocast(x, autocast_dtype):
             logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
+        if on_step is not None:
+            on_step()
     return accumulator.compute(), accumulator.confusion_matrix()

@@ -15,9 +15,9 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from alexnet.cifar import load_cifar100  # noqa: E402
 from alexnet.config_checks import validate  # noqa: E402
-from alexnet.pipelines import preview  # noqa: E402
+from alexnet.data.cifar import load_cifar100  # noqa: E402
+from alexnet.data.pipelines import preview  # noqa: E402
 
 log = logging.getLogger(__name__)
 

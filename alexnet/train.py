@@ -1,11 +1,17 @@
-"""Train AlexNet on CIFAR-100 once (`python -m alexnet.train`) or sweep (`... -m a=1,2 b=x,y`)."""
+"""Train AlexNet on CIFAR-100 once (`python -m alexnet.train`) or sweep (`... -m a=1,2 b=x,y`).
+
+Rerunning a command with the same `hydra.sweep.dir` (or `hydra.run.dir`) continues it: finished
+runs are left alone, interrupted ones go on from their last checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pandas as pd
@@ -14,17 +20,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet import speed
+from alexnet import early_stop, speed
 from alexnet.allocator import keep_freed_memory
-from alexnet.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.config_checks import resolve_device, validate
-from alexnet.engine import autocast, evaluate, train_one_epoch
+from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
+from alexnet.data.pipelines import build_batches
+from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
+from alexnet.files import OutputError
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
-from alexnet.pipelines import build_batches
-from alexnet.run_record import CONFUSION_FILE, RunRecord
+from alexnet.results.record import CONFUSION_FILE, RunRecord
+from alexnet.resume import checkpoint
+from alexnet.resume.run_dir import RunDirConflict, plan
+from alexnet.resume.stop import GracefulStop, SweepStopped
 
 log = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):  # noqa: N818 - a state, as in the run's status
+    """A stop signal reached the run's safe point; its checkpoint is saved."""
 
 
 def describe(device: torch.device) -> str:
@@ -33,10 +47,13 @@ def describe(device: torch.device) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
-def fit(cfg: DictConfig, record: RunRecord) -> float:
-    """Train for cfg.epochs, recording every epoch; return the final test accuracy."""
+def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
+        saved: dict[str, Any] | None = None) -> str:
+    """Train up to cfg.epochs, from scratch or from the checkpoint `saved`, recording and
+    checkpointing every epoch; returns the final status."""
+    stop = stop or GracefulStop()
     device = resolve_device(cfg.device)
-    record.set_device(describe(device))
+    record.set_device(describe(device), torch_threads=torch.get_num_threads())
     settings = speed.resolve(cfg.speed, device)
     if cfg.speed.keep_freed_memory:
         keep_freed_memory()
@@ -50,8 +67,9 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
     test_batches = build_batches(data.test, cfg, False, device, settings)
     # Every key of the model config but these two is a constructor argument of the network.
     options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
-    model = build_model(cfg.model.name, **options).to(device)
-    optimizer = hydra.utils.instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
+    network = build_model(cfg.model.name, **options).to(device)
+    optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
+                                        _convert_="all")
     scaler = settings.grad_scaler(device)
     sample = next(iter(test_batches))
 
@@ -59,53 +77,129 @@ def fit(cfg: DictConfig, record: RunRecord) -> float:
         with autocast(sample[0], settings.autocast_dtype):
             candidate(sample[0]).float().logsumexp(1).mean().backward()
 
-    model = speed.prepare_model(model, settings, probe)
+    model = speed.prepare_model(network, settings, probe)
+    state = checkpoint.TrainingState(network, optimizer, scaler, train_batches)
+    checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
+    overrides = record.summary["overrides"]
+    in_progress = None
+    if saved is not None:
+        epochs, in_progress = checkpoint.restore(saved, state, device)
+        record.resumed_from(epochs)
+        log.info("resuming %s after epoch %d%s", record.run_dir, len(epochs),
+                 f", {in_progress.images} images into the next" if in_progress else "")
+
+    def safe_point(progress: EpochProgress) -> None:
+        """After every step: beat, and on a stop signal save where we are and end the run."""
+        record.beat()
+        if stop.requested is None:
+            return
+        if train_batches.resumes_mid_pass:
+            checkpoint.save(checkpoint_path, state, overrides, record.epochs, progress)
+        raise Interrupted(f"stopped by {stop.requested.name} in epoch {len(record.epochs) + 1}")
+
     fine_to_coarse = data.fine_to_coarse()
-    row: dict[str, float] = {}
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
+    status = "completed"
+    while len(record.epochs) < cfg.epochs:
+        if early_stop.should_stop(record.epochs, cfg.early_stop):
+            status = "early_stopped"
+            log.info("early stop: %s has not improved for %d epochs", cfg.early_stop.monitor,
+                     cfg.early_stop.patience)
+            break
+        epoch = len(record.epochs) + 1
         train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress,
-                                      settings.autocast_dtype, scaler)
+                                      settings.autocast_dtype, scaler, resume=in_progress,
+                                      on_step=safe_point)
+        in_progress = None
+        test_start = time.perf_counter()
         test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress,
-                                         settings.autocast_dtype)
+                                         settings.autocast_dtype, on_step=record.beat)
         row = {"epoch": epoch, **train_stats, **test_stats,
-               "epoch_time_s": time.perf_counter() - start}
-        record.add_epoch(row)
-        record.save_table(CONFUSION_FILE, pd.DataFrame(
-            superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
-            index=data.superclasses, columns=data.superclasses))
+               "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
         log.info("epoch %d/%d  train_loss %.4f  test_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
                  "%.0f img/s", epoch, cfg.epochs, row["train_loss"], row["test_loss"],
                  row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"])
         if not math.isfinite(row["train_loss"]):
             log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
-            record.finish("diverged")
-            return row["test_acc"]
-    record.finish("completed")
-    return row["test_acc"]
+            record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
+            record.finish("diverged", stopped_epoch=epoch)
+            return "diverged"
+        checkpoint.save(checkpoint_path, state, overrides, [*record.epochs, row])
+        record.add_epoch(row)
+        record.save_table(CONFUSION_FILE, pd.DataFrame(
+            superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
+            index=data.superclasses, columns=data.superclasses))
+        if stop.requested is not None:
+            raise Interrupted(f"stopped by {stop.requested.name} after epoch {epoch}")
+    if cfg.checkpoint.keep == "weights":
+        checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, network)
+    record.finish(status, stopped_epoch=len(record.epochs) if status == "early_stopped" else None)
+    if cfg.checkpoint.keep == "weights":
+        checkpoint_path.unlink(missing_ok=True)
+    return status
+
+
+def _final_acc(summary: dict[str, Any]) -> float:
+    return float((summary.get("final") or {}).get("test_acc", float("nan")))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the final test accuracy so sweepers can optimize it."""
     hydra_cfg = HydraConfig.get()
-    record = RunRecord(Path(hydra_cfg.runtime.output_dir),
-                       OmegaConf.to_container(cfg, resolve=True),
-                       list(hydra_cfg.overrides.task))
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep_dir = str(hydra_cfg.sweep.dir) if multirun else None
     try:
-        validate(cfg)
-        return fit(cfg, record)
-    except KeyboardInterrupt as err:
-        record.finish("interrupted", err)
-        raise
-    except Exception as err:
-        record.finish("failed", err)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        decision = plan(run_dir, overrides)
+    except (RunDirConflict, checkpoint.CheckpointError) as err:
+        raise SweepStopped(str(err), sweep_dir=sweep_dir) from None
+    if decision.action == "skip" and decision.previous is not None:
+        log.info("%s is already %s: not trained again", run_dir, decision.previous["status"])
+        return _final_acc(decision.previous)
+
+    record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides,
+                       cfg.heartbeat_s, previous=decision.previous)
+    with GracefulStop() as stop:
+        try:
+            validate(cfg)
+            status = fit(cfg, record, stop, decision.checkpoint)
+        except Interrupted as err:
+            record.finish("interrupted", err)
+            raise SweepStopped(f"{run_dir}: {err}; its checkpoint is saved. Rerun the same command "
+                               "to resume.", stop.exit_code, sweep_dir) from None
+        except KeyboardInterrupt as err:
+            record.finish("interrupted", err)
             raise
-        # In a sweep one bad run must not stop the others: it is on record, move on.
-        log.error("run failed, sweep goes on: %s: %s", type(err).__name__, err)
-        return float("nan")
+        except OutputError as err:  # the disk refuses: every later run would fail the same way
+            with contextlib.suppress(OutputError):
+                record.finish("failed", err)
+            raise SweepStopped(str(err), sweep_dir=sweep_dir) from None
+        except Exception as err:
+            record.finish("failed", err)
+            if not multirun:
+                raise
+            # In a sweep one bad run must not stop the others: it is on record, move on.
+            log.error("run failed, sweep goes on: %s: %s", type(err).__name__, err)
+            return float("nan")
+    if status == "diverged" and not multirun:
+        raise SweepStopped(f"the run diverged; its record is in {run_dir}")
+    return _final_acc(record.summary)
+
+
+def cli() -> None:
+    """`python -m alexnet.train`: a run or sweep stopped on purpose ends with a message, its table
+    brought up to date, and a non-zero exit status, not a traceback."""
+    try:
+        main()
+    except SweepStopped as stopped:
+        if stopped.sweep_dir is not None:
+            from alexnet.callbacks import report_sweep
+
+            report_sweep(Path(stopped.sweep_dir))
+        print(f"stopped: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

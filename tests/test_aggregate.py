@@ -7,8 +7,10 @@ import sys
 import pandas as pd
 import pytest
 
-from alexnet.aggregate import aggregate, collect, main, notebook_table
-from alexnet.run_record import RunRecord
+from alexnet.aggregate import main
+from alexnet.results.aggregate import aggregate, notebook_table
+from alexnet.results.collect import collect
+from alexnet.results.record import RunRecord
 from cifar_files import CLASSES, make_split
 from conftest import REPO
 

@@ -21,7 +21,9 @@ def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_
         "-m", "optimizer=sgd,adam", "batch_size=16,0", "epochs=2", "model=alexnet_cifar",
         f"data.root={cifar_root}", "data.download=false", "progress=false",
         f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the sweep went on, and says what failed
+    assert f"4 runs: 2 completed, 2 failed; results: {sweep_dir / 'results.csv'}" in result.stderr
+    assert f"failed: {sweep_dir / '1'} (optimizer=sgd batch_size=0" in result.stderr
 
     runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert [p.name for p in runs] == ["0", "1", "2", "3"]

@@ -6,8 +6,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from alexnet import tensor_pipeline, torchvision_pipeline
-from alexnet.cifar import load_cifar100
+from alexnet.data import tensor_pipeline, torchvision_pipeline
+from alexnet.data.cifar import load_cifar100
 
 GREY_LEVEL = 1 / 255  # torchvision rounds to uint8 after resizing; ours stays in float
 

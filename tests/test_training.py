@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet import speed
-from alexnet.run_record import RunRecord
+from alexnet.results.record import RunRecord
 from alexnet.train import fit
 from conftest import REPO
 
@@ -22,8 +22,8 @@ def tiny_config(root, *overrides):
 
 def run(cfg, out_dir):
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), [])
-    final_acc = fit(cfg, record)
-    return final_acc, record
+    fit(cfg, record)
+    return record.summary["final"]["test_acc"], record
 
 
 @pytest.mark.parametrize("pipeline", ["tensor", "torchvision"])

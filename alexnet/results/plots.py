@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -13,10 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from alexnet.run_record import CONFUSION_FILE  # noqa: E402
-
-if TYPE_CHECKING:
-    from alexnet.aggregate import Run
+from alexnet.results.collect import Run  # noqa: E402
+from alexnet.results.record import CONFUSION_FILE  # noqa: E402
 
 
 def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:
@@ -92,6 +90,9 @@ def superclass_heatmap(run: Run, varying: Sequence[str], path: Path) -> None:
 
 def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list[Path]:
     """Learning curves, final scores, and the best run's superclass confusion; returns the files."""
+    runs = [run for run in runs if run.status != "not_started"]
+    if not runs:
+        return []
     varying = label_keys(runs, varying)
     written = [out_dir / "learning_curves.png", out_dir / "final_scores.png"]
     learning_curves(runs, varying, written[0])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet.safe_pickle import UnsafePickleError, load_restricted
+from alexnet.data.safe_pickle import UnsafePickleError, load_restricted
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
-from alexnet import tensor_pipeline, torchvision_pipeline
-from alexnet.cifar import Split
-from alexnet.engine import Batches
+from alexnet.data import tensor_pipeline, torchvision_pipeline
+from alexnet.data.cifar import Split
 from alexnet.speed import SpeedSettings
 
 PIPELINES = ("tensor", "torchvision")
+
+
+class Batches(Protocol):
+    """A split served as (images as the network wants them, labels) on the training device, a
+    fresh shuffled pass per iteration, whose position a checkpoint can save and restore."""
+
+    resumes_mid_pass: bool  # whether state_dict() taken half-way through a pass continues it
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the next batch comes from: generator state and, mid-pass, the pass's plan."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a state_dict(): the next iteration goes on where that one stood."""
 
 
 def build_batches(split: Split, cfg: DictConfig, train: bool, device: torch.device,

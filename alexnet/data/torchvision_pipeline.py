@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -11,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from alexnet.cifar import Split
+from alexnet.data.cifar import Split
 
 
 def build_transform(augmentation: DictConfig, input_size: int, train: bool) -> T.Compose:
@@ -46,7 +47,10 @@ class SplitDataset(Dataset):
 
 
 class TorchvisionBatches:
-    """Batches from a DataLoader, moved to the training device."""
+    """Batches from a DataLoader, moved to the training device. A checkpoint saves the shuffling
+    generator between passes; a pass interrupted half-way is redone from its start."""
+
+    resumes_mid_pass = False
 
     def __init__(self, split: Split, augmentation: DictConfig, input_size: int, batch_size: int,
                  train: bool, device: torch.device, seed: int, num_workers: int = 0) -> None:
@@ -56,6 +60,7 @@ class TorchvisionBatches:
             generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda",
         )
         self.device = device
+        self.generator = self.loader.generator
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -64,6 +69,13 @@ class TorchvisionBatches:
         for images, labels in self.loader:
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffling generator, between passes (this pipeline cannot save a pass half-way)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
 
 def augment_batch(images: torch.Tensor, augmentation: DictConfig, input_size: int,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
 from torch.nn import functional as F
 
-from alexnet.cifar import Split
+from alexnet.data.cifar import Split
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Draws:
     top: Tensor
     left: Tensor
     flip: Tensor | None
+
+    def __getitem__(self, rows: slice) -> Draws:
+        return Draws(self.top[rows], self.left[rows], None if self.flip is None else self.flip[rows])
 
 
 def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
@@ -90,7 +94,13 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
 
 
 class TensorBatches:
-    """A split held on `device`, served as augmented batches in a fresh shuffled order each pass."""
+    """A split held on `device`, served as augmented batches in a fresh shuffled order each pass.
+
+    Each pass is planned in three calls at its start (the order, every image's crop corner, every
+    flip) and then served in slices, so the per-batch work is indexing and two matmuls, and a
+    checkpoint can save a pass half-way: the plan and the next position."""
+
+    resumes_mid_pass = True
 
     def __init__(self, split: Split, augmentation: DictConfig, input_size: int, batch_size: int,
                  train: bool, device: torch.device, seed: int,
@@ -102,17 +112,48 @@ class TensorBatches:
         self.batch_size, self.train, self.device = batch_size, train, device
         self.dtype, self.memory_format = dtype, memory_format
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        # The pass being served (its order and draws) and where its next batch starts; a pass
+        # restored by load_state_dict waits in _resumed until the next iteration takes it up.
+        self._plan: tuple[Tensor, Draws] | None = None
+        self._next = 0
+        self._resumed: tuple[tuple[Tensor, Draws], int] | None = None
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         count = len(self.labels)
-        order = (torch.randperm(count, device=self.device, generator=self.generator)
-                 if self.train else torch.arange(count, device=self.device))
-        for start in range(0, count, self.batch_size):
-            index = order[start:start + self.batch_size]
-            draws = draw(len(index), self.augmentation, self.input_size, self.train,
-                         self.generator, self.device)
-            yield apply(self.images[index], draws, self.augmentation, self.input_size,
+        if self._resumed is not None:
+            (self._plan, self._next), self._resumed = self._resumed, None
+        else:
+            order = (torch.randperm(count, device=self.device, generator=self.generator)
+                     if self.train else torch.arange(count, device=self.device))
+            draws = draw(count, self.augmentation, self.input_size, self.train, self.generator,
+                         self.device)
+            self._plan, self._next = (order, draws), 0
+        order, draws = self._plan
+        while self._next < count:
+            rows = slice(self._next, self._next + self.batch_size)
+            self._next = rows.stop
+            index = order[rows]
+            yield apply(self.images[index], draws[rows], self.augmentation, self.input_size,
                         self.dtype, self.memory_format), self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"generator": self.generator.get_state()}
+        if self._plan is not None and self._next < len(self.labels):  # half-way through a pass
+            order, draws = self._plan
+            state["pass"] = {"order": order.cpu(), "top": draws.top.cpu(),
+                             "left": draws.left.cpu(),
+                             "flip": None if draws.flip is None else draws.flip.cpu(),
+                             "next": self._next}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        plan = state.get("pass")
+        self._plan, self._next, self._resumed = None, 0, None
+        if plan is not None:
+            flip = None if plan["flip"] is None else plan["flip"].to(self.device)
+            draws = Draws(plan["top"].to(self.device), plan["left"].to(self.device), flip)
+            self._resumed = (plan["order"].to(self.device), draws), int(plan["next"])

@@ -1,0 +1,87 @@
+"""Hydra callbacks of every multirun (conf/config.yaml, hydra.callbacks): check the data once
+before any job starts, and end with the sweep's table, a one-line summary and an exit status
+that says whether every run succeeded."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+SUCCEEDED = ("completed", "early_stopped")
+STATUS_ORDER = ("completed", "early_stopped", "failed", "diverged", "interrupted", "stale",
+                "running", "not_started")
+
+
+def sweep_varies(config: DictConfig, prefix: str) -> bool:
+    """Whether the sweep (command line or hydra.sweeper.params) sweeps a key under `prefix`."""
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    return any(o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith(prefix)
+               for o in OverridesParser.create().parse_overrides(arguments))
+
+
+def report_sweep(sweep_dir: Path) -> bool:
+    """Aggregate the sweep, print its summary line (and the runs that did not succeed); returns
+    whether every planned run succeeded."""
+    from alexnet.results.aggregate import aggregate
+
+    try:
+        runs = aggregate([sweep_dir], sweep_dir, compare_notebook=True).runs
+    except Exception:  # the runs are on disk whatever happens here; say so and finish
+        log.exception("aggregating %s failed; rerun python -m alexnet.aggregate %s",
+                      sweep_dir, sweep_dir)
+        return False
+    counts = Counter(run.status for run in runs)
+    order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts) - set(STATUS_ORDER))
+    print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in order)
+          + f"; results: {sweep_dir / 'results.csv'}", file=sys.stderr)
+    for run in runs:
+        if run.status not in SUCCEEDED:
+            error = (run.summary.get("error") or {}).get("message", "")
+            print(f"  {run.status}: {run.path} ({' '.join(run.overrides)})"
+                  + (f": {error.splitlines()[0]}" if error else ""), file=sys.stderr)
+    return all(run.status in SUCCEEDED for run in runs)
+
+
+class PreflightChecks(Callback):
+    """Before the first job: refuse a sweep dir that holds another sweep (Hydra would overwrite its
+    multirun.yaml and mix the runs), and stop a sweep whose data set every run would find missing
+    or corrupt, with the data error's message, instead of failing each run in turn. (The data check
+    is skipped when the sweep varies data.*: then each run reports its own.) With data.download on,
+    the data is fetched here once, so parallel jobs do not all download it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from alexnet.data.cifar import DataError, load_cifar100
+        from alexnet.results.planned import jobs_of, planned_jobs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        earlier = planned_jobs(sweep_dir)
+        if earlier is not None and earlier != jobs_of(config):
+            raise SystemExit(
+                f"error: {sweep_dir} holds another sweep (its multirun.yaml plans other jobs). To "
+                "resume it, rerun the command it was made with (hydra.overrides.task in that file); "
+                "for a new sweep, give a new hydra.sweep.dir.")
+        if sweep_varies(config, "data"):
+            return
+        try:
+            load_cifar100(config.data.root, config.data.download, train_subset=1, test_subset=1)
+        except DataError as err:
+            raise SystemExit(f"error: no run of this sweep can start: {err}") from None
+
+
+class AggregateOnMultirunEnd(Callback):
+    """Writes results.csv/.md and plots into the sweep dir when a multirun ends, prints the
+    summary line, and exits non-zero if any run failed, diverged or was interrupted."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not report_sweep(Path(config.hydra.sweep.dir)):
+            raise SystemExit(1)

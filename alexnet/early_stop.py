@@ -1,0 +1,21 @@
+"""Early stopping (off unless `early_stop.patience` is set): end a run whose monitored metric has not
+improved by `min_delta` for `patience` epochs. Decided from the epochs' metrics alone, so a resumed
+run decides exactly as an uninterrupted one would."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig) -> bool:
+    """Whether the last `patience` epochs all failed to beat the best value before them."""
+    patience = early_stop.patience
+    if patience is None or len(epochs) <= patience:
+        return False
+    sign = 1.0 if early_stop.mode == "max" else -1.0
+    values = [sign * float(row[early_stop.monitor]) for row in epochs]
+    best_before = max(values[:-patience])
+    return all(value < best_before + early_stop.min_delta for value in values[-patience:])

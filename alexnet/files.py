@@ -1,0 +1,69 @@
+"""Writing a run's files so that a kill or a full disk never leaves half a file behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+class OutputError(OSError):
+    """A run's file could not be written (disk full, folder not writable); names the path and the fix.
+    Whatever was written before is still whole."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        hint = ("free some disk space" if cause.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "make the folder writable")
+        super().__init__(cause.errno, f"cannot write {path}: {reason}. The files written before "
+                         f"are intact; {hint}, or move the outputs with hydra.run.dir=/ "
+                         "hydra.sweep.dir=, then rerun the same command to resume.")
+        self.path = path
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through `write` into a temp file beside `path`, flush and fsync it, then rename it over
+    `path`: a reader (or a resume after a kill) sees the old file or the new one, never a torn one.
+    Raises OutputError naming `path` when the disk refuses."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise OutputError(path, err) from err
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append text to a log-like file (metrics.csv); OutputError naming `path` when refused."""
+    try:
+        with open(path, "a", newline="") as f:
+            f.write(text)
+    except OSError as err:
+        raise OutputError(Path(path), err) from err
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a power loss right after it must not undo it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

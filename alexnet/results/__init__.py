@@ -1,0 +1,1 @@
+"""What runs leave on disk (records) and what is made of many runs (tables, plots)."""

@@ -1,0 +1,138 @@
+"""Turn many runs into one table: results.csv (a row per run, planned ones included), results.md
+(the same ranked by final accuracy), the notebook comparison, and plots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alexnet.results import plots as plotting
+from alexnet.results.collect import Collection, Run, collect
+from alexnet.results.liveness import DEFAULT_STALE_AFTER_S
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEPS = Path("outputs") / "sweeps"
+# Hyperparameters first in the table, in this order, when they vary.
+LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip",
+           "augmentation.normalize", "optimizer", "optimizer.lr", "batch_size", "epochs",
+           "model.logit_relu", "seed"]
+METRIC_COLUMNS = ["final_acc", "best_acc", "best_epoch", "final_top5", "final_f1",
+                  "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
+                  "wall_time_s", "images_per_s", "status", "overrides", "run_dir"]
+
+
+def varying_columns(runs: Sequence[Run]) -> list[str]:
+    """Hyperparameters whose value differs between runs: leading ones first, then the rest."""
+    # A key only some runs have (momentum beside Adam) varies only if its present values differ.
+    table = pd.DataFrame([r.hyperparameters for r in runs])
+    varying = [c for c in table.columns if table[c].dropna().astype(str).nunique() > 1]
+    return [c for c in LEADING if c in varying] + sorted(c for c in varying if c not in LEADING)
+
+
+def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.DataFrame:
+    """A row per run: the varying hyperparameters, then final/best metrics and status."""
+    columns = varying_columns(runs)
+    rows = []
+    for run in runs:
+        final = run.summary.get("final") or {}
+        best = run.summary.get("best") or {}
+        speed = run.metrics["images_per_s"].mean() if "images_per_s" in run.metrics else None
+        where = run.path
+        if relative_to is not None and run.path.is_relative_to(relative_to):
+            where = run.path.relative_to(relative_to)
+        rows.append({
+            **{c: run.hyperparameters.get(c) for c in columns},
+            "final_acc": final.get("test_acc"), "best_acc": best.get("test_acc"),
+            "best_epoch": best.get("epoch"), "final_top5": final.get("test_top5"),
+            "final_f1": final.get("test_f1"), "final_train_loss": final.get("train_loss"),
+            "final_test_loss": final.get("test_loss"),
+            "epochs_done": run.summary.get("epochs_done", len(run.metrics)),
+            "epochs_planned": run.summary.get("epochs_planned"),
+            "wall_time_s": run.summary.get("wall_time_s"), "images_per_s": speed,
+            "status": run.status,
+            "overrides": " ".join(run.overrides), "run_dir": str(where),
+        })
+    return pd.DataFrame(rows, columns=[*columns, *METRIC_COLUMNS])
+
+
+def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """The notebook's columns for every run of one of its experiments, beside what it reported."""
+    rows = []
+    for run in runs:
+        if not run.notebook:
+            continue
+        h, final = run.hyperparameters, run.summary.get("final") or {}
+        transforms = [name for name in ("crop", "flip") if h.get(f"augmentation.{name}")]
+        row = {
+            "run": run.notebook.get("run"),
+            "transforms": "+".join(transforms) or "none",
+            "normalization": bool(h.get("augmentation.normalize")),
+            "batch_size": h.get("batch_size"), "lr": h.get("optimizer.lr"),
+            "optimizer": h.get("optimizer"), "epochs": h.get("epochs"),
+            "model": h.get("model.name"), "logit_relu": h.get("model.logit_relu"),
+            "f1": final.get("test_f1"), "accuracy": final.get("test_acc"),
+            "notebook_f1": run.notebook.get("f1"), "notebook_accuracy": run.notebook.get("accuracy"),
+            "status": run.summary.get("status"),
+        }
+        row["f1_diff"] = _difference(row["f1"], row["notebook_f1"])
+        row["accuracy_diff"] = _difference(row["accuracy"], row["notebook_accuracy"])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["run", "logit_relu"], ignore_index=True) if rows else table
+
+
+def _difference(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or theirs is None else ours - theirs
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table; floats to 4 significant digits, missing values blank."""
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
+    """The most recent sweep directory (outputs/sweeps/<date>/<time>)."""
+    sweeps = sorted(p for p in base.glob("*/*") if p.is_dir())
+    if not sweeps:
+        raise FileNotFoundError(
+            f"no sweep found under {base}/; run one with `python -m alexnet.train -m ...` or name "
+            "the run directories: python -m alexnet.results.aggregate DIR [DIR ...]")
+    return sweeps[-1]
+
+
+def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
+              plots: bool = True, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Collection:
+    """Write results.csv, results.md (and notebook_comparison.*, plots) into out_dir."""
+    collection = collect(roots, stale_after_s)
+    for path, reason in collection.skipped:
+        log.warning("skipped %s: %s", path, reason)
+    if not collection.runs:
+        raise FileNotFoundError(f"no readable run under {', '.join(map(str, roots))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = results_table(collection.runs, relative_to=out_dir)
+    table.to_csv(out_dir / "results.csv", index=False)
+    ranked = table.sort_values("final_acc", ascending=False, na_position="last")
+    (out_dir / "results.md").write_text(markdown(ranked.drop(columns=["overrides"])))
+    comparison = notebook_table(collection.runs) if compare_notebook else pd.DataFrame()
+    if not comparison.empty:
+        comparison.to_csv(out_dir / "notebook_comparison.csv", index=False)
+        (out_dir / "notebook_comparison.md").write_text(markdown(comparison))
+    if plots:
+        plotting.draw_all(collection.runs, varying_columns(collection.runs), out_dir)
+    return collection

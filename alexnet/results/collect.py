@@ -1,0 +1,120 @@
+"""Read the runs under some folders, as they stand on disk: finished, failed, still running, killed
+(`stale`), and, for a Hydra sweep, the planned runs that have no folder yet (`not_started`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+
+from alexnet.results.liveness import DEFAULT_STALE_AFTER_S, effective_status
+from alexnet.results.planned import planned_jobs
+from alexnet.results.record import METRICS_FILE, RESULTS_FILE, read_summary
+
+# Config keys that describe a run but are not hyperparameters.
+NOT_HYPERPARAMETERS = ("notebook.",)
+# Config groups whose chosen option shows in a flattened config under another key.
+GROUP_COLUMNS = {"model": "model.name"}
+
+
+@dataclass
+class Run:
+    """One run as read from disk (or planned by its sweep and not started)."""
+
+    path: Path
+    summary: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    metrics: pd.DataFrame
+    notebook: dict[str, Any] | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+
+@dataclass
+class Collection:
+    runs: list[Run]
+    skipped: list[tuple[Path, str]]
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every directory under the roots that a run wrote (results.json or Hydra's .hydra/)."""
+    found: set[Path] = set()
+    for root in roots:
+        for marker in [*root.rglob(RESULTS_FILE), *root.rglob(".hydra")]:
+            found.add(marker.parent)
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys for the hyperparameters of a resolved config; the optimizer by its short name."""
+    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith(NOT_HYPERPARAMETERS):
+            continue
+        if key == "optimizer._target_":
+            key, value = "optimizer", str(value).rsplit(".", 1)[-1].lower()
+        out[key] = str(value) if isinstance(value, list) else value
+    return out
+
+
+def read_run(path: Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Run:
+    """Read one run; raises ValueError naming what is missing or unreadable."""
+    summary = read_summary(path)
+    if summary is None:
+        raise ValueError(f"no {RESULTS_FILE} (the run never started, or is not one of ours)")
+    summary = {**summary, "status": effective_status(summary, stale_after_s)}
+    metrics_path = path / METRICS_FILE
+    try:
+        metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else pd.DataFrame()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{METRICS_FILE} is unreadable ({err})") from err
+    overrides_path = path / ".hydra" / "overrides.yaml"
+    overrides = (list(OmegaConf.load(overrides_path)) if overrides_path.is_file()
+                 else list(summary.get("overrides") or []))
+    hyperparameters = flatten(summary["config"])
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    if experiment is not None:
+        hyperparameters["experiment"] = experiment
+    return Run(path, summary, hyperparameters, metrics, summary["config"].get("notebook"),
+               overrides)
+
+
+def not_started(path: Path, overrides: list[str]) -> Run:
+    """A planned run without a record: what its overrides say, and status `not_started`."""
+    hyperparameters: dict[str, Any] = {}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        hyperparameters[GROUP_COLUMNS.get(key, key)] = yaml.safe_load(value)
+    summary = {"status": "not_started", "overrides": overrides, "epochs_done": 0}
+    return Run(path, summary, hyperparameters, pd.DataFrame(), None, list(overrides))
+
+
+def collect(roots: Sequence[Path], stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Collection:
+    """Every run under the roots; a sweep root's planned runs without a record as not_started."""
+    runs, skipped = [], []
+    for path in find_run_dirs(roots):
+        try:
+            runs.append(read_run(path, stale_after_s))
+        except (ValueError, OSError) as err:
+            skipped.append((path, str(err)))
+    for root in roots:
+        recorded = {tuple(sorted(run.overrides)) for run in runs if run.path.is_relative_to(root)}
+        for number, job in enumerate(planned_jobs(root) or []):
+            if tuple(sorted(job)) not in recorded:
+                runs.append(not_started(root / str(number), job))
+    planned_paths = {run.path for run in runs if run.status == "not_started"}
+    skipped = [(path, reason) for path, reason in skipped if path not in planned_paths]
+    return Collection(runs, skipped)

@@ -1,0 +1,162 @@
+"""What one run leaves in its output directory: metrics.csv (a row per epoch, appended as it goes)
+and results.json (status, final and best metrics, config, and who is running it: host, process,
+heartbeat), always replaced atomically so a kill never leaves a torn record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alexnet.files import append_line, write_atomic
+from alexnet.results.liveness import process_start_time
+
+METRICS_FILE = "metrics.csv"
+RESULTS_FILE = "results.json"
+CONFUSION_FILE = "confusion_superclass.csv"
+# A run in one of these states is done: rerunning its sweep leaves it alone.
+FINISHED = ("completed", "diverged", "early_stopped")
+
+
+def _now_iso(seconds: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """results.json and friends: a reader sees the old file or the new one, never half a file."""
+    text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's results.json, or None when it has none; ValueError when it is not ours."""
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise ValueError(f"{path} lacks the resolved config: not a run record of alexnet-sweeps")
+    return summary
+
+
+class RunRecord:
+    """Keeps metrics.csv and results.json of one run current, so a crash loses no finished epoch."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], overrides: list[str],
+                 heartbeat_s: float = 30.0, previous: dict[str, Any] | None = None) -> None:
+        """`previous` is the record of an earlier attempt at this run dir (a resume): its wall time
+        and attempts carry over, the rest is rewritten as this attempt goes."""
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.heartbeat_s = heartbeat_s
+        self.started = time.time()
+        self._last_beat = 0.0
+        self.epochs: list[dict[str, Any]] = []
+        previous = previous or {}
+        self._earlier_wall_time = float(previous.get("wall_time_s") or 0.0)
+        self.summary: dict[str, Any] = {
+            "status": "running",
+            "error": None,
+            "epochs_planned": config.get("epochs"),
+            "epochs_done": 0,
+            "stopped_epoch": None,
+            "final": None,
+            "best": None,
+            "wall_time_s": 0.0,
+            "device": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_started": process_start_time(os.getpid()),
+            "heartbeat_at": self.started,
+            "started_at": previous.get("started_at") or _now_iso(self.started),
+            "attempts": [*previous.get("attempts", []), {"started_at": _now_iso(self.started),
+                                                          "resumed_from_epoch": None}],
+            "overrides": overrides,
+            "config": config,
+        }
+        self._save()
+
+    def set_device(self, description: str, **details: Any) -> None:
+        self.summary["device"] = description
+        self.summary.update(details)
+        self._save()
+
+    def resumed_from(self, epochs: list[dict[str, Any]]) -> None:
+        """Continue after `epochs` (from a checkpoint): metrics.csv is rewritten to hold exactly
+        those rows, so an epoch that was killed half-way (or recorded after its checkpoint)
+        appears once, when it is redone."""
+        self.epochs = list(epochs)
+        self.summary["attempts"][-1]["resumed_from_epoch"] = len(epochs)
+        path = self.run_dir / METRICS_FILE
+        if epochs:
+            write_atomic(path, lambda f: f.write(_csv(epochs, header=True).encode()))
+        else:
+            path.unlink(missing_ok=True)
+        self._refresh_scores()
+        self._save()
+
+    def add_epoch(self, row: dict[str, Any]) -> None:
+        """Append the epoch to metrics.csv and refresh results.json."""
+        path = self.run_dir / METRICS_FILE
+        append_line(path, _csv([row], header=not path.exists()))
+        self.epochs.append(row)
+        self._refresh_scores()
+        self._save()
+
+    def beat(self) -> None:
+        """Tell readers this run is alive; rewrites results.json at most every heartbeat_s."""
+        now = time.time()
+        if now - self._last_beat >= self.heartbeat_s:
+            self._save(now)
+
+    def save_table(self, name: str, table: pd.DataFrame) -> None:
+        """Write a CSV beside the metrics (atomically)."""
+        text = table.to_csv()
+        write_atomic(self.run_dir / name, lambda f: f.write(text.encode()))
+
+    def finish(self, status: str, error: BaseException | None = None,
+               stopped_epoch: int | None = None) -> None:
+        """Close the record as completed, early_stopped, diverged, failed or interrupted."""
+        self.summary["status"] = status
+        self.summary["stopped_epoch"] = stopped_epoch
+        if error is not None:
+            self.summary["error"] = {
+                "type": type(error).__name__,
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(error)),
+            }
+        self._save()
+
+    def _refresh_scores(self) -> None:
+        self.summary.update(
+            epochs_done=len(self.epochs),
+            final=self.epochs[-1] if self.epochs else None,
+            best=max(self.epochs, key=lambda r: r["test_acc"]) if self.epochs else None,
+        )
+
+    def _save(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._last_beat = now
+        self.summary["heartbeat_at"] = now
+        self.summary["wall_time_s"] = round(self._earlier_wall_time + now - self.started, 3)
+        write_json_atomic(self.run_dir / RESULTS_FILE, self.summary)
+
+
+def _csv(rows: list[dict[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -22,3 +22,9 @@ def learnable_cifar_root(tmp_path_factory) -> Path:
     """Tiny files whose labels can be learned from brightness in a few steps."""
     return write_cifar(tmp_path_factory.mktemp("learnable"), n_train=256, n_test=64,
                        learnable=True)
+
+
+@pytest.fixture(scope="session")
+def slower_cifar_root(tmp_path_factory) -> Path:
+    """Enough images (1,024) that an epoch lasts long enough (~2 s) to be interrupted inside."""
+    return write_cifar(tmp_path_factory.mktemp("slower"), n_train=1024, n_test=64, learnable=True)

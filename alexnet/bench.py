@@ -14,7 +14,9 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,7 +40,7 @@ from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.models import build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SECTIONS = ("pipeline", "train", "epoch")
+SECTIONS = ("pipeline", "train", "epoch", "sweep")
 
 
 def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:
@@ -229,6 +231,30 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
             "epoch_small_ours_input_share": result["ours_input"] / result["ours"]}
 
 
+def bench_sweep(data_root: Path, train_images: int, test_images: int,
+                rounds: int) -> dict[str, float]:
+    """Wall time of one six-run sweep (`alexnet_cifar`, SGD/Adam x batch 32/64/128, one epoch)
+    through the real CLI, one run after another (Hydra's basic launcher, every core for each run)
+    and with `hydra/launcher=parallel` (its default on a CPU: 2 at a time, cores / 2 threads each)."""
+    sweep = ["-m", "optimizer=sgd,adam", "batch_size=32,64,128", "model=alexnet_cifar", "epochs=1",
+             f"data.train_subset={train_images}", f"data.test_subset={test_images}",
+             f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
+
+    def side(*launcher: str) -> Callable[[], float]:
+        def run() -> float:
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "alexnet.train", *sweep, *launcher,
+                                f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
+                return time.perf_counter() - start
+        return run
+
+    result = alternate(rounds, {"basic": side(), "parallel": side("hydra/launcher=parallel")})
+    return {"sweep_basic_s": result["basic"], "sweep_parallel_s": result["parallel"],
+            "sweep_parallel_speedup": result["basic"] / result["parallel"], "sweep_runs": 6,
+            "sweep_train_images": train_images, "sweep_test_images": test_images}
+
+
 def memory(device: torch.device, train_images: int) -> dict[str, float]:
     """Peak memory of this process, and what the resident uint8 data costs by design."""
     figures = {
@@ -306,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
               f"input share of the epoch: notebook "
               f"{100 * figures['epoch_small_notebook_input_share']:.1f}%, ours "
               f"{100 * figures['epoch_small_ours_input_share']:.1f}%")
+
+    if "sweep" in args.sections:
+        sweep_images = (500, 200) if args.quick else (2_000, 500)
+        figures |= bench_sweep(args.data_root, *sweep_images, 1 if args.quick else 2)
+        print(f"a six-run sweep ({sweep_images[0]} train + {sweep_images[1]} test images, one "
+              f"epoch each): one after another {figures['sweep_basic_s']:.1f} s, "
+              f"hydra/launcher=parallel {figures['sweep_parallel_s']:.1f} s -> "
+              f"{figures['sweep_parallel_speedup']:.2f}x")
 
     figures |= memory(device, len(data.train))
     print(f"memory: peak RSS {figures['peak_rss_mb']:.0f} MB"

@@ -72,6 +72,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.lr={lr!r} is not allowed: it must be a number > 0")
     _check_augmentation(cfg.augmentation, cfg.model.input_size)
     _check_resume(cfg)
+    _check_launch(cfg)
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    _check_positive_int("torch_threads", cfg.torch_threads, allow_none=True)
+    _check_positive_int("launch.jobs_per_gpu", cfg.launch.jobs_per_gpu)
 
 
 def _check_resume(cfg: DictConfig) -> None:

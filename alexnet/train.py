@@ -27,6 +27,8 @@ from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
 from alexnet.data.pipelines import build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
+from alexnet.launch.placement import Placement, placed
+from alexnet.launch.slots import one_at_a_time
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
 from alexnet.results.record import CONFUSION_FILE, RunRecord
@@ -48,36 +50,45 @@ def describe(device: torch.device) -> str:
 
 
 def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
-        saved: dict[str, Any] | None = None) -> str:
+        saved: dict[str, Any] | None = None, placement: Placement | None = None) -> str:
     """Train up to cfg.epochs, from scratch or from the checkpoint `saved`, recording and
-    checkpointing every epoch; returns the final status."""
+    checkpointing every epoch; returns the final status. `placement` (a sweep job's device and
+    threads) defaults to cfg.device and cfg.torch_threads."""
     stop = stop or GracefulStop()
-    device = resolve_device(cfg.device)
-    record.set_device(describe(device), torch_threads=torch.get_num_threads())
+    placement = placement or Placement(str(cfg.device), cfg.torch_threads)
+    if placement.threads is not None:
+        torch.set_num_threads(placement.threads)
+    device = resolve_device(placement.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    record.set_device(describe(device), torch_threads=torch.get_num_threads(),
+                      device_slot=placement.slot)
     settings = speed.resolve(cfg.speed, device)
     if cfg.speed.keep_freed_memory:
         keep_freed_memory()
     torch.manual_seed(cfg.seed)
-    data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
-                         cfg.data.test_subset)
-    log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
-             len(data.test), describe(device), cfg.data.pipeline, settings)
+    startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
+               else contextlib.nullcontext())
+    with startup:  # parallel jobs load data and allocate one after the other
+        data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
+                             cfg.data.test_subset)
+        log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
+                 len(data.test), describe(device), cfg.data.pipeline, settings)
+        train_batches = build_batches(data.train, cfg, True, device, settings)
+        test_batches = build_batches(data.test, cfg, False, device, settings)
+        # Every key of the model config but these two is a constructor argument of the network.
+        options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
+        network = build_model(cfg.model.name, **options).to(device)
+        optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
+                                            _convert_="all")
+        scaler = settings.grad_scaler(device)
+        sample = next(iter(test_batches))
 
-    train_batches = build_batches(data.train, cfg, True, device, settings)
-    test_batches = build_batches(data.test, cfg, False, device, settings)
-    # Every key of the model config but these two is a constructor argument of the network.
-    options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
-    network = build_model(cfg.model.name, **options).to(device)
-    optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
-                                        _convert_="all")
-    scaler = settings.grad_scaler(device)
-    sample = next(iter(test_batches))
+        def probe(candidate: torch.nn.Module) -> None:
+            with autocast(sample[0], settings.autocast_dtype):
+                candidate(sample[0]).float().logsumexp(1).mean().backward()
 
-    def probe(candidate: torch.nn.Module) -> None:
-        with autocast(sample[0], settings.autocast_dtype):
-            candidate(sample[0]).float().logsumexp(1).mean().backward()
-
-    model = speed.prepare_model(network, settings, probe)
+        model = speed.prepare_model(network, settings, probe)
     state = checkpoint.TrainingState(network, optimizer, scaler, train_batches)
     checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
     overrides = record.summary["overrides"]
@@ -163,9 +174,11 @@ def main(cfg: DictConfig) -> float:
     with GracefulStop() as stop:
         try:
             validate(cfg)
-            status = fit(cfg, record, stop, decision.checkpoint)
+            with placed(cfg, hydra_cfg.launcher, sweep_dir) as placement:
+                status = fit(cfg, record, stop, decision.checkpoint, placement)
         except Interrupted as err:
             record.finish("interrupted", err)
+            stop.hand_over()  # under submitit: it requeues the job, which resumes from here
             raise SweepStopped(f"{run_dir}: {err}; its checkpoint is saved. Rerun the same command "
                                "to resume.", stop.exit_code, sweep_dir) from None
         except KeyboardInterrupt as err:

@@ -10,7 +10,7 @@ def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
-         "--device", "cpu", "--json", str(out)],
+         "--device", "cpu", "--json", str(out), "--sections", "pipeline", "train", "epoch"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
@@ -21,3 +21,16 @@ def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
         assert figures[key] > 0, key
     assert figures["torch"] and figures["threads"] >= 1 and figures["device"].startswith("cpu")
     assert "pipeline_speedup_227" in figures and "x" in result.stdout
+
+
+def test_sweep_throughput_section_times_both_launchers(cifar_root, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
+         "--device", "cpu", "--json", str(out), "--sections", "sweep"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["sweep_basic_s"] > 0 and figures["sweep_parallel_s"] > 0
+    assert figures["sweep_parallel_speedup"] == figures["sweep_basic_s"] / figures["sweep_parallel_s"]
+    assert "hydra/launcher=parallel" in result.stdout

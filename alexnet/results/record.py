@@ -81,6 +81,7 @@ class RunRecord:
             "heartbeat_at": self.started,
             "started_at": previous.get("started_at") or _now_iso(self.started),
             "attempts": [*previous.get("attempts", []), {"started_at": _now_iso(self.started),
+                                                          "start_unix": self.started,
                                                           "resumed_from_epoch": None}],
             "overrides": overrides,
             "config": config,

@@ -1,6 +1,8 @@
 """Stopping a run at a safe point: SIGTERM (SLURM preemption, `kill`, a time limit) and SIGINT
 (Ctrl-C) only set a flag; the training loop sees it after the current step, saves a checkpoint,
-and ends the run as `interrupted`. A second Ctrl-C stops at once."""
+and ends the run as `interrupted`. A second Ctrl-C stops at once. Under submitit, its preemption
+signal (SIGUSR2) is handled the same way, and then handed to submitit, which requeues the job: the
+requeued job resumes from the checkpoint just saved."""
 
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ class GracefulStop:
     """Context manager: while inside, SIGTERM and SIGINT set `requested` instead of killing."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    # Signals caught only when a launcher already handles them (submitit: checkpoint and requeue);
+    # after our checkpoint, hand_over() passes them on to that handler.
+    LAUNCHER_SIGNALS = (signal.SIGUSR2,)
 
     def __init__(self) -> None:
         self.requested: signal.Signals | None = None
@@ -35,7 +40,18 @@ class GracefulStop:
         if threading.current_thread() is threading.main_thread():  # handlers only work there
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            for sig in self.LAUNCHER_SIGNALS:
+                if callable(signal.getsignal(sig)):
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def hand_over(self) -> None:
+        """Pass a launcher's signal on to the launcher's own handler (submitit requeues the job
+        and exits); nothing for other signals."""
+        handler = self._previous.get(self.requested) if self.requested else None
+        if self.requested in self.LAUNCHER_SIGNALS and callable(handler):
+            self.__exit__(None, None, None)
+            handler(int(self.requested), None)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:

@@ -1,0 +1,82 @@
+"""Where a job of a sweep runs: its device and its CPU threads, chosen from the launcher.
+
+With `device=auto` under the local parallel launcher (joblib), each job takes a slot from the
+sweep's pool (alexnet/launch/slots.py): slot i is GPU i mod (number of GPUs), and there are
+GPUs x `launch.jobs_per_gpu` slots, so jobs get their own GPU while there are enough and then
+share. Under submitit the cluster (or submitit) gives each job its GPUs and CPUs. On the CPU, n
+parallel jobs use cores / n torch threads each unless `torch_threads` says otherwise."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet.launch.slots import SLOTS_DIR, hold_slot
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str  # as config's `device`: auto, cpu, cuda, cuda:N, mps
+    threads: int | None = None  # torch threads; None leaves torch's default (all cores)
+    slot: int | None = None
+    startup_lock: Path | None = None  # folder whose lock serializes the jobs' start-up
+
+
+def gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def slots_for(jobs_per_gpu: int) -> int:
+    """How many jobs the local parallel launcher runs at once: GPUs x jobs_per_gpu, or 2 on a CPU
+    (the `hydra/launcher=parallel` preset's n_jobs, through the resolver below)."""
+    gpus = gpu_count()
+    return gpus * int(jobs_per_gpu) if gpus else 2
+
+
+OmegaConf.register_new_resolver("alexnet_slots", slots_for, replace=True)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_for(requested: int | None, launcher: DictConfig) -> int | None:
+    """`torch_threads` if set; else submitit's cpus_per_task; else cores / joblib's n_jobs."""
+    if requested is not None:
+        return int(requested)
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    jobs = launcher.get("n_jobs")
+    if jobs is None or jobs == 1:
+        return None
+    jobs = cores() + 1 + jobs if jobs < 0 else jobs  # joblib: -1 = one job per core
+    return max(1, cores() // max(1, jobs))
+
+
+def runs_in_parallel_here(launcher: DictConfig) -> bool:
+    """Whether the launcher runs several jobs at once in processes on this machine."""
+    return "joblib" in str(launcher.get("_target_", ""))
+
+
+@contextmanager
+def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
+           gpus: int | None = None) -> Iterator[Placement]:
+    """The job's placement, holding its device slot (if any) until the job ends. `gpus` is the
+    machine's GPU count (default: what torch sees)."""
+    threads = threads_for(cfg.torch_threads, launcher)
+    if sweep_dir is None or not runs_in_parallel_here(launcher):
+        yield Placement(str(cfg.device), threads)
+        return
+    folder = Path(sweep_dir) / SLOTS_DIR
+    gpus = gpu_count() if gpus is None else gpus
+    if cfg.device != "auto" or not gpus:
+        yield Placement(str(cfg.device), threads, startup_lock=folder)
+        return
+    with hold_slot(folder, gpus * int(cfg.launch.jobs_per_gpu)) as slot:
+        yield Placement(f"cuda:{slot.index % gpus}", threads, slot.index, folder)

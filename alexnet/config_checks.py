@@ -114,8 +114,6 @@ def _check_augmentation(aug: DictConfig, input_size: int) -> None:
 def _check_speed(speed: DictConfig) -> None:
     if speed.autocast not in ("auto", *DTYPES):
         raise ConfigError(f"speed.autocast={speed.autocast!r}: choose auto, {', '.join(DTYPES)}")
-    if not isinstance(speed.keep_freed_memory, bool):
-        raise ConfigError(f"speed.keep_freed_memory={speed.keep_freed_memory!r}: true or false")
-    for key in ("channels_last", "compile", "cudnn_benchmark"):
+    for key in ("channels_last", "compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory"):
         if speed[key] not in ("auto", True, False):
             raise ConfigError(f"speed.{key}={speed[key]!r}: choose auto, true or false")

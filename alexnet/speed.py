@@ -1,6 +1,7 @@
-"""Speed switches (channels_last, autocast, torch.compile, cudnn.benchmark) resolved for the
-device at hand: `auto` picks what is fast and safe there, and a switch the device cannot honour
-falls back with one warning instead of stopping the run."""
+"""Speed switches (channels_last, autocast, torch.compile, CUDA graphs, cudnn.benchmark, keeping
+freed memory) resolved for the device at hand: `auto` picks what benchmarks/RESULTS.md measured
+fastest there, and a switch the device cannot honour falls back with one warning instead of
+stopping the run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class SpeedSettings:
     autocast_dtype: torch.dtype | None  # None: plain fp32
     compile: bool
     compile_backend: str
+    cuda_graphs: bool = False
+    keep_freed_memory: bool = False
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -51,7 +54,11 @@ def _supported(dtype: torch.dtype, device: torch.device) -> bool:
 
 
 def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
-    """Turn `auto` into a choice for this device, and unusable requests into fp32 with a warning."""
+    """Turn `auto` into a choice for this device, and unusable requests into a fallback with a
+    warning. What `auto` means comes from measurements (benchmarks/RESULTS.md): torch.compile's
+    default mode gained nothing for AlexNet at batch 32 on an H200 and cost ~20 s per run, so it is
+    off everywhere; CUDA graphs stay off until measured on a GPU through this code; keeping freed
+    memory is worth 1.26x on the CPU pipeline and cost 0.84x on the GPU one."""
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = bool(speed.cudnn_benchmark)
@@ -65,20 +72,48 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
         log.warning("speed.autocast=%s is not supported on %s; training in fp32 instead",
                     requested, device)
         dtype = None
-    compile_model = cuda if speed.compile == "auto" else bool(speed.compile)
-    return SpeedSettings(channels_last, dtype, compile_model, str(speed.compile_backend))
+    compile_model = False if speed.compile == "auto" else bool(speed.compile)
+    graphs = False if speed.cuda_graphs == "auto" else bool(speed.cuda_graphs)
+    if graphs and not cuda:
+        log.warning("speed.cuda_graphs=true needs a CUDA device, not %s; running without", device)
+        graphs = False
+    keep = not cuda if speed.keep_freed_memory == "auto" else bool(speed.keep_freed_memory)
+    return SpeedSettings(channels_last, dtype, compile_model, str(speed.compile_backend), graphs,
+                         keep)
 
 
-def prepare_model(model: nn.Module, settings: SpeedSettings,
-                  probe: Callable[[nn.Module], None]) -> nn.Module:
-    """Apply channels_last, then compile if asked: `probe` runs one throwaway training step so a
-    compiler failure shows now (torch.compile is lazy) and the run falls back to eager."""
+class FullBatchGraphs(nn.Module):
+    """A CUDA-graphed network (torch.compile mode="reduce-overhead": forward and backward captured
+    once for the fixed batch shape, then replayed) that runs the last, smaller batch of an epoch
+    eagerly: every image still trains, and no second graph is captured for the odd shape."""
+
+    def __init__(self, graphed: nn.Module, batch_size: int) -> None:
+        super().__init__()
+        self.graphed = graphed
+        self.batch_size = batch_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] != self.batch_size:
+            return self.graphed._orig_mod(x)
+        torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed
+        return self.graphed(x)
+
+
+def prepare_model(model: nn.Module, settings: SpeedSettings, probe: Callable[[nn.Module], None],
+                  batch_size: int | None = None) -> nn.Module:
+    """Apply channels_last, then compile or CUDA-graph if asked: `probe` runs one throwaway
+    training step so a compiler failure shows now (torch.compile is lazy) and the run falls back
+    to eager. `batch_size` is the full batch shape CUDA graphs are captured for."""
     model = model.to(memory_format=settings.memory_format)
-    if not settings.compile:
+    if not (settings.compile or settings.cuda_graphs):
         return model
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        compiled = torch.compile(model, backend=settings.compile_backend)
+        if settings.cuda_graphs:
+            compiled: nn.Module = FullBatchGraphs(torch.compile(
+                model, backend=settings.compile_backend, mode="reduce-overhead"), batch_size or 0)
+        else:
+            compiled = torch.compile(model, backend=settings.compile_backend)
         probe(compiled)
     except Exception as err:  # any compiler or backend error: eager mode still trains
         log.warning("torch.compile failed (%s: %s); training without it",

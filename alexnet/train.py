@@ -64,7 +64,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     record.set_device(describe(device), torch_threads=torch.get_num_threads(),
                       device_slot=placement.slot)
     settings = speed.resolve(cfg.speed, device)
-    if cfg.speed.keep_freed_memory:
+    if settings.keep_freed_memory:
         keep_freed_memory()
     torch.manual_seed(cfg.seed)
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
@@ -88,7 +88,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
             with autocast(sample[0], settings.autocast_dtype):
                 candidate(sample[0]).float().logsumexp(1).mean().backward()
 
-        model = speed.prepare_model(network, settings, probe)
+        model = speed.prepare_model(network, settings, probe, cfg.batch_size)
     state = checkpoint.TrainingState(network, optimizer, scaler, train_batches)
     checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
     overrides = record.summary["overrides"]

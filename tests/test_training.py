@@ -78,4 +78,12 @@ def test_autocast_the_cpu_cannot_do_falls_back_to_fp32_with_one_warning(caplog):
 def test_auto_speed_settings_on_cpu_are_fp32_eager_channels_last():
     settings = speed.resolve(tiny_config("unused").speed, torch.device("cpu"))
     assert settings == speed.SpeedSettings(channels_last=True, autocast_dtype=None,
-                                           compile=False, compile_backend="inductor")
+                                           compile=False, compile_backend="inductor",
+                                           cuda_graphs=False, keep_freed_memory=True)
+
+
+def test_cuda_graphs_asked_for_on_a_cpu_fall_back_with_one_warning(caplog):
+    settings = speed.resolve(tiny_config("unused", "speed.cuda_graphs=true").speed,
+                             torch.device("cpu"))
+    warnings = [r for r in caplog.records if "speed.cuda_graphs=true needs a CUDA device" in r.message]
+    assert not settings.cuda_graphs and len(warnings) == 1

@@ -53,36 +53,58 @@ def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
 
 
 @functools.lru_cache(maxsize=16)
-def resize_matrix(source: int, size: int, device: torch.device | None = None) -> Tensor:
+def resize_matrix(source: int, size: int, device: torch.device | None = None,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
     """Bilinear resizing of one axis as a (size, source) matrix: F.interpolate's own weights
     (half-pixel centres, clamped edges), read off by resizing the identity. Cached: every batch
     of a run uses the same one (callers must not modify it)."""
     identity = torch.eye(source, device=device)
-    return F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0].T
+    matrix = F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0].T
+    return matrix.to(dtype).contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype,
+                     device: torch.device) -> tuple[Tensor, Tensor]:
+    """uint8 to what the network wants as one multiply-add, x * scale + shift: /255 and, when
+    mean/std are given, (x - mean) / std. Cached on the device: no host copy per batch."""
+    mean_t = torch.tensor(mean or (0.0, 0.0, 0.0), dtype=torch.float64)
+    std_t = torch.tensor(std or (1.0, 1.0, 1.0), dtype=torch.float64)
+    scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+    return (scale.to(device, dtype).view(1, 3, 1, 1), shift.to(device, dtype).view(1, 3, 1, 1))
+
+
+def window_indices(draws: Draws, input_size: int) -> tuple[Tensor, Tensor]:
+    """Each image's rows and columns of the resize matrix, (N, input_size) each: its crop window,
+    with the columns read right to left when it flips."""
+    window = torch.arange(input_size, device=draws.top.device)
+    rows = draws.top.view(-1, 1) + window
+    if draws.flip is None:
+        return rows, draws.left.view(-1, 1) + window
+    return rows, draws.left.view(-1, 1) + torch.where(draws.flip.view(-1, 1), window.flip(0), window)
 
 
 def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: int,
           dtype: torch.dtype = torch.float32,
-          memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+          memory_format: torch.memory_format = torch.contiguous_format,
+          indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size), as the network wants it.
 
     Resize, crop and flip are one linear map per image: output = R @ image @ C^T, where R and C
     are the rows of the resize matrix that fall in the image's crop window (C read backwards
     when it flips). Two small batched matmuls write the output once, in the memory format the
     network wants; nothing of size `resize` is ever made. Normalizing first, at 32x32, is
-    exact: the rows of R and C sum to 1."""
-    x = images.to(dtype).div_(255)
-    if augmentation.normalize:
-        mean = torch.tensor(list(augmentation.mean), dtype=dtype, device=x.device)
-        std = torch.tensor(list(augmentation.std), dtype=dtype, device=x.device)
-        x = x.sub_(mean.view(1, 3, 1, 1)).div_(std.view(1, 3, 1, 1))
+    exact: the rows of R and C sum to 1. `indices` are window_indices(draws), when the caller
+    computed them for many batches at once."""
+    rows_index, cols_index = indices if indices is not None else window_indices(draws, input_size)
+    normalize = augmentation.normalize
+    scale, shift = _scale_and_shift(tuple(augmentation.mean) if normalize else (),
+                                    tuple(augmentation.std) if normalize else (), dtype,
+                                    images.device)
+    x = torch.addcmul(shift, images.to(dtype), scale)
     size = augmentation.resize if augmentation.crop else input_size
-    matrix = resize_matrix(x.shape[-1], size, x.device).to(dtype)
-    window = torch.arange(input_size, device=x.device)
-    rows = matrix[draws.top.view(-1, 1) + window]  # (N, input_size, 32)
-    cols = matrix[draws.left.view(-1, 1) + window]
-    if draws.flip is not None:  # a flipped output reads its crop window right to left
-        cols = torch.where(draws.flip.view(-1, 1, 1), cols.flip(1), cols)
+    matrix = resize_matrix(x.shape[-1], size, x.device, dtype)
+    rows, cols = matrix[rows_index], matrix[cols_index]  # (N, input_size, 32) each
     if memory_format != torch.channels_last:
         return rows.unsqueeze(1) @ x @ cols.unsqueeze(1).transpose(-1, -2)
     # Channels last: multiply the columns first, move channels innermost while the tensor is
@@ -96,9 +118,10 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
 class TensorBatches:
     """A split held on `device`, served as augmented batches in a fresh shuffled order each pass.
 
-    Each pass is planned in three calls at its start (the order, every image's crop corner, every
-    flip) and then served in slices, so the per-batch work is indexing and two matmuls, and a
-    checkpoint can save a pass half-way: the plan and the next position."""
+    Each pass is planned at its start in a few whole-pass calls (the order, every image's crop
+    corner and flip, and from them every image's resize-matrix rows and columns) and then served
+    in slices, so a batch costs a handful of kernels and no host sync, and a checkpoint can save
+    a pass half-way: the plan's draws and the next position."""
 
     resumes_mid_pass = True
 
@@ -132,12 +155,14 @@ class TensorBatches:
                          self.device)
             self._plan, self._next = (order, draws), 0
         order, draws = self._plan
+        rows_index, cols_index = window_indices(draws, self.input_size)
         while self._next < count:
             rows = slice(self._next, self._next + self.batch_size)
             self._next = rows.stop
             index = order[rows]
             yield apply(self.images[index], draws[rows], self.augmentation, self.input_size,
-                        self.dtype, self.memory_format), self.labels[index]
+                        self.dtype, self.memory_format,
+                        (rows_index[rows], cols_index[rows])), self.labels[index]
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"generator": self.generator.get_state()}

@@ -41,7 +41,8 @@ class SpeedSettings:
         return torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
 
 
-def _supported(dtype: torch.dtype, device: torch.device) -> bool:
+def supported(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether autocast in `dtype` runs natively on `device`."""
     if device.type == "cuda":
         return dtype == torch.float16 or torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # oneDNN knows whether this CPU has bf16 / fp16 instructions
@@ -68,7 +69,7 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
     if requested == "auto":
         requested = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     dtype = DTYPES[requested]
-    if dtype is not None and not _supported(dtype, device):
+    if dtype is not None and not supported(dtype, device):
         log.warning("speed.autocast=%s is not supported on %s; training in fp32 instead",
                     requested, device)
         dtype = None

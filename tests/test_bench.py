@@ -5,6 +5,10 @@ import json
 import subprocess
 import sys
 
+import torch
+
+from alexnet import speed
+
 
 def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
     out = tmp_path / "bench.json"
@@ -19,6 +23,12 @@ def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
                 "train_speedup_227_b128", "epoch_small_notebook_s", "epoch_small_ours_s",
                 "epoch_small_ours_input_share", "peak_rss_mb"):
         assert figures[key] > 0, key
+    for key in ("pipeline_workers_227_img_s", "pipeline_speedup_vs_workers_227",
+                "epoch_small_workers_s", "epoch_small_speedup_vs_workers"):
+        assert figures[key] > 0, key
+    assert isinstance(figures["train_ours_227_b32_one_time_s"], float)  # cold minus warm round
+    if speed.supported(torch.bfloat16, torch.device("cpu")):  # this CPU has bf16: measured too
+        assert figures["train_ours_bf16_227_b32_img_s"] > 0
     assert figures["torch"] and figures["threads"] >= 1 and figures["device"].startswith("cpu")
     assert "pipeline_speedup_227" in figures and "x" in result.stdout
 

@@ -58,6 +58,7 @@ class TorchvisionBatches:
         self.loader = DataLoader(
             dataset, batch_size=batch_size, shuffle=train, num_workers=num_workers,
             generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,  # no new worker processes every epoch
         )
         self.device = device
         self.generator = self.loader.generator

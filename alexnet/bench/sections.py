@@ -1,0 +1,215 @@
+"""The benchmark's comparisons. Each alternates its sides round by round after warming every side
+up, reports medians and ratios, and keeps the cold first call apart as a one-time cost."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from torch import nn
+
+from alexnet import speed
+from alexnet.bench.notebook import notebook_loader, notebook_test, notebook_train
+from alexnet.bench.timing import alternate, timed
+from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
+from alexnet.data.pipelines import build_batches
+from alexnet.engine import evaluate, train_one_epoch, train_step
+from alexnet.models import build_model
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SECTIONS = ("pipeline", "train", "epoch", "sweep")
+
+
+def training_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def workers_config(*overrides: str) -> DictConfig:
+    """The peer a user would pick instead of the notebook's loader: torchvision transforms in a
+    DataLoader with one worker per core (persistent, pinned memory on CUDA, non-blocking copies)."""
+    return training_config(*overrides, "data.pipeline=torchvision",
+                           f"data.num_workers={len(os.sched_getaffinity(0))}")
+
+
+def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings, batch_size: int,
+               ) -> tuple[tuple[nn.Module, torch.optim.Optimizer], ...]:
+    """The same network twice, with SGD: as the notebook ran it, and with our speed settings."""
+    torch.manual_seed(0)
+    plain = build_model(name).to(device)
+    fast = speed.prepare_model(build_model(name).to(device), settings, lambda m: None, batch_size)
+    return tuple((m, torch.optim.SGD(m.parameters(), lr=0.005)) for m in (plain, fast))
+
+
+def images_per_s(device: torch.device, batches: Iterable, count: int) -> Callable[[], float]:
+    """A side that draws `count` batches and moves them to the device."""
+    def run() -> float:
+        def consume() -> int:
+            seen = 0
+            for i, (x, _) in enumerate(batches):
+                if i == count:
+                    break
+                x.to(device, non_blocking=True)
+                seen += len(x)
+            return seen
+        seconds, seen = timed(device, consume)
+        return seen / seconds
+    return run
+
+
+def bench_pipeline(split: Split, device: torch.device, settings: speed.SpeedSettings,
+                   batches: int, rounds: int) -> dict[str, float]:
+    """Images/s of the input pipelines alone, 227x227 output, batch 128: the notebook's loader,
+    a DataLoader with workers, ours (and ours with glibc's default allocator settings)."""
+    overrides = ("batch_size=128", "augmentation=crop_flip_normalize")
+    ours = build_batches(split, training_config(*overrides), True, device, settings)
+    peer = build_batches(split, workers_config(*overrides), True, device, settings)
+    result = alternate(rounds, {
+        "notebook": images_per_s(device, notebook_loader(split, 128), batches),
+        "workers": images_per_s(device, peer, batches),
+        "ours": images_per_s(device, ours, batches),
+        "default_allocator": images_per_s(device, ours, batches)}).median
+    return {"pipeline_notebook_227_img_s": result["notebook"],
+            "pipeline_workers_227_img_s": result["workers"],
+            "pipeline_ours_227_img_s": result["ours"],
+            "pipeline_speedup_227": result["ours"] / result["notebook"],
+            "pipeline_speedup_vs_workers_227": result["ours"] / result["workers"],
+            "pipeline_ours_227_default_allocator_img_s": result["default_allocator"],
+            "pipeline_allocator_speedup_227": result["ours"] / result["default_allocator"]}
+
+
+def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSettings,
+                    batch_size: int, steps: int, rounds: int) -> dict[str, float]:
+    """Training images/s of AlexNet at 227: notebook loop and pipeline vs ours, and what our first
+    (cold) round costs beyond a warm one (compilation, graph capture, kernel autotuning). On a CPU
+    with bf16 instructions that trains in fp32 by default, also ours under bf16 autocast."""
+    cfg = training_config(f"batch_size={batch_size}", "augmentation=crop_flip_normalize")
+    (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet", device, settings, batch_size)
+    scaler = settings.grad_scaler(device)
+    ours = build_batches(split, cfg, True, device, settings)
+    theirs = notebook_loader(split, batch_size)
+
+    def notebook_side() -> float:
+        seconds, seen = timed(device, lambda: notebook_train(theirs, plain, plain_opt, device,
+                                                             steps))
+        return seen / seconds
+
+    def our_side(dtype: torch.dtype | None) -> Callable[[], float]:
+        def run() -> float:
+            def work() -> int:
+                seen = 0
+                fast.train()
+                for i, (x, y) in enumerate(ours):
+                    if i == steps:
+                        break
+                    train_step(fast, x, y, fast_opt, dtype, scaler)
+                    seen += len(y)
+                return seen
+            seconds, seen = timed(device, work)
+            return seen / seconds
+        return run
+
+    sides = {"notebook": notebook_side, "ours": our_side(settings.autocast_dtype)}
+    bf16_cpu = device.type == "cpu" and settings.autocast_dtype is None \
+        and speed.supported(torch.bfloat16, device)
+    if bf16_cpu:
+        sides["ours_bf16"] = our_side(torch.bfloat16)
+    timed_rounds = alternate(rounds, sides)
+    result, first = timed_rounds.median, timed_rounds.first
+    images = steps * batch_size
+    key = f"227_b{batch_size}"
+    figures = {f"train_notebook_{key}_img_s": result["notebook"],
+               f"train_ours_{key}_img_s": result["ours"],
+               f"train_speedup_{key}": result["ours"] / result["notebook"],
+               f"train_ours_{key}_one_time_s": images / first["ours"] - images / result["ours"]}
+    if bf16_cpu:
+        figures[f"train_ours_bf16_{key}_img_s"] = result["ours_bf16"]
+        figures[f"train_bf16_speedup_{key}"] = result["ours_bf16"] / result["ours"]
+    return figures
+
+
+def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSettings,
+                train_images: int, test_images: int, rounds: int) -> dict[str, float]:
+    """One epoch (train + test) of the small config end to end, and its time outside the model:
+    the notebook's loop and loader, our loop with a DataLoader with workers, and ours."""
+    small = ("model=alexnet_cifar", "batch_size=128", "augmentation=crop_flip_normalize")
+    train, test = data.train.head(train_images), data.test.head(test_images)
+    (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet_cifar", device, settings, 128)
+    scaler = settings.grad_scaler(device)
+    inputs = {}
+    for name, cfg in (("notebook", training_config(*small, "data.pipeline=torchvision")),
+                      ("workers", workers_config(*small)), ("ours", training_config(*small))):
+        inputs[name] = (build_batches(train, cfg, True, device, settings),
+                        build_batches(test, cfg, False, device, settings))
+
+    def notebook_epoch() -> float:
+        their_train, their_test = inputs["notebook"]
+        return timed(device, lambda: (notebook_train(their_train, plain, plain_opt, device),
+                                      notebook_test(their_test, plain, device)))[0]
+
+    def our_epoch(name: str) -> Callable[[], float]:
+        train_batches, test_batches = inputs[name]
+        return lambda: timed(device, lambda: (
+            train_one_epoch(fast, train_batches, fast_opt, device, False,
+                            settings.autocast_dtype, scaler),
+            evaluate(fast, test_batches, NUM_CLASSES, device, False, settings.autocast_dtype)))[0]
+
+    def input_only(name: str) -> Callable[[], float]:
+        return lambda: timed(device, lambda: [x for batches in inputs[name] for x, _ in batches])[0]
+
+    result = alternate(rounds, {
+        "notebook": notebook_epoch, "workers": our_epoch("workers"), "ours": our_epoch("ours"),
+        "notebook_input": input_only("notebook"), "ours_input": input_only("ours")}).median
+    return {"epoch_small_notebook_s": result["notebook"], "epoch_small_workers_s": result["workers"],
+            "epoch_small_ours_s": result["ours"],
+            "epoch_small_speedup": result["notebook"] / result["ours"],
+            "epoch_small_speedup_vs_workers": result["workers"] / result["ours"],
+            "epoch_small_train_images": train_images, "epoch_small_test_images": test_images,
+            "epoch_small_notebook_input_share": result["notebook_input"] / result["notebook"],
+            "epoch_small_ours_input_share": result["ours_input"] / result["ours"]}
+
+
+def bench_sweep(data_root: Path, train_images: int, test_images: int,
+                rounds: int) -> dict[str, float]:
+    """Wall time of one six-run sweep (`alexnet_cifar`, SGD/Adam x batch 32/64/128, one epoch)
+    through the real CLI, one run after another (Hydra's basic launcher, every core for each run)
+    and with `hydra/launcher=parallel` (its default on a CPU: 2 at a time, cores / 2 threads each)."""
+    sweep = ["-m", "optimizer=sgd,adam", "batch_size=32,64,128", "model=alexnet_cifar", "epochs=1",
+             f"data.train_subset={train_images}", f"data.test_subset={test_images}",
+             f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
+
+    def side(*launcher: str) -> Callable[[], float]:
+        def run() -> float:
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "alexnet.train", *sweep, *launcher,
+                                f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
+                return time.perf_counter() - start
+        return run
+
+    result = alternate(rounds, {"basic": side(), "parallel": side("hydra/launcher=parallel")},
+                       warmup=False).median
+    return {"sweep_basic_s": result["basic"], "sweep_parallel_s": result["parallel"],
+            "sweep_parallel_speedup": result["basic"] / result["parallel"], "sweep_runs": 6,
+            "sweep_train_images": train_images, "sweep_test_images": test_images}
+
+
+def memory(device: torch.device, train_images: int) -> dict[str, float]:
+    """Peak memory of this process, and what the resident uint8 data costs by design."""
+    figures = {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "train_set_uint8_mb": train_images * 3 * 32 * 32 / 1e6,
+        "train_set_float32_227_gb": train_images * 3 * 227 * 227 * 4 / 1e9,
+    }
+    if device.type == "cuda":
+        figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return figures

@@ -52,14 +52,15 @@ def report_sweep(sweep_dir: Path) -> bool:
     return all(run.status in SUCCEEDED for run in runs)
 
 
-class PreflightChecks(Callback):
-    """Before the first job: refuse a sweep dir that holds another sweep (Hydra would overwrite its
-    multirun.yaml and mix the runs), and stop a sweep whose data set every run would find missing
-    or corrupt, with the data error's message, instead of failing each run in turn. (The data check
-    is skipped when the sweep varies data.*: then each run reports its own.) With data.download on,
-    the data is fetched here once, so parallel jobs do not all download it."""
+class SweepCallback(Callback):
+    """What every multirun does before its first job and after its last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a sweep dir that holds another sweep (Hydra would overwrite its multirun.yaml
+        and mix the runs); stop a sweep whose data set every run would find missing or corrupt,
+        with the data error, instead of failing each run in turn (skipped when the sweep varies
+        data.*: then each run reports its own; with data.download on, the data is fetched here
+        once, so parallel jobs do not all download it); open the sweep's MLflow parent run."""
         from alexnet.data.cifar import DataError, load_cifar100
         from alexnet.results.planned import jobs_of, planned_jobs
 
@@ -70,18 +71,35 @@ class PreflightChecks(Callback):
                 f"error: {sweep_dir} holds another sweep (its multirun.yaml plans other jobs). To "
                 "resume it, rerun the command it was made with (hydra.overrides.task in that file); "
                 "for a new sweep, give a new hydra.sweep.dir.")
-        if sweep_varies(config, "data"):
-            return
-        try:
-            load_cifar100(config.data.root, config.data.download, train_subset=1, test_subset=1)
-        except DataError as err:
-            raise SystemExit(f"error: no run of this sweep can start: {err}") from None
-
-
-class AggregateOnMultirunEnd(Callback):
-    """Writes results.csv/.md and plots into the sweep dir when a multirun ends, prints the
-    summary line, and exits non-zero if any run failed, diverged or was interrupted."""
+        if not sweep_varies(config, "data"):
+            try:
+                load_cifar100(config.data.root, config.data.download, train_subset=1,
+                              test_subset=1)
+            except DataError as err:
+                raise SystemExit(f"error: no run of this sweep can start: {err}") from None
+        self._mlflow(config, "start")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not report_sweep(Path(config.hydra.sweep.dir)):
+        """results.csv/.md, summary and plots into the sweep dir, the summary line, the MLflow
+        parent run closed with them; exit non-zero if any run did not succeed."""
+        succeeded = report_sweep(Path(config.hydra.sweep.dir))
+        self._mlflow(config, "finish", succeeded)
+        if not succeeded:
             raise SystemExit(1)
+
+    @staticmethod
+    def _mlflow(config: DictConfig, step: str, succeeded: bool = True) -> None:
+        settings = (config.get("logger") or {}).get("mlflow")
+        if settings is None:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            from alexnet.tracking import mlflow as tracking
+
+            if step == "start":
+                tracking.start_sweep_run(settings, config.hydra.job.config_name, sweep_dir)
+            else:
+                tracking.finish_sweep_run(settings, sweep_dir, succeeded)
+        except Exception as err:  # tracking never stops a sweep
+            log.warning("mlflow tracking of the sweep failed (%s: %s); the runs go on",
+                        type(err).__name__, err)

@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from alexnet.results.record import CONFUSION_FILE, RunRecord
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, SweepStopped
+from alexnet.tracking.guard import Tracking, build_tracking
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ def describe(device: torch.device) -> str:
 
 
 def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
-        saved: dict[str, Any] | None = None, placement: Placement | None = None) -> str:
+        saved: dict[str, Any] | None = None, placement: Placement | None = None,
+        tracking: Tracking | None = None) -> str:
     """Train up to cfg.epochs, from scratch or from the checkpoint `saved`, recording and
     checkpointing every epoch; returns the final status. `placement` (a sweep job's device and
-    threads) defaults to cfg.device and cfg.torch_threads."""
+    threads) defaults to cfg.device and cfg.torch_threads; `tracking` mirrors every epoch."""
     stop = stop or GracefulStop()
     placement = placement or Placement(str(cfg.device), cfg.torch_threads)
+    tracking = tracking or Tracking()
     if placement.threads is not None:
         torch.set_num_threads(placement.threads)
     device = resolve_device(placement.device)
@@ -98,6 +102,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         record.resumed_from(epochs)
         log.info("resuming %s after epoch %d%s", record.run_dir, len(epochs),
                  f", {in_progress.images} images into the next" if in_progress else "")
+    tracking.start(record)
 
     def safe_point(progress: EpochProgress) -> None:
         """After every step: beat, and on a stop signal save where we are and end the run."""
@@ -132,10 +137,12 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         if not math.isfinite(row["train_loss"]):
             log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
             record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
+            tracking.log_epoch(row)
             record.finish("diverged", stopped_epoch=epoch)
             return "diverged"
         checkpoint.save(checkpoint_path, state, overrides, [*record.epochs, row])
         record.add_epoch(row)
+        tracking.log_epoch(row)
         record.save_table(CONFUSION_FILE, pd.DataFrame(
             superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
             index=data.superclasses, columns=data.superclasses))
@@ -147,6 +154,15 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     if cfg.checkpoint.keep == "weights":
         checkpoint_path.unlink(missing_ok=True)
     return status
+
+
+@contextlib.contextmanager
+def finally_call(function: Callable[..., Any], *args: Any) -> Iterator[None]:
+    """Call function(*args) when the block ends, however it ends (the trackers' last word)."""
+    try:
+        yield
+    finally:
+        function(*args)
 
 
 def _final_acc(summary: dict[str, Any]) -> float:
@@ -171,11 +187,13 @@ def main(cfg: DictConfig) -> float:
 
     record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides,
                        cfg.heartbeat_s, previous=decision.previous)
-    with GracefulStop() as stop:
+    tracking = build_tracking(cfg.get("logger"), hydra_cfg.job.config_name,
+                              Path(sweep_dir) if sweep_dir else None)
+    with GracefulStop() as stop, finally_call(tracking.finish, record):
         try:
             validate(cfg)
             with placed(cfg, hydra_cfg.launcher, sweep_dir) as placement:
-                status = fit(cfg, record, stop, decision.checkpoint, placement)
+                status = fit(cfg, record, stop, decision.checkpoint, placement, tracking)
         except Interrupted as err:
             record.finish("interrupted", err)
             stop.hand_over()  # under submitit: it requeues the job, which resumes from here

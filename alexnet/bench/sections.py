@@ -68,9 +68,11 @@ def images_per_s(device: torch.device, batches: Iterable, count: int) -> Callabl
 
 def bench_pipeline(split: Split, device: torch.device, settings: speed.SpeedSettings,
                    batches: int, rounds: int) -> dict[str, float]:
-    """Images/s of the input pipelines alone, 227x227 output, batch 128: the notebook's loader,
-    a DataLoader with workers, ours (and ours with glibc's default allocator settings)."""
+    """Images/s of the input pipelines alone, 227x227 output, batch 128, over one pass of
+    `batches` batches: the notebook's loader, a DataLoader with workers, ours (and ours with
+    glibc's default allocator settings)."""
     overrides = ("batch_size=128", "augmentation=crop_flip_normalize")
+    split = split.head(batches * 128)  # a side's call is one whole pass: per-pass work counts
     ours = build_batches(split, training_config(*overrides), True, device, settings)
     peer = build_batches(split, workers_config(*overrides), True, device, settings)
     result = alternate(rounds, {
@@ -93,6 +95,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
     (cold) round costs beyond a warm one (compilation, graph capture, kernel autotuning). On a CPU
     with bf16 instructions that trains in fp32 by default, also ours under bf16 autocast."""
     cfg = training_config(f"batch_size={batch_size}", "augmentation=crop_flip_normalize")
+    split = split.head(steps * batch_size)  # a side's call is one whole pass
     (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet", device, settings, batch_size)
     scaler = settings.grad_scaler(device)
     ours = build_batches(split, cfg, True, device, settings)

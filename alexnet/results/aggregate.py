@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 from alexnet.results import plots as plotting
 from alexnet.results.collect import Collection, Run, collect
 from alexnet.results.liveness import DEFAULT_STALE_AFTER_S
+from alexnet.results.stats import SCORES, SUCCEEDED, interval, score, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +63,46 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
 
 
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """The notebook's columns for every run of one of its experiments, beside what it reported."""
-    rows = []
+    """The notebook's columns for each of its experiments we ran, beside what it reported. Runs of
+    one experiment that differ only in seed are replicates: their mean, a 95% interval (n > 1) and
+    whether the notebook's single value lies inside it."""
+    groups: dict[tuple[Any, Any], list[Run]] = {}
     for run in runs:
-        if not run.notebook:
-            continue
-        h, final = run.hyperparameters, run.summary.get("final") or {}
-        transforms = [name for name in ("crop", "flip") if h.get(f"augmentation.{name}")]
-        row = {
-            "run": run.notebook.get("run"),
-            "transforms": "+".join(transforms) or "none",
+        if run.notebook and run.status != "not_started":
+            key = (run.notebook.get("run"), run.hyperparameters.get("model.logit_relu"))
+            groups.setdefault(key, []).append(run)
+    rows = []
+    for (name, logit_relu), group in groups.items():
+        h, notebook = group[0].hyperparameters, group[0].notebook or {}
+        transforms = [t for t in ("crop", "flip") if h.get(f"augmentation.{t}")]
+        row: dict[str, Any] = {
+            "run": name, "transforms": "+".join(transforms) or "none",
             "normalization": bool(h.get("augmentation.normalize")),
             "batch_size": h.get("batch_size"), "lr": h.get("optimizer.lr"),
             "optimizer": h.get("optimizer"), "epochs": h.get("epochs"),
-            "model": h.get("model.name"), "logit_relu": h.get("model.logit_relu"),
-            "f1": final.get("test_f1"), "accuracy": final.get("test_acc"),
-            "notebook_f1": run.notebook.get("f1"), "notebook_accuracy": run.notebook.get("accuracy"),
-            "status": run.summary.get("status"),
+            "model": h.get("model.name"), "logit_relu": logit_relu,
         }
-        row["f1_diff"] = _difference(row["f1"], row["notebook_f1"])
-        row["accuracy_diff"] = _difference(row["accuracy"], row["notebook_accuracy"])
+        done = [run for run in group if run.status in SUCCEEDED]
+        row["n"] = len(done)
+        for ours, column in (("f1", "final_f1"), ("accuracy", "final_acc")):
+            summary = interval([score(r, column) for r in done if score(r, column) is not None])
+            theirs = notebook.get(ours)
+            inside = (None if math.isnan(summary.low) or theirs is None
+                      else bool(summary.low <= theirs <= summary.high))
+            row |= {ours: summary.mean, f"{ours}_ci95_low": summary.low,
+                    f"{ours}_ci95_high": summary.high, f"notebook_{ours}": theirs,
+                    f"{ours}_diff": _difference(summary.mean, theirs),
+                    f"notebook_{ours}_inside": inside}
+        row["status"] = " ".join(sorted({run.status for run in group}))
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(["run", "logit_relu"], ignore_index=True) if rows else table
 
 
 def _difference(ours: float | None, theirs: float | None) -> float | None:
-    return None if ours is None or theirs is None else ours - theirs
+    if ours is None or theirs is None or math.isnan(ours):
+        return None
+    return ours - theirs
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -106,6 +121,20 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv for reading: each score as `mean [95% interval]` (the interval needs n > 1)."""
+    table = summary.loc[:, :"seeds"].copy() if not summary.empty else summary
+    for column in SCORES:
+        if f"{column}_mean" not in summary:
+            continue
+        table[column] = [
+            "" if pd.isna(mean) else f"{mean:.4f}" if pd.isna(low) else
+            f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+            for mean, low, high in zip(summary[f"{column}_mean"], summary[f"{column}_ci95_low"],
+                                       summary[f"{column}_ci95_high"], strict=True)]
+    return table
+
+
 def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
     """The most recent sweep directory (outputs/sweeps/<date>/<time>)."""
     sweeps = sorted(p for p in base.glob("*/*") if p.is_dir())
@@ -118,7 +147,8 @@ def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
 
 def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
               plots: bool = True, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Collection:
-    """Write results.csv, results.md (and notebook_comparison.*, plots) into out_dir."""
+    """Write results.csv, results.md, summary.csv/.md (replicates over seeds), and
+    notebook_comparison.* and plots, into out_dir."""
     collection = collect(roots, stale_after_s)
     for path, reason in collection.skipped:
         log.warning("skipped %s: %s", path, reason)
@@ -129,6 +159,9 @@ def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = Fal
     table.to_csv(out_dir / "results.csv", index=False)
     ranked = table.sort_values("final_acc", ascending=False, na_position="last")
     (out_dir / "results.md").write_text(markdown(ranked.drop(columns=["overrides"])))
+    summary = summary_table(collection.runs, varying_columns(collection.runs))
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    (out_dir / "summary.md").write_text(markdown(compact_summary(summary)))
     comparison = notebook_table(collection.runs) if compare_notebook else pd.DataFrame()
     if not comparison.empty:
         comparison.to_csv(out_dir / "notebook_comparison.csv", index=False)

@@ -16,8 +16,10 @@ from alexnet.results.liveness import DEFAULT_STALE_AFTER_S, effective_status
 from alexnet.results.planned import planned_jobs
 from alexnet.results.record import METRICS_FILE, RESULTS_FILE, read_summary
 
-# Config keys that describe a run but are not hyperparameters.
-NOT_HYPERPARAMETERS = ("notebook.",)
+# Config keys that say how or where a run ran, or what was reported for it, but do not change
+# what it learns: they are not compared between runs.
+NOT_HYPERPARAMETERS = ("notebook.", "logger.", "checkpoint.", "launch.", "progress", "heartbeat_s",
+                       "torch_threads", "device", "data.root", "data.download", "data.num_workers")
 # Config groups whose chosen option shows in a flattened config under another key.
 GROUP_COLUMNS = {"model": "model.name"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alexnet.results.collect import Run  # noqa: E402
 from alexnet.results.record import CONFUSION_FILE  # noqa: E402
+from alexnet.results.stats import SUCCEEDED, interval, replicate_groups, score  # noqa: E402
 
 
 def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:
@@ -58,15 +60,29 @@ def learning_curves(runs: Sequence[Run], varying: Sequence[str], path: Path) -> 
 
 
 def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> None:
-    labels = [run_label(run, varying) for run in runs]
-    finals = [run.summary.get("final") or {} for run in runs]
-    scores = pd.DataFrame({
-        "accuracy": [f.get("test_acc") for f in finals],
-        "macro-F1": [f.get("test_f1") for f in finals],
-    }, index=labels).astype(float)
-    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(runs)))
-    scores.iloc[::-1].plot.barh(ax=ax)  # first run on top
-    ax.set(title="Final test scores per run", xlabel="score")
+    """Final accuracy and F1 per run; where seeds replicate a setting, per setting: the mean over
+    its seeds with its 95% interval as an error bar."""
+    groups = list(replicate_groups(runs, varying).values())
+    replicated = any(len(group) > 1 for group in groups)
+    if not replicated:
+        groups = [[run] for run in runs]
+    keys = [key for key in varying if key != "seed"] if replicated else list(varying)
+    labels, means, errors = [], {"accuracy": [], "macro-F1": []}, {"accuracy": [], "macro-F1": []}
+    for group in groups:
+        done = [run for run in group if run.status in SUCCEEDED] or group
+        labels.append(run_label(group[0], keys) + (f" (n={len(done)})" if replicated else ""))
+        for name, column in (("accuracy", "final_acc"), ("macro-F1", "final_f1")):
+            summary = interval([v for v in (score(r, column) for r in done) if v is not None]
+                               or [float("nan")])
+            means[name].append(summary.mean)
+            errors[name].append(0.0 if math.isnan(summary.low) else summary.mean - summary.low)
+    frame = pd.DataFrame(means, index=labels).astype(float)
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(groups)))
+    frame.iloc[::-1].plot.barh(ax=ax, xerr=pd.DataFrame(errors, index=labels).iloc[::-1]
+                               if replicated else None, capsize=3)  # first on top
+    title = "Final test scores per setting, mean over seeds (95% interval)" if replicated \
+        else "Final test scores per run"
+    ax.set(title=title, xlabel="score")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -84,6 +84,7 @@ class RunRecord:
                                                           "start_unix": self.started,
                                                           "resumed_from_epoch": None}],
             "overrides": overrides,
+            "tracking": dict(previous.get("tracking") or {}),  # ids in MLflow etc., kept on resume
             "config": config,
         }
         self._save()

@@ -14,9 +14,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from alexnet.results.record import SUCCEEDED
+
 log = logging.getLogger(__name__)
 
-SUCCEEDED = ("completed", "early_stopped")
 STATUS_ORDER = ("completed", "early_stopped", "failed", "diverged", "interrupted", "stale",
                 "running", "not_started")
 

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
               f"ours {figures['epoch_small_speedup_vs_workers']:.2f}x; "
               f"input share of the epoch: notebook "
               f"{100 * figures['epoch_small_notebook_input_share']:.1f}%, ours "
-              f"{100 * figures['epoch_small_ours_input_share']:.1f}%")
+              f"{100 * figures['epoch_small_ours_input_share']:.1f}%"
+              + (f"; ours under bf16 autocast {figures['epoch_small_ours_bf16_s']:.1f} s -> "
+                 f"{figures['epoch_small_bf16_speedup']:.2f}x" if "epoch_small_ours_bf16_s"
+                 in figures else ""))
 
     if "sweep" in args.sections:
         sweep_images = (500, 200) if args.quick else (2_000, 500)

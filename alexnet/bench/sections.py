@@ -50,6 +50,12 @@ def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings, b
     return tuple((m, torch.optim.SGD(m.parameters(), lr=0.005)) for m in (plain, fast))
 
 
+def bf16_worth_measuring(device: torch.device, settings: speed.SpeedSettings) -> bool:
+    """A CPU with bf16 instructions that trains in fp32 by default: is bf16 worth it there?"""
+    return device.type == "cpu" and settings.autocast_dtype is None \
+        and speed.supported(torch.bfloat16, device)
+
+
 def images_per_s(device: torch.device, batches: Iterable, count: int) -> Callable[[], float]:
     """A side that draws `count` batches and moves them to the device."""
     def run() -> float:
@@ -122,8 +128,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
         return run
 
     sides = {"notebook": notebook_side, "ours": our_side(settings.autocast_dtype)}
-    bf16_cpu = device.type == "cpu" and settings.autocast_dtype is None \
-        and speed.supported(torch.bfloat16, device)
+    bf16_cpu = bf16_worth_measuring(device, settings)
     if bf16_cpu:
         sides["ours_bf16"] = our_side(torch.bfloat16)
     timed_rounds = alternate(rounds, sides)
@@ -159,20 +164,25 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
         return timed(device, lambda: (notebook_train(their_train, plain, plain_opt, device),
                                       notebook_test(their_test, plain, device)))[0]
 
-    def our_epoch(name: str) -> Callable[[], float]:
+    def our_epoch(name: str, dtype: torch.dtype | None = settings.autocast_dtype,
+                  ) -> Callable[[], float]:
         train_batches, test_batches = inputs[name]
         return lambda: timed(device, lambda: (
-            train_one_epoch(fast, train_batches, fast_opt, device, False,
-                            settings.autocast_dtype, scaler),
-            evaluate(fast, test_batches, NUM_CLASSES, device, False, settings.autocast_dtype)))[0]
+            train_one_epoch(fast, train_batches, fast_opt, device, False, dtype, scaler),
+            evaluate(fast, test_batches, NUM_CLASSES, device, False, dtype)))[0]
 
     def input_only(name: str) -> Callable[[], float]:
         return lambda: timed(device, lambda: [x for batches in inputs[name] for x, _ in batches])[0]
 
-    result = alternate(rounds, {
-        "notebook": notebook_epoch, "workers": our_epoch("workers"), "ours": our_epoch("ours"),
-        "notebook_input": input_only("notebook"), "ours_input": input_only("ours")}).median
-    return {"epoch_small_notebook_s": result["notebook"], "epoch_small_workers_s": result["workers"],
+    sides = {"notebook": notebook_epoch, "workers": our_epoch("workers"), "ours": our_epoch("ours"),
+             "notebook_input": input_only("notebook"), "ours_input": input_only("ours")}
+    if bf16_worth_measuring(device, settings):
+        sides["ours_bf16"] = our_epoch("ours", torch.bfloat16)
+    result = alternate(rounds, sides).median
+    bf16 = {"epoch_small_ours_bf16_s": result["ours_bf16"],
+            "epoch_small_bf16_speedup": result["ours"] / result["ours_bf16"]} \
+        if "ours_bf16" in result else {}
+    return bf16 | {"epoch_small_notebook_s": result["notebook"], "epoch_small_workers_s": result["workers"],
             "epoch_small_ours_s": result["ours"],
             "epoch_small_speedup": result["notebook"] / result["ours"],
             "epoch_small_speedup_vs_workers": result["workers"] / result["ours"],

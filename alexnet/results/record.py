@@ -24,6 +24,8 @@ RESULTS_FILE = "results.json"
 CONFUSION_FILE = "confusion_superclass.csv"
 # A run in one of these states is done: rerunning its sweep leaves it alone.
 FINISHED = ("completed", "diverged", "early_stopped")
+# ... and in these it also succeeded: its scores count, and its sweep exits 0.
+SUCCEEDED = ("completed", "early_stopped")
 
 
 def _now_iso(seconds: float | None = None) -> str:

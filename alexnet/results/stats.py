@@ -13,8 +13,8 @@ import pandas as pd
 from scipy import stats
 
 from alexnet.results.collect import Run
+from alexnet.results.record import SUCCEEDED
 
-SUCCEEDED = ("completed", "early_stopped")
 # results-table column -> where its value comes from in a run's results.json
 SCORES = {"final_acc": ("final", "test_acc"), "best_acc": ("best", "test_acc"),
           "final_top5": ("final", "test_top5"), "final_f1": ("final", "test_f1")}

@@ -12,11 +12,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from alexnet.results.record import RunRecord
+from alexnet.results.record import SUCCEEDED, RunRecord
 from alexnet.tracking.guard import flat_config
 
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
-SUCCEEDED = ("completed", "early_stopped")
 
 
 def _client(settings: DictConfig) -> Any:

@@ -11,6 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet import early_stop, speed
 from alexnet.allocator import keep_freed_memory
 from alexnet.config_checks import resolve_device, validate
-from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, load_cifar100
-from alexnet.data.pipelines import build_batches
+from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cifar100
+from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
 from alexnet.launch.placement import Placement, placed
@@ -51,6 +52,60 @@ def describe(device: torch.device) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
+def take_device(placement: Placement, speed_cfg: DictConfig,
+                record: RunRecord) -> tuple[torch.device, speed.SpeedSettings]:
+    """Use the placement's device and threads, resolve the speed switches for it, and record both."""
+    if placement.threads is not None:
+        torch.set_num_threads(placement.threads)
+    device = resolve_device(placement.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    record.set_device(describe(device), torch_threads=torch.get_num_threads(),
+                      device_slot=placement.slot)
+    settings = speed.resolve(speed_cfg, device)
+    if settings.keep_freed_memory:
+        keep_freed_memory()
+    return device, settings
+
+
+@dataclass
+class Training:
+    """What a run trains with: the data, its batches, the network (compiled or not) and the state
+    a checkpoint holds."""
+
+    data: Cifar100
+    train_batches: Batches
+    test_batches: Batches
+    model: torch.nn.Module  # what runs the steps: the network, or its compiled / graphed form
+    state: checkpoint.TrainingState
+
+
+def build_training(cfg: DictConfig, device: torch.device,
+                   settings: speed.SpeedSettings) -> Training:
+    """Load the data, build batches, network, optimizer and grad scaler, apply the speed settings."""
+    data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
+                         cfg.data.test_subset)
+    log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
+             len(data.test), describe(device), cfg.data.pipeline, settings)
+    train_batches = build_batches(data.train, cfg, True, device, settings)
+    test_batches = build_batches(data.test, cfg, False, device, settings)
+    # Every key of the model config but these two is a constructor argument of the network.
+    options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
+    network = build_model(cfg.model.name, **options).to(device)
+    optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
+                                        _convert_="all")
+    sample = next(iter(test_batches))
+
+    def probe(candidate: torch.nn.Module) -> None:
+        with autocast(sample[0], settings.autocast_dtype):
+            candidate(sample[0]).float().logsumexp(1).mean().backward()
+
+    model = speed.prepare_model(network, settings, probe, cfg.batch_size)
+    state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
+                                     train_batches)
+    return Training(data, train_batches, test_batches, model, state)
+
+
 def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         saved: dict[str, Any] | None = None, placement: Placement | None = None,
         tracking: Tracking | None = None) -> str:
@@ -60,40 +115,15 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     stop = stop or GracefulStop()
     placement = placement or Placement(str(cfg.device), cfg.torch_threads)
     tracking = tracking or Tracking()
-    if placement.threads is not None:
-        torch.set_num_threads(placement.threads)
-    device = resolve_device(placement.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    record.set_device(describe(device), torch_threads=torch.get_num_threads(),
-                      device_slot=placement.slot)
-    settings = speed.resolve(cfg.speed, device)
-    if settings.keep_freed_memory:
-        keep_freed_memory()
+    device, settings = take_device(placement, cfg.speed, record)
     torch.manual_seed(cfg.seed)
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
                else contextlib.nullcontext())
     with startup:  # parallel jobs load data and allocate one after the other
-        data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
-                             cfg.data.test_subset)
-        log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
-                 len(data.test), describe(device), cfg.data.pipeline, settings)
-        train_batches = build_batches(data.train, cfg, True, device, settings)
-        test_batches = build_batches(data.test, cfg, False, device, settings)
-        # Every key of the model config but these two is a constructor argument of the network.
-        options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
-        network = build_model(cfg.model.name, **options).to(device)
-        optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
-                                            _convert_="all")
-        scaler = settings.grad_scaler(device)
-        sample = next(iter(test_batches))
-
-        def probe(candidate: torch.nn.Module) -> None:
-            with autocast(sample[0], settings.autocast_dtype):
-                candidate(sample[0]).float().logsumexp(1).mean().backward()
-
-        model = speed.prepare_model(network, settings, probe, cfg.batch_size)
-    state = checkpoint.TrainingState(network, optimizer, scaler, train_batches)
+        parts = build_training(cfg, device, settings)
+    data, train_batches, test_batches = parts.data, parts.train_batches, parts.test_batches
+    model, state = parts.model, parts.state
+    optimizer, scaler = state.optimizer, state.scaler
     checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
     overrides = record.summary["overrides"]
     in_progress = None
@@ -149,7 +179,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         if stop.requested is not None:
             raise Interrupted(f"stopped by {stop.requested.name} after epoch {epoch}")
     if cfg.checkpoint.keep == "weights":
-        checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, network)
+        checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
     record.finish(status, stopped_epoch=len(record.epochs) if status == "early_stopped" else None)
     if cfg.checkpoint.keep == "weights":
         checkpoint_path.unlink(missing_ok=True)

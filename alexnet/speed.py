@@ -59,7 +59,8 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
     warning. What `auto` means comes from measurements (benchmarks/RESULTS.md): torch.compile's
     default mode gained nothing for AlexNet at batch 32 on an H200 and cost ~20 s per run, so it is
     off everywhere; CUDA graphs stay off until measured on a GPU through this code; keeping freed
-    memory is worth 1.26x on the CPU pipeline and cost 0.84x on the GPU one."""
+    memory is worth 1.05-1.26x on the CPU pipeline and cost 0.84x on the GPU one; bf16 autocast on
+    a CPU slows the small network CPU runs use (0.6x), so CPU autocast stays fp32."""
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = bool(speed.cudnn_benchmark)

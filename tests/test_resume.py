@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet.files import OutputError
+from alexnet.results.aggregate import results_table
 from alexnet.results.collect import collect
 from alexnet.results.liveness import effective_status
 from alexnet.results.record import RunRecord
@@ -235,6 +236,8 @@ def test_early_stopping_ends_a_run_that_stops_improving(slower_cifar_root, tmp_p
     summary = json.loads((tmp_path / "results.json").read_text())
     assert summary["status"] == "early_stopped" and summary["stopped_epoch"] == 3
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
+    row = results_table(collect([tmp_path]).runs).iloc[0]  # the table shows it
+    assert row["status"] == "early_stopped" and row["epochs_done"] == 3
 
 
 def test_keep_full_leaves_the_whole_checkpoint_and_weights_load_safely(slower_cifar_root,

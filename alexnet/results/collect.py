@@ -99,7 +99,8 @@ def not_started(path: Path, overrides: list[str]) -> Run:
     hyperparameters: dict[str, Any] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        hyperparameters[GROUP_COLUMNS.get(key, key)] = yaml.safe_load(value)
+        if not key.startswith(NOT_HYPERPARAMETERS):
+            hyperparameters[GROUP_COLUMNS.get(key, key)] = yaml.safe_load(value)
     summary = {"status": "not_started", "overrides": overrides, "epochs_done": 0}
     return Run(path, summary, hyperparameters, pd.DataFrame(), None, list(overrides))
 

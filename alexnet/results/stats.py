@@ -61,7 +61,8 @@ def summary_table(runs: Sequence[Run], varying: Sequence[str]) -> pd.DataFrame:
     mean, sd and 95% interval."""
     keys = [column for column in varying if column != "seed"]
     rows = []
-    for group in replicate_groups(runs, varying).values():
+    started = [run for run in runs if run.status != "not_started"]  # planned runs have no scores
+    for group in replicate_groups(started, varying).values():
         done = [run for run in group if run.status in SUCCEEDED]
         row: dict[str, Any] = {k: group[0].hyperparameters.get(k) for k in keys}
         row["n"] = len(done)

@@ -1,6 +1,7 @@
 """Every option of every config group composes, and the experiments hold the notebook's values."""
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
@@ -111,3 +112,29 @@ def test_unknown_group_option_lists_the_choices():
     with pytest.raises(MissingConfigException, match=r"(?s)optimizer/nope.*adam.*sgd"):
         compose_config("optimizer=nope")
 
+
+
+@pytest.mark.parametrize(("preset", "target"), [("parallel", "JoblibLauncher"),
+                                                ("slurm", "SlurmLauncher")])
+def test_launcher_presets_compose_with_their_values(preset, target):
+    import alexnet.launch.placement  # noqa: F401 - registers the n_jobs resolver
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={preset}"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith(target)
+    if preset == "parallel":  # GPUs x jobs_per_gpu, or 2 without a GPU
+        assert launcher.n_jobs == (2 if not torch.cuda.is_available() else
+                                   torch.cuda.device_count())
+    else:
+        assert launcher.max_num_timeout > 0 and launcher.gpus_per_task == 1
+        assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"
+
+
+@pytest.mark.parametrize("logger", ["none", "tensorboard", "mlflow", "all"])
+def test_logger_options_compose(logger):
+    cfg = compose_config(f"logger={logger}")
+    expected = {"none": set(), "tensorboard": {"tensorboard"}, "mlflow": {"mlflow"},
+                "all": {"mlflow", "tensorboard"}}[logger]
+    assert set(cfg.get("logger") or {}) == expected

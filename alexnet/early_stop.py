@@ -16,6 +16,7 @@ def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig) -> boo
     if patience is None or len(epochs) <= patience:
         return False
     sign = 1.0 if early_stop.mode == "max" else -1.0
-    values = [sign * float(row[early_stop.monitor]) for row in epochs]
+    monitor = str(getattr(early_stop.monitor, "value", early_stop.monitor))  # enum or text
+    values = [sign * float(row[monitor]) for row in epochs]
     best_before = max(values[:-patience])
     return all(value < best_before + early_stop.min_delta for value in values[-patience:])

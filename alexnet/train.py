@@ -148,8 +148,8 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     while len(record.epochs) < cfg.epochs:
         if early_stop.should_stop(record.epochs, cfg.early_stop):
             status = "early_stopped"
-            log.info("early stop: %s has not improved for %d epochs", cfg.early_stop.monitor,
-                     cfg.early_stop.patience)
+            log.info("early stop: %s has not improved for %d epochs",
+                     cfg.early_stop.monitor.value, cfg.early_stop.patience)
             break
         epoch = len(record.epochs) + 1
         train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress,
@@ -215,7 +215,7 @@ def main(cfg: DictConfig) -> float:
         log.info("%s is already %s: not trained again", run_dir, decision.previous["status"])
         return _final_acc(decision.previous)
 
-    record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides,
+    record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), overrides,
                        cfg.heartbeat_s, previous=decision.previous)
     tracking = build_tracking(cfg.get("logger"), hydra_cfg.job.config_name,
                               Path(sweep_dir) if sweep_dir else None)

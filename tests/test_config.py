@@ -1,5 +1,7 @@
 """Every option of every config group composes, and the experiments hold the notebook's values."""
 
+import re
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -138,3 +140,30 @@ def test_logger_options_compose(logger):
     expected = {"none": set(), "tensorboard": {"tensorboard"}, "mlflow": {"mlflow"},
                 "all": {"mlflow", "tensorboard"}}[logger]
     assert set(cfg.get("logger") or {}) == expected
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("checkpoint.keep=al", r"Invalid value 'al', expected one of \[weights, full\]"),
+    ("early_stop.mode=up", r"Invalid value 'up', expected one of \[max, min\]"),
+    ("early_stop.monitor=acc", r"expected one of \[test_acc, test_loss"),
+    ("early_stop.patience=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
+    ("launch.jobs_per_gpu=two", r"could not be converted to Integer"),
+])
+def test_run_control_blocks_are_typed_when_the_config_is_composed(override, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config(override)
+    assert re.search(message, str(caught.value.__cause__)), caught.value.__cause__
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("early_stop.patience=0", "early_stop.patience=0 is not allowed"),
+    ("early_stop.min_delta=-1", "early_stop.min_delta=-1.0: must be >= 0"),
+    ("launch.jobs_per_gpu=0", "launch.jobs_per_gpu=0 is not allowed"),
+    ("heartbeat_s=0", "heartbeat_s=0: must be a number of seconds > 0"),
+    ("torch_threads=-2", "torch_threads=-2 is not allowed"),
+])
+def test_run_control_ranges_are_checked_before_training(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(compose_config(override))

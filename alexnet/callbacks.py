@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -24,10 +25,10 @@ STATUS_ORDER = ("completed", "early_stopped", "failed", "diverged", "interrupted
 
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
     """Whether the sweep (command line or hydra.sweeper.params) sweeps a key under `prefix`."""
-    params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    from alexnet.results.planned import sweep_overrides
+
     return any(o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith(prefix)
-               for o in OverridesParser.create().parse_overrides(arguments))
+               for o in sweep_overrides(config))
 
 
 def report_sweep(sweep_dir: Path) -> bool:
@@ -78,29 +79,30 @@ class SweepCallback(Callback):
                               test_subset=1)
             except DataError as err:
                 raise SystemExit(f"error: no run of this sweep can start: {err}") from None
-        self._mlflow(config, "start")
+        _track_sweep(config, lambda mlflow, settings: mlflow.start_sweep_run(
+            settings, config.hydra.job.config_name, sweep_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """results.csv/.md, summary and plots into the sweep dir, the summary line, the MLflow
         parent run closed with them; exit non-zero if any run did not succeed."""
-        succeeded = report_sweep(Path(config.hydra.sweep.dir))
-        self._mlflow(config, "finish", succeeded)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        succeeded = report_sweep(sweep_dir)
+        _track_sweep(config, lambda mlflow, settings: mlflow.finish_sweep_run(
+            settings, sweep_dir, succeeded))
         if not succeeded:
             raise SystemExit(1)
 
-    @staticmethod
-    def _mlflow(config: DictConfig, step: str, succeeded: bool = True) -> None:
-        settings = (config.get("logger") or {}).get("mlflow")
-        if settings is None:
-            return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            from alexnet.tracking import mlflow as tracking
 
-            if step == "start":
-                tracking.start_sweep_run(settings, config.hydra.job.config_name, sweep_dir)
-            else:
-                tracking.finish_sweep_run(settings, sweep_dir, succeeded)
-        except Exception as err:  # tracking never stops a sweep
-            log.warning("mlflow tracking of the sweep failed (%s: %s); the runs go on",
-                        type(err).__name__, err)
+def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:
+    """act(alexnet.tracking.mlflow, settings) on the sweep's MLflow parent run when logger.mlflow
+    is on; a tracking error is logged once and the sweep goes on."""
+    settings = (config.get("logger") or {}).get("mlflow")
+    if settings is None:
+        return
+    try:
+        from alexnet.tracking import mlflow
+
+        act(mlflow, settings)
+    except Exception as err:  # tracking never stops a sweep
+        log.warning("mlflow tracking of the sweep failed (%s: %s); the runs go on",
+                    type(err).__name__, err)

@@ -74,10 +74,9 @@ class Training:
     a checkpoint holds."""
 
     data: Cifar100
-    train_batches: Batches
     test_batches: Batches
     model: torch.nn.Module  # what runs the steps: the network, or its compiled / graphed form
-    state: checkpoint.TrainingState
+    state: checkpoint.TrainingState  # network, optimizer, grad scaler, training batches
 
 
 def build_training(cfg: DictConfig, device: torch.device,
@@ -103,7 +102,7 @@ def build_training(cfg: DictConfig, device: torch.device,
     model = speed.prepare_model(network, settings, probe, cfg.batch_size)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
                                      train_batches)
-    return Training(data, train_batches, test_batches, model, state)
+    return Training(data, test_batches, model, state)
 
 
 def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
@@ -121,9 +120,8 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
                else contextlib.nullcontext())
     with startup:  # parallel jobs load data and allocate one after the other
         parts = build_training(cfg, device, settings)
-    data, train_batches, test_batches = parts.data, parts.train_batches, parts.test_batches
-    model, state = parts.model, parts.state
-    optimizer, scaler = state.optimizer, state.scaler
+    data, test_batches, model, state = parts.data, parts.test_batches, parts.model, parts.state
+    train_batches, optimizer, scaler = state.train_batches, state.optimizer, state.scaler
     checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
     overrides = record.summary["overrides"]
     in_progress = None

@@ -22,8 +22,8 @@ from alexnet.data.cifar import Split
 
 @dataclass(frozen=True)
 class Draws:
-    """The random choices for one batch: crop corner (top, left) and whether to flip, per image
-    (`flip` is None when nothing may flip, so no work and no device sync is spent on it)."""
+    """The random choices for a batch or a whole pass: crop corner (top, left) and whether to flip,
+    per image (`flip` is None when nothing may flip, so no work is spent on it)."""
 
     top: Tensor
     left: Tensor

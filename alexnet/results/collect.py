@@ -59,11 +59,15 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in path.parts]
 
 
+def dotted(config: dict[str, Any]) -> dict[str, Any]:
+    """A nested config as one level of dotted keys (optimizer.lr, augmentation.flip, ...)."""
+    return pd.json_normalize(config, sep=".").iloc[0].to_dict()
+
+
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys for the hyperparameters of a resolved config; the optimizer by its short name."""
-    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
     out: dict[str, Any] = {}
-    for key, value in flat.items():
+    for key, value in dotted(config).items():
         if key.startswith(NOT_HYPERPARAMETERS):
             continue
         if key == "optimizer._target_":

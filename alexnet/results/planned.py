@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 MULTIRUN_FILE = "multirun.yaml"
@@ -20,13 +21,18 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
     return jobs_of(OmegaConf.load(path)) if path.is_file() else None
 
 
+def sweep_overrides(config: DictConfig) -> list[Override]:
+    """What a multirun sweeps over, as its sweeper sees it: hydra.sweeper.params, then the
+    command line's overrides."""
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    return OverridesParser.create().parse_overrides(arguments)
+
+
 def jobs_of(config: DictConfig) -> list[list[str]] | None:
     """The jobs a multirun config makes, expanded as Hydra's basic sweeper does."""
-    hydra_cfg = config.hydra
-    if hydra_cfg.sweeper.get("_target_") != BASIC_SWEEPER:
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
-    params = hydra_cfg.sweeper.get("params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += list(hydra_cfg.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(arguments)
-    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    batches = BasicSweeper.split_arguments(sweep_overrides(config), None)
+    return [job for batch in batches for job in batch]

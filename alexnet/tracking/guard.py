@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
 from omegaconf import DictConfig
 
+from alexnet.results.collect import dotted
 from alexnet.results.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ class RunTracker(Protocol):
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys of a resolved config, lists as text: what params/hparams can hold."""
-    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
-    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in flat.items()}
+    return {k: v if isinstance(v, bool | int | float | str) else str(v)
+            for k, v in dotted(config).items()}
 
 
 class Tracking:

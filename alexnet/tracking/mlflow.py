@@ -37,9 +37,6 @@ def _artifact_location(settings: DictConfig) -> str | None:
 def experiment_id(client: Any, settings: DictConfig, default_name: str) -> str:
     """The experiment's id, made if it does not exist (parallel jobs may race to make it)."""
     name = str(settings.experiment or default_name)
-    if settings.tracking_uri.startswith("sqlite:///"):
-        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                            exist_ok=True)
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id

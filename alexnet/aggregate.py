@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alexnet.results.aggregate import aggregate, newest_sweep
-from alexnet.results.liveness import DEFAULT_STALE_AFTER_S
+from alexnet.results.liveness import MISSED_BEATS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,10 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare-notebook", action="store_true",
                         help="also print the notebook's table beside its reported F1/accuracy")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
-                        help="report a `running` run whose heartbeat is older than S seconds as "
-                             f"stale (default {DEFAULT_STALE_AFTER_S:.0f}; a run on this host "
-                             "whose process is gone is stale at once)")
+    parser.add_argument("--stale-after", type=float, default=None, metavar="S",
+                        help="report a `running` run of another machine whose heartbeat is older "
+                             f"than S seconds as stale (default: {MISSED_BEATS} of its "
+                             "heartbeat_s); a run of this machine whose trainer no longer holds "
+                             "its run dir's lock is stale at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

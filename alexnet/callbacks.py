@@ -20,7 +20,7 @@ from alexnet.results.record import SUCCEEDED
 log = logging.getLogger(__name__)
 
 STATUS_ORDER = ("completed", "early_stopped", "failed", "diverged", "interrupted", "stale",
-                "running", "not_started")
+                "running", "waiting", "not_started")
 
 
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
@@ -62,23 +62,33 @@ class SweepCallback(Callback):
         and mix the runs); stop a sweep whose data set every run would find missing or corrupt,
         with the data error, instead of failing each run in turn (skipped when the sweep varies
         data.*: then each run reports its own; with data.download on, the data is fetched here
-        once, so parallel jobs do not all download it); open the sweep's MLflow parent run."""
+        once, so parallel jobs do not all download it); write the planned jobs; clear an earlier
+        start's stop request; open the sweep's MLflow parent run."""
+        from hydra.core.global_hydra import GlobalHydra
+
         from alexnet.data.cifar import DataError, load_cifar100
-        from alexnet.results.planned import jobs_of, planned_jobs
+        from alexnet.hyperparameters import identity
+        from alexnet.results.planned import jobs_of, original_command, planned_jobs, write_planned
+        from alexnet.resume.stop import clear_sweep_stop
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = jobs_of(config, GlobalHydra.instance().config_loader())
         earlier = planned_jobs(sweep_dir)
-        if earlier is not None and earlier != jobs_of(config):
+        if earlier is not None and jobs is not None \
+                and [identity(job) for job in earlier] != [identity(job) for job in jobs]:
             raise SystemExit(
-                f"error: {sweep_dir} holds another sweep (its multirun.yaml plans other jobs). To "
-                "resume it, rerun the command it was made with (hydra.overrides.task in that file); "
-                "for a new sweep, give a new hydra.sweep.dir.")
+                f"error: {sweep_dir} holds another sweep (it planned other jobs). To resume it, "
+                f"rerun the command it was made with:\n  {original_command(sweep_dir)}\nFor a new "
+                "sweep, give a new hydra.sweep.dir.")
         if not sweep_varies(config, "data"):
             try:
                 load_cifar100(config.data.root, config.data.download, train_subset=1,
                               test_subset=1)
             except DataError as err:
                 raise SystemExit(f"error: no run of this sweep can start: {err}") from None
+        if jobs is not None:
+            write_planned(sweep_dir, jobs)
+        clear_sweep_stop(sweep_dir)
         _track_sweep(config, lambda mlflow, settings: mlflow.start_sweep_run(
             settings, config.hydra.job.config_name, sweep_dir))
 

@@ -49,6 +49,7 @@ class EarlyStopSchema:
 @dataclass
 class LaunchSchema:
     jobs_per_gpu: int = 1
+    slots_dir: str | None = None
 
 
 for name, node in (("checkpoint", CheckpointSchema), ("early_stop", EarlyStopSchema),

@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 
 
 def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig) -> bool:
-    """Whether the last `patience` epochs all failed to beat the best value before them."""
+    """Whether the last `patience` epochs all failed to beat the best value before them by more
+    than min_delta: a tie is no improvement (as in Lightning and Keras), so a run frozen at one
+    value stops."""
     patience = early_stop.patience
     if patience is None or len(epochs) <= patience:
         return False
@@ -19,4 +21,4 @@ def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig) -> boo
     monitor = str(getattr(early_stop.monitor, "value", early_stop.monitor))  # enum or text
     values = [sign * float(row[monitor]) for row in epochs]
     best_before = max(values[:-patience])
-    return all(value < best_before + early_stop.min_delta for value in values[-patience:])
+    return all(value <= best_before + early_stop.min_delta for value in values[-patience:])

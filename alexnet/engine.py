@@ -61,7 +61,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     """Update the model over every batch; return mean train loss, seconds and images/s.
 
     `resume` continues a pass from a mid-epoch checkpoint (the batches continue on their own);
-    `on_step` is called after every step, the run's safe point to beat and to stop."""
+    `on_step` is called after every step, the run's safe point to stop at."""
     model.train()
     state = resume or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
     start = time.perf_counter() - state.seconds
@@ -80,8 +80,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
-             device: torch.device, progress: bool = True, autocast_dtype: torch.dtype | None = None,
-             on_step: Callable[[], None] | None = None) -> tuple[dict[str, float], Tensor]:
+             device: torch.device, progress: bool = True,
+             autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], Tensor]:
     """Loss, top-1, top-5 and macro-F1 over the whole split, plus its confusion matrix."""
     model.eval()
     accumulator = EvalAccumulator(num_classes, device)
@@ -89,6 +89,4 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_cla
         with autocast(x, autocast_dtype):
             logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
-        if on_step is not None:
-            on_step()
     return accumulator.compute(), accumulator.confusion_matrix()

@@ -46,6 +46,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """write_atomic for text (tables, Markdown)."""
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def append_line(path: Path, text: str) -> None:
     """Append text to a log-like file (metrics.csv); OutputError naming `path` when refused."""
     try:

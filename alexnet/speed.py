@@ -41,10 +41,16 @@ class SpeedSettings:
         return torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
 
 
+def native_bf16(capability: tuple[int, int]) -> bool:
+    """Whether a CUDA GPU of this compute capability has bf16 arithmetic (Ampere, 8.0, and later).
+    torch.cuda.is_bf16_supported() also says yes where bf16 is only emulated (V100, T4), slowly."""
+    return tuple(capability) >= (8, 0)
+
+
 def supported(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether autocast in `dtype` runs natively on `device`."""
     if device.type == "cuda":
-        return dtype == torch.float16 or torch.cuda.is_bf16_supported()
+        return dtype == torch.float16 or native_bf16(torch.cuda.get_device_capability(device))
     if device.type == "cpu":  # oneDNN knows whether this CPU has bf16 / fp16 instructions
         name = "_is_mkldnn_bf16_supported" if dtype == torch.bfloat16 else "_is_mkldnn_fp16_supported"
         try:
@@ -52,6 +58,14 @@ def supported(dtype: torch.dtype, device: torch.device) -> bool:
         except (AttributeError, RuntimeError):  # a build without oneDNN: assume not
             return False
     return False
+
+
+def auto_autocast(capability: tuple[int, int] | None) -> str:
+    """What speed.autocast=auto means: on a CUDA GPU of `capability`, bf16 where it is native,
+    else fp16 (with loss scaling); fp32 off CUDA (capability None)."""
+    if capability is None:
+        return "fp32"
+    return "bf16" if native_bf16(capability) else "fp16"
 
 
 def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
@@ -68,7 +82,7 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
         else bool(speed.channels_last)
     requested = speed.autocast
     if requested == "auto":
-        requested = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+        requested = auto_autocast(torch.cuda.get_device_capability(device) if cuda else None)
     dtype = DTYPES[requested]
     if dtype is not None and not supported(dtype, device):
         log.warning("speed.autocast=%s is not supported on %s; training in fp32 instead",
@@ -101,27 +115,37 @@ class FullBatchGraphs(nn.Module):
         return self.graphed(x)
 
 
+def probe_batch(images: Tensor, batch_size: int) -> Tensor:
+    """A full batch of `batch_size` from any sample (its rows repeated when it is smaller), so the
+    probe takes the path every full training batch takes (CUDA graphs only capture that shape)."""
+    return images[torch.arange(batch_size, device=images.device) % len(images)]
+
+
 def prepare_model(model: nn.Module, settings: SpeedSettings, probe: Callable[[nn.Module], None],
                   batch_size: int | None = None) -> nn.Module:
     """Apply channels_last, then compile or CUDA-graph if asked: `probe` runs one throwaway
     training step so a compiler failure shows now (torch.compile is lazy) and the run falls back
-    to eager. `batch_size` is the full batch shape CUDA graphs are captured for."""
+    to eager. `batch_size` is the full batch shape CUDA graphs are captured for. The probe leaves
+    no trace: weights, BatchNorm statistics and the random generators (dropout) are put back."""
     model = model.to(memory_format=settings.memory_format)
     if not (settings.compile or settings.cuda_graphs):
         return model
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    try:
-        if settings.cuda_graphs:
-            compiled: nn.Module = FullBatchGraphs(torch.compile(
-                model, backend=settings.compile_backend, mode="reduce-overhead"), batch_size or 0)
-        else:
-            compiled = torch.compile(model, backend=settings.compile_backend)
-        probe(compiled)
-    except Exception as err:  # any compiler or backend error: eager mode still trains
-        log.warning("torch.compile failed (%s: %s); training without it",
-                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-        compiled = model
-    finally:  # the probe step must not count: restore weights and BatchNorm statistics
-        model.load_state_dict(saved)
-        model.zero_grad(set_to_none=True)
+    device = next(model.parameters()).device
+    accelerator = [device] if device.type != "cpu" else []
+    with torch.random.fork_rng(devices=accelerator, device_type=device.type if accelerator else "cuda"):
+        try:
+            if settings.cuda_graphs:
+                compiled: nn.Module = FullBatchGraphs(torch.compile(
+                    model, backend=settings.compile_backend, mode="reduce-overhead"), batch_size or 0)
+            else:
+                compiled = torch.compile(model, backend=settings.compile_backend)
+            probe(compiled)
+        except Exception as err:  # any compiler or backend error: eager mode still trains
+            log.warning("torch.compile failed (%s: %s); training without it",
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            compiled = model
+        finally:  # the probe step must not count: restore weights and BatchNorm statistics
+            model.load_state_dict(saved)
+            model.zero_grad(set_to_none=True)
     return compiled

@@ -30,12 +30,12 @@ from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
 from alexnet.launch.placement import Placement, placed
-from alexnet.launch.slots import one_at_a_time
+from alexnet.launch.slots import SlotWaitStopped, one_at_a_time
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
 from alexnet.results.record import CONFUSION_FILE, RunRecord
 from alexnet.resume import checkpoint
-from alexnet.resume.run_dir import RunDirConflict, plan
+from alexnet.resume.run_dir import Plan, RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, SweepStopped
 from alexnet.tracking.guard import Tracking, build_tracking
 
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 class Interrupted(Exception):  # noqa: N818 - a state, as in the run's status
     """A stop signal reached the run's safe point; its checkpoint is saved."""
+
+
+class NotStarted(Exception):  # noqa: N818 - a state: the run stopped before its first step
+    """A stop came while the run waited for its turn to start; there is nothing to save."""
 
 
 def describe(device: torch.device) -> str:
@@ -59,6 +63,8 @@ def take_device(placement: Placement, speed_cfg: DictConfig,
         torch.set_num_threads(placement.threads)
     device = resolve_device(placement.device)
     if device.type == "cuda":
+        if device.index is None:  # `cuda`: the current one, named, so states and logs say which
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     record.set_device(describe(device), torch_threads=torch.get_num_threads(),
                       device_slot=placement.slot)
@@ -93,11 +99,11 @@ def build_training(cfg: DictConfig, device: torch.device,
     network = build_model(cfg.model.name, **options).to(device)
     optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
                                         _convert_="all")
-    sample = next(iter(test_batches))
+    sample = speed.probe_batch(next(iter(test_batches))[0], cfg.batch_size)
 
     def probe(candidate: torch.nn.Module) -> None:
-        with autocast(sample[0], settings.autocast_dtype):
-            candidate(sample[0]).float().logsumexp(1).mean().backward()
+        with autocast(sample, settings.autocast_dtype):
+            candidate(sample).float().logsumexp(1).mean().backward()
 
     model = speed.prepare_model(network, settings, probe, cfg.batch_size)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
@@ -119,6 +125,9 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
                else contextlib.nullcontext())
     with startup:  # parallel jobs load data and allocate one after the other
+        reason = stop.reason()
+        if reason is not None:  # stopped while waiting its turn: nothing to save
+            raise NotStarted(f"stopped by {reason} before it began training")
         parts = build_training(cfg, device, settings)
     data, test_batches, model, state = parts.data, parts.test_batches, parts.model, parts.state
     train_batches, optimizer, scaler = state.train_batches, state.optimizer, state.scaler
@@ -130,16 +139,18 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         record.resumed_from(epochs)
         log.info("resuming %s after epoch %d%s", record.run_dir, len(epochs),
                  f", {in_progress.images} images into the next" if in_progress else "")
+    else:
+        record.resumed_from(None)  # from the first epoch: an earlier attempt's rows go
     tracking.start(record)
 
     def safe_point(progress: EpochProgress) -> None:
-        """After every step: beat, and on a stop signal save where we are and end the run."""
-        record.beat()
-        if stop.requested is None:
+        """After every step: on a stop request save where we are and end the run."""
+        reason = stop.reason()
+        if reason is None:
             return
         if train_batches.resumes_mid_pass:
-            checkpoint.save(checkpoint_path, state, overrides, record.epochs, progress)
-        raise Interrupted(f"stopped by {stop.requested.name} in epoch {len(record.epochs) + 1}")
+            checkpoint.save(checkpoint_path, state, overrides, record.epochs, device, progress)
+        raise Interrupted(f"stopped by {reason} in epoch {len(record.epochs) + 1}")
 
     fine_to_coarse = data.fine_to_coarse()
     status = "completed"
@@ -156,7 +167,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         in_progress = None
         test_start = time.perf_counter()
         test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress,
-                                         settings.autocast_dtype, on_step=record.beat)
+                                         settings.autocast_dtype)
         row = {"epoch": epoch, **train_stats, **test_stats,
                "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
         log.info("epoch %d/%d  train_loss %.4f  test_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
@@ -168,25 +179,26 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
             tracking.log_epoch(row)
             record.finish("diverged", stopped_epoch=epoch)
             return "diverged"
-        checkpoint.save(checkpoint_path, state, overrides, [*record.epochs, row])
+        checkpoint.save(checkpoint_path, state, overrides, [*record.epochs, row], device)
         record.add_epoch(row)
         tracking.log_epoch(row)
         record.save_table(CONFUSION_FILE, pd.DataFrame(
             superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
             index=data.superclasses, columns=data.superclasses))
-        if stop.requested is not None:
-            raise Interrupted(f"stopped by {stop.requested.name} after epoch {epoch}")
+        reason = stop.reason()
+        if reason is not None:
+            raise Interrupted(f"stopped by {reason} after epoch {epoch}")
     if cfg.checkpoint.keep == "weights":
         checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
     record.finish(status, stopped_epoch=len(record.epochs) if status == "early_stopped" else None)
-    if cfg.checkpoint.keep == "weights":
-        checkpoint_path.unlink(missing_ok=True)
+    checkpoint.remove(record.run_dir, keep_newest=cfg.checkpoint.keep == "full")
     return status
 
 
 @contextlib.contextmanager
 def finally_call(function: Callable[..., Any], *args: Any) -> Iterator[None]:
-    """Call function(*args) when the block ends, however it ends (the trackers' last word)."""
+    """Call function(*args) when the block ends, however it ends (the trackers' last word, the run
+    dir's lock released)."""
     try:
         yield
     finally:
@@ -207,26 +219,38 @@ def main(cfg: DictConfig) -> float:
     sweep_dir = str(hydra_cfg.sweep.dir) if multirun else None
     try:
         decision = plan(run_dir, overrides)
-    except (RunDirConflict, checkpoint.CheckpointError) as err:
+    except RunDirConflict as err:
         raise SweepStopped(str(err), sweep_dir=sweep_dir) from None
     if decision.action == "skip" and decision.previous is not None:
         log.info("%s is already %s: not trained again", run_dir, decision.previous["status"])
         return _final_acc(decision.previous)
+    with finally_call(decision.release):  # the run dir stays ours until its run has ended
+        return _run(cfg, hydra_cfg, decision, run_dir, overrides, sweep_dir)
 
+
+def _run(cfg: DictConfig, hydra_cfg: DictConfig, decision: Plan, run_dir: Path,
+         overrides: list[str], sweep_dir: str | None) -> float:
+    """Train the run the plan decided on, and end its record however the run ends."""
     record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), overrides,
                        cfg.heartbeat_s, previous=decision.previous)
-    tracking = build_tracking(cfg.get("logger"), hydra_cfg.job.config_name,
-                              Path(sweep_dir) if sweep_dir else None)
-    with GracefulStop() as stop, finally_call(tracking.finish, record):
+    tracking = Tracking()
+    with GracefulStop(Path(sweep_dir) if sweep_dir else None) as stop, \
+            finally_call(lambda: tracking.finish(record)):
         try:
+            if decision.unreadable is not None:
+                raise decision.unreadable
+            tracking = build_tracking(cfg.get("logger"), hydra_cfg.job.config_name,
+                                      Path(sweep_dir) if sweep_dir else None)
             validate(cfg)
-            with placed(cfg, hydra_cfg.launcher, sweep_dir) as placement:
+            with placed(cfg, hydra_cfg.launcher, sweep_dir,
+                        stopped=lambda: stop.reason() is not None) as placement:
                 status = fit(cfg, record, stop, decision.checkpoint, placement, tracking)
-        except Interrupted as err:
+        except (Interrupted, NotStarted, SlotWaitStopped) as err:
             record.finish("interrupted", err)
             stop.hand_over()  # under submitit: it requeues the job, which resumes from here
-            raise SweepStopped(f"{run_dir}: {err}; its checkpoint is saved. Rerun the same command "
-                               "to resume.", stop.exit_code, sweep_dir) from None
+            saved = "its checkpoint is saved" if isinstance(err, Interrupted) else "it had not started"
+            raise SweepStopped(f"{run_dir}: {err}; {saved}. Rerun the same command to resume.",
+                               stop.exit_code, sweep_dir) from None
         except KeyboardInterrupt as err:
             record.finish("interrupted", err)
             raise
@@ -236,12 +260,12 @@ def main(cfg: DictConfig) -> float:
             raise SweepStopped(str(err), sweep_dir=sweep_dir) from None
         except Exception as err:
             record.finish("failed", err)
-            if not multirun:
+            if sweep_dir is None:
                 raise
             # In a sweep one bad run must not stop the others: it is on record, move on.
             log.error("run failed, sweep goes on: %s: %s", type(err).__name__, err)
             return float("nan")
-    if status == "diverged" and not multirun:
+    if status == "diverged" and sweep_dir is None:
         raise SweepStopped(f"the run diverged; its record is in {run_dir}")
     return _final_acc(record.summary)
 

@@ -1,6 +1,7 @@
 """The aggregator on sweeps made by the real CLI and on hand-made broken run directories."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ import pandas as pd
 import pytest
 
 from alexnet.aggregate import main
-from alexnet.results.aggregate import aggregate, notebook_table
+from alexnet.locks import try_lock
+from alexnet.results.aggregate import aggregate, newest_sweep, notebook_table
 from alexnet.results.collect import collect
+from alexnet.results.liveness import RUN_LOCK
 from alexnet.results.record import RunRecord
 from cifar_files import CLASSES, make_split
 from conftest import REPO
@@ -61,6 +64,8 @@ def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplo
     failed = RunRecord(root / "failed", {**config, "batch_size": 64}, ["batch_size=64"])
     failed.finish("failed", RuntimeError("out of memory"))
     running = RunRecord(root / "running", {**config, "batch_size": 128}, ["batch_size=128"])
+    running.set_device("cpu (2 threads)")
+    trainer = try_lock(root / "running" / RUN_LOCK)  # what the run's trainer holds while alive
     running.add_epoch({"epoch": 1, "train_loss": 4.5, "test_loss": 4.5, "test_acc": 0.05,
                        "test_top5": 0.1, "test_f1": 0.01, "images_per_s": 90.0})
     (root / "half" / ".hydra").mkdir(parents=True)  # Hydra started it, nothing written yet
@@ -72,6 +77,9 @@ def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplo
     table = pd.read_csv(root / "results.csv")
     assert dict(zip(table["run_dir"], table["status"], strict=True)) == {
         "ok": "completed", "failed": "failed", "running": "running"}
+    trainer.close()  # the trainer is gone: at once, not after a heartbeat window
+    aggregate([root], root)
+    assert pd.read_csv(root / "results.csv").set_index("run_dir").loc["running", "status"] == "stale"
     assert table.set_index("run_dir").loc["running", "epochs_done"] == 1
     assert sorted(path.name for path, _ in collection.skipped) == ["half", "torn"]
     assert "no results.json" in caplog.text and "not valid JSON" in caplog.text
@@ -81,7 +89,9 @@ def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplo
 def test_cli_names_missing_input(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([]) == 2
-    assert "no sweep found under outputs/sweeps" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no sweep found under outputs/sweeps" in error
+    assert "python -m alexnet.aggregate DIR" in error  # a command that exists
     assert main([str(tmp_path / "nope")]) == 2
 
 
@@ -111,3 +121,25 @@ def test_show_data_labels_the_grid_with_class_names(cifar_root, tmp_path):
     expected = [CLASSES[label] for label in make_split(48, 0)["fine_labels"][:4]]
     assert f"classes: {' '.join(expected)}" in result.stdout + result.stderr
     assert (tmp_path / "data_grid.png").stat().st_size > 5_000
+
+
+def test_mlflow_copies_of_a_record_are_not_counted_as_runs(sweep_dir, tmp_path):
+    outputs = tmp_path / "outputs"
+    run = outputs / "sweeps" / "mine" / "0"
+    run.mkdir(parents=True)
+    for name in ("results.json", "metrics.csv"):
+        (run / name).write_text((sweep_dir / "0" / name).read_text())
+    copy = outputs / "mlflow-artifacts" / "1" / "0123abcd" / "artifacts"
+    copy.mkdir(parents=True)
+    (copy / "results.json").write_text((sweep_dir / "0" / "results.json").read_text())
+    assert [r.path for r in collect([outputs]).runs] == [run]
+
+
+def test_newest_sweep_is_the_last_started_wherever_its_dir_is(tmp_path):
+    base = tmp_path / "outputs" / "sweeps"
+    for sweep in ("2026-11-27/15-04-01", "mine", "2026-11-28/09-00-00"):
+        (base / sweep / "0").mkdir(parents=True)
+        (base / sweep / "multirun.yaml").write_text("hydra: {}\n")
+    os.utime(base / "mine" / "multirun.yaml", (2e9, 2e9))  # started last, though named, not dated
+    assert newest_sweep(base) == base / "mine"
+

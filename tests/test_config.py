@@ -116,7 +116,7 @@ def test_unknown_group_option_lists_the_choices():
 
 
 
-@pytest.mark.parametrize(("preset", "target"), [("parallel", "JoblibLauncher"),
+@pytest.mark.parametrize(("preset", "target"), [("parallel", "ParallelLauncher"),
                                                 ("slurm", "SlurmLauncher")])
 def test_launcher_presets_compose_with_their_values(preset, target):
     import alexnet.launch.placement  # noqa: F401 - registers the n_jobs resolver

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from alexnet.hyperparameters import identity
 from alexnet.launch.placement import Placement, placed, threads_for
-from alexnet.launch.slots import hold_slot
+from alexnet.launch.slots import SlotWaitStopped, hold_slot
+from alexnet.results.record import RunRecord
 
 TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
 SIX = ["optimizer=sgd,adam", "batch_size=16,32,64"]
@@ -38,7 +40,8 @@ def records(sweep: Path) -> dict[str, dict]:
 
 
 def metrics_by_overrides(sweep: Path) -> dict[tuple[str, ...], pd.DataFrame]:
-    return {tuple(sorted(r["overrides"])): pd.read_csv(sweep / name / "metrics.csv").drop(
+    """Each run's metrics (timings left out) by the overrides that decide its result."""
+    return {identity(r["overrides"]): pd.read_csv(sweep / name / "metrics.csv").drop(
         columns=TIMINGS) for name, r in records(sweep).items()}
 
 
@@ -106,36 +109,45 @@ def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resum
 
 
 def test_slots_go_to_the_first_free_one_and_a_killed_holder_frees_its_slot(tmp_path):
+    gpus = ["GPU-a", "GPU-b", "GPU-c"]
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pathlib import Path; from alexnet.launch.slots import hold_slot\n"
-        f"with hold_slot(Path({str(tmp_path)!r}), 3) as slot:\n"
+        f"with hold_slot(Path({str(tmp_path)!r}), {gpus!r}, 1) as slot:\n"
         "    print(slot.index, flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "0"
-    with hold_slot(tmp_path, 3) as first, hold_slot(tmp_path, 3) as second:
+    with hold_slot(tmp_path, gpus, 1) as first, hold_slot(tmp_path, gpus, 1) as second:
         assert (first.index, second.index) == (1, 2)
-    with hold_slot(tmp_path, 3) as again:  # released out of order: the lowest free one
+    with hold_slot(tmp_path, gpus, 1) as again:  # released out of order: the lowest free one
         assert again.index == 1
+        with pytest.raises(SlotWaitStopped), hold_slot(tmp_path, gpus[:2], 1,
+                                                       stopped=lambda: True):
+            pass  # all taken, and the sweep is stopping: it stops waiting
     holder.kill()  # SIGKILL while holding slot 0
     holder.wait()
-    with hold_slot(tmp_path, 3) as freed:
+    with hold_slot(tmp_path, gpus, 1) as freed:
         assert freed.index == 0
 
 
-def test_devices_come_from_slots_one_gpu_each_then_shared(tmp_path):
-    cfg = OmegaConf.create({"device": "auto", "torch_threads": None, "launch": {"jobs_per_gpu": 2}})
-    joblib = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher."
-                               "JoblibLauncher", "n_jobs": 4})
-    with placed(cfg, joblib, tmp_path, gpus=2) as a, placed(cfg, joblib, tmp_path, gpus=2) as b:
-        with placed(cfg, joblib, tmp_path, gpus=2) as c:
-            assert [p.device for p in (a, b, c)] == ["cuda:0", "cuda:1", "cuda:0"]
-        with placed(cfg, joblib, tmp_path, gpus=2) as d:  # c's slot, freed: its GPU again
-            assert (d.slot, d.device) == (2, "cuda:0")
+def test_slots_are_per_machine_so_two_sweeps_spread_over_the_gpus(tmp_path):
+    cfg = OmegaConf.create({"device": "auto", "torch_threads": None,
+                            "launch": {"jobs_per_gpu": 2, "slots_dir": str(tmp_path / "slots")}})
+    joblib = OmegaConf.create({"_target_": "hydra_plugins.alexnet_sweeps.parallel_launcher."
+                               "ParallelLauncher", "n_jobs": 4})
+    both = ["GPU-a", "GPU-b"]
+    with placed(cfg, joblib, tmp_path / "sweep-1", both) as a, \
+            placed(cfg, joblib, tmp_path / "sweep-2", both) as b:  # another sweep, same machine
+        assert (a.device, a.slot, b.device, b.slot) == ("cuda:0", "GPU-a#0", "cuda:1", "GPU-b#0")
+        # A sweep started with CUDA_VISIBLE_DEVICES=<GPU b> sees GPU b as cuda:0: still GPU b.
+        with placed(cfg, joblib, tmp_path / "sweep-3", ["GPU-b"]) as c:
+            assert (c.device, c.slot) == ("cuda:0", "GPU-b#1")
+        with placed(cfg, joblib, tmp_path / "sweep-1", both) as d:
+            assert (d.device, d.slot) == ("cuda:0", "GPU-a#1")
     basic = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher."
                               "BasicLauncher"})
-    with placed(cfg, basic, tmp_path, gpus=2) as alone:
+    with placed(cfg, basic, tmp_path, both) as alone:
         assert alone == Placement("auto", None)
-    with placed(OmegaConf.merge(cfg, {"device": "cpu"}), joblib, tmp_path, gpus=0) as cpu:
+    with placed(OmegaConf.merge(cfg, {"device": "cpu"}), joblib, tmp_path, []) as cpu:
         assert cpu.device == "cpu" and cpu.slot is None
 
 
@@ -146,3 +158,73 @@ def test_threads_split_the_cores_between_parallel_jobs(monkeypatch):
     assert threads_for(3, OmegaConf.create({"n_jobs": 2})) == 3
     assert threads_for(None, OmegaConf.create({"cpus_per_task": 6})) == 6
     assert threads_for(None, OmegaConf.create({})) is None
+
+
+def wait_for_rows(paths: list[Path], process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while not all(p.is_file() and len(p.read_text().splitlines()) > 1 for p in paths):
+        assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+
+
+def two_runs(root: Path, out: Path, *extra: str, sweep: tuple[str, ...] = (
+        "optimizer=sgd,adam", "epochs=3")) -> list[str]:
+    """Two runs of 3 short epochs (192 images), one thread each; or another `sweep`."""
+    return ["-m", *sweep, "data.train_subset=192", "model=alexnet_cifar", "augmentation=crop_flip",
+            "torch_threads=1", f"data.root={root}", "data.download=false", "progress=false",
+            f"hydra.sweep.dir={out}", *extra]
+
+
+def start_in_its_own_group(args: list[str], cwd: Path) -> subprocess.Popen:
+    """The command as a terminal runs it: its own process group, which a Ctrl-C signals whole."""
+    return subprocess.Popen([sys.executable, "-m", "alexnet.train", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_under_the_parallel_launcher_stops_every_running_job_at_a_safe_point(
+        slower_cifar_root, tmp_path, stop):
+    out = tmp_path / "sweep"
+    # Three workers for two jobs: the idle one must not die of the signal and break the pool.
+    process = start_in_its_own_group(two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
+                                              "hydra.launcher.n_jobs=3"), tmp_path)
+    wait_for_rows([out / "0" / "metrics.csv", out / "1" / "metrics.csv"], process)
+    os.killpg(process.pid, stop)  # to the launcher and every worker
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 128 + stop, output
+    assert "2 runs: 2 interrupted" in output and f"stopped: {stop.name}" in output
+    for run in ("0", "1"):
+        record = json.loads((out / run / "results.json").read_text())
+        assert record["status"] == "interrupted", (run, record["error"])
+        assert (out / run / "checkpoint.pt").is_file()
+    assert set(pd.read_csv(out / "results.csv")["status"]) == {"interrupted"}
+    if stop != signal.SIGINT:
+        return
+    # Ctrl-C, then the same command with the basic launcher and progress bars on: exactly the
+    # metrics of an uninterrupted sweep at the same torch_threads.
+    again = train(*two_runs(slower_cifar_root, out, "progress=true"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    reference = train(*two_runs(slower_cifar_root, tmp_path / "reference"), cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    ours, theirs = metrics_by_overrides(out), metrics_by_overrides(tmp_path / "reference")
+    assert ours.keys() == theirs.keys()
+    for key, frame in ours.items():
+        pd.testing.assert_frame_equal(frame, theirs[key])
+
+
+def test_a_job_that_stops_the_sweep_stops_its_running_siblings_at_a_safe_point(
+        slower_cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    intruder = out / "2"  # job 2's dir holds another run: job 2 stops the sweep as it starts,
+    RunRecord(intruder, {"epochs": 1}, ["optimizer=rmsprop"]).finish("completed")
+    result = train(*two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
+                             sweep=("optimizer=sgd", "epochs=3,1,2")),
+                   cwd=tmp_path)  # ... when job 1 (1 epoch) is done and job 0 (3) is training
+    assert result.returncode == 1, result.stderr
+    assert f"{intruder} holds another run" in result.stderr
+    record = json.loads((out / "0" / "results.json").read_text())
+    assert record["status"] == "interrupted" and "the sweep's stop" in record["error"]["message"]
+    assert (out / "0" / "checkpoint.pt").is_file()
+    assert json.loads((out / "1" / "results.json").read_text())["status"] == "completed"
+    assert json.loads((intruder / "results.json").read_text())["overrides"] == ["optimizer=rmsprop"]

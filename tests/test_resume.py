@@ -17,13 +17,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from alexnet import early_stop
 from alexnet.files import OutputError
 from alexnet.results.aggregate import results_table
 from alexnet.results.collect import collect
-from alexnet.results.liveness import effective_status
+from alexnet.results.liveness import RUN_LOCK, boot_id, effective_status
 from alexnet.results.record import RunRecord
 from alexnet.resume import checkpoint
-from alexnet.train import fit
+from alexnet.resume.run_dir import RunDirConflict, plan
+from alexnet.resume.stop import GracefulStop
+from alexnet.train import Interrupted, fit
 from conftest import REPO
 
 TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
@@ -157,6 +160,8 @@ def test_a_sweep_dir_of_another_sweep_is_refused_and_left_as_it_was(
                    cwd=tmp_path)
     assert result.returncode == 1
     assert f"{uninterrupted} holds another sweep" in result.stderr
+    made_with = f"python -m alexnet.train -m hydra.sweep.dir={uninterrupted} optimizer=sgd,adam"
+    assert made_with in result.stderr  # the command to resume it
     assert {p: p.stat().st_mtime_ns for p in uninterrupted.rglob("*") if p.is_file()} == before
 
 
@@ -252,14 +257,221 @@ def test_keep_full_leaves_the_whole_checkpoint_and_weights_load_safely(slower_ci
     assert weights.keys() == saved["model"].keys()
 
 
-def test_a_running_record_is_stale_when_its_process_is_gone_or_silent():
-    alive = {"status": "running", "host": os.uname().nodename, "pid": os.getpid(),
-             "heartbeat_at": time.time()}
-    assert effective_status(alive) == "running"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    assert effective_status({**alive, "pid": dead.pid}) == "stale"
-    silent = {**alive, "host": "another-node", "heartbeat_at": time.time() - 3600}
-    assert effective_status(silent, stale_after_s=600) == "stale"
-    assert effective_status({**silent, "heartbeat_at": time.time()}, stale_after_s=600) == "running"
-    assert effective_status({"status": "completed"}) == "completed"
+def test_a_live_record_is_stale_once_its_lock_is_free_here_or_its_heartbeat_stops_elsewhere(
+        tmp_path):
+    here = {"status": "running", "boot_id": boot_id(), "heartbeat_s": 30,
+            "heartbeat_at": time.time()}
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from alexnet.locks import try_lock\n"
+        f"held = try_lock(Path({str(tmp_path / RUN_LOCK)!r})); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert effective_status(here, tmp_path) == "running"
+    assert effective_status({**here, "status": "waiting"}, tmp_path) == "waiting"
+    holder.kill()  # SIGKILL: the kernel frees the lock, and the run is stale at once
+    holder.wait()
+    assert effective_status(here, tmp_path) == "stale"
+    # Written on another machine whose locks we may not see: its heartbeat decides, measured in
+    # its own heartbeat_s (5 missed beats), or in --stale-after when given.
+    elsewhere = {**here, "boot_id": "another-kernel", "heartbeat_s": 10}
+    assert effective_status(elsewhere, tmp_path) == "running"
+    assert effective_status({**elsewhere, "heartbeat_at": time.time() - 51}, tmp_path) == "stale"
+    assert effective_status({**elsewhere, "heartbeat_at": time.time() - 49}, tmp_path) == "running"
+    assert effective_status(elsewhere, tmp_path, stale_after_s=0.0, now=time.time() + 1) == "stale"
+    assert effective_status({"status": "completed"}, tmp_path) == "completed"
+
+
+def test_a_fresh_record_of_another_machine_is_refused_unless_this_is_its_slurm_requeue(
+        tmp_path, monkeypatch):
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    record = RunRecord(tmp_path, {"epochs": 3}, ["epochs=3"])  # a run, then its node was lost
+    record.finish("running")
+    summary = json.loads((tmp_path / "results.json").read_text())
+    summary.update(boot_id="the-lost-node", host="node7", slurm_job="4242_3")
+    (tmp_path / "results.json").write_text(json.dumps(summary))
+    with pytest.raises(RunDirConflict, match="being trained right now by process .* on node7"):
+        plan(tmp_path, ["epochs=3"])
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")  # SLURM requeued that job: the same id
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    decision = plan(tmp_path, ["epochs=3"])
+    assert decision.action == "start" and decision.lock is not None
+    with pytest.raises(RunDirConflict, match="being trained right now by another process"):
+        plan(tmp_path, ["epochs=3"])  # we hold its lock now: nobody else may start it
+    decision.release()
+    assert plan(tmp_path, ["epochs=3"]).action == "start"
+
+
+def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once(
+        slower_cifar_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["optimizer=sgd", "epochs=2", "batch_size=32", "model=alexnet_cifar",
+            "data.train_subset=512", f"data.root={slower_cifar_root}", "data.download=false",
+            "progress=false", f"hydra.run.dir={run_dir}"]
+    first = start(*args, cwd=tmp_path)
+    wait_for_epochs(run_dir / "metrics.csv", 1, first)
+    with pytest.raises(RunDirConflict, match="being trained right now by another process"):
+        plan(run_dir, [a for a in args if not a.startswith("hydra.")])  # a second trainer
+    first.kill()  # SIGKILL: no record update, the heartbeat still looks fresh
+    first.wait()
+    again = train(*args, cwd=tmp_path)  # ... but the lock is free: it resumes now
+    assert again.returncode == 0, again.stderr
+    attempts = json.loads((run_dir / "results.json").read_text())["attempts"]
+    assert [a["resumed_from_epoch"] for a in attempts] == [None, 1]
+
+
+class StopAtSafePoint(GracefulStop):
+    """A stop request at the n-th look (1: before training starts; then after every training
+    step and at each epoch's end), the moment a signal would be seen there."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def reason(self) -> str | None:
+        self.seen += 1
+        return "SIGTERM" if self.seen == self.at else None
+
+
+def resume(cfg, run_dir: Path, saved=None) -> str:
+    previous = json.loads((run_dir / "results.json").read_text())
+    record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), previous["overrides"],
+                       previous=previous)
+    return fit(cfg, record, saved=saved)
+
+
+def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
+        learnable_cifar_root, tmp_path):
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192",
+                      "augmentation=crop_flip")  # 3 steps an epoch: looks 2-4, 5 = its end
+    fit(cfg, new_record(cfg, tmp_path / "reference"))
+    reference = metrics_without_timings(tmp_path / "reference")
+    for at in range(2, 10):  # first step, last step, epoch end, in both epochs
+        run_dir = tmp_path / f"stop-{at}"
+        with pytest.raises(Interrupted):
+            fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
+        assert resume(cfg, run_dir, checkpoint.load_latest(run_dir)) == "completed"
+        pd.testing.assert_frame_equal(metrics_without_timings(run_dir), reference, obj=f"stop {at}")
+
+
+def test_a_restart_without_its_checkpoint_leaves_each_epoch_once(learnable_cifar_root, tmp_path):
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=128")
+    with pytest.raises(Interrupted):
+        fit(cfg, new_record(cfg, tmp_path), StopAtSafePoint(4))  # start, 2 steps, epoch 1 ends
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
+    checkpoint.remove(tmp_path)  # deleted, as an unreadable checkpoint's message advises
+    assert resume(cfg, tmp_path) == "completed"
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1, 2]
+
+
+def test_a_torn_checkpoint_falls_back_to_the_one_before_it(learnable_cifar_root, tmp_path, caplog):
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192")
+    fit(cfg, new_record(cfg, tmp_path / "reference"))
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(6))  # epoch 2's first step
+    newest = run_dir / checkpoint.CHECKPOINT_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a disk or copy fault
+    saved = checkpoint.load_latest(run_dir)
+    assert len(saved["epochs"]) == 1 and saved["in_progress"] is None  # the end of epoch 1
+    assert "resuming from the checkpoint before it" in caplog.text
+    assert (run_dir / checkpoint.TORN_FILE).is_file()  # aside: no save can put it in prev's place
+    assert resume(cfg, run_dir, saved) == "completed"
+    pd.testing.assert_frame_equal(metrics_without_timings(run_dir),
+                                  metrics_without_timings(tmp_path / "reference"))
+    assert not (run_dir / checkpoint.PREVIOUS_FILE).exists()
+
+
+def test_unreadable_checkpoints_fail_that_run_and_the_sweep_goes_on(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["-m", "optimizer=sgd,adam", "epochs=1", "model=alexnet_cifar", "checkpoint.keep=full",
+            f"data.root={cifar_root}", "data.download=false", "progress=false",
+            f"hydra.sweep.dir={out}"]
+    assert train(*args, cwd=tmp_path).returncode == 0
+    summary = json.loads((out / "0" / "results.json").read_text())
+    (out / "0" / "results.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    for name in (checkpoint.CHECKPOINT_FILE, checkpoint.PREVIOUS_FILE):
+        (out / "0" / name).write_bytes(b"PK\x03\x04 torn")
+    again = train(*args, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "2 runs: 1 completed, 1 failed" in again.stderr and "cannot be read" in again.stderr
+    assert json.loads((out / "0" / "results.json").read_text())["status"] == "failed"
+    assert json.loads((out / "1" / "results.json").read_text())["status"] == "completed"
+
+
+def test_resuming_accepts_other_values_of_keys_that_do_not_change_results(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["-m", "optimizer=sgd,adam", "epochs=1", "model=alexnet_cifar",
+            f"data.root={cifar_root}", "data.download=false", f"hydra.sweep.dir={out}"]
+    assert train(*args, "progress=false", cwd=tmp_path).returncode == 0
+    finished = (out / "0" / "results.json").read_text()
+    again = train(*args, "progress=true", "torch_threads=1", "logger=none", "heartbeat_s=5",
+                  "launch.jobs_per_gpu=2", "hydra/launcher=parallel", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 runs: 2 completed" in again.stderr
+    assert (out / "0" / "results.json").read_text() == finished  # recognised, not trained again
+
+
+def test_a_glob_sweep_is_planned_tabled_and_resumed(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["-m", "augmentation=glob(crop_flip*)", "epochs=1", "model=alexnet_cifar",
+            f"data.root={cifar_root}", "data.download=false", "progress=false",
+            f"hydra.sweep.dir={out}"]
+    first = train(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2 runs: 2 completed" in first.stderr
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["overrides"].str.split().str[0]) == ["augmentation=crop_flip",
+                                                             "augmentation=crop_flip_normalize"]
+    again = train(*args, cwd=tmp_path)  # the same glob again: the same sweep
+    assert again.returncode == 0 and "2 runs: 2 completed" in again.stderr
+
+
+def test_a_tie_is_no_improvement_so_a_frozen_run_stops_early():
+    settings = OmegaConf.create({"patience": 2, "monitor": "test_acc", "mode": "max",
+                                 "min_delta": 0.0})
+    frozen = [{"test_acc": 0.01}] * 3
+    assert early_stop.should_stop(frozen, settings)
+    assert not early_stop.should_stop([{"test_acc": 0.01}, {"test_acc": 0.01},
+                                       {"test_acc": 0.02}], settings)
+
+
+class EightGpus:
+    """torch.cuda's generator calls on a host with 8 GPUs: a state per device index."""
+
+    def __init__(self) -> None:
+        self.states = {i: torch.full((16,), i, dtype=torch.uint8) for i in range(8)}
+
+    def get_rng_state(self, device: torch.device) -> torch.Tensor:
+        return self.states[device.index].clone()
+
+    def set_rng_state(self, state: torch.Tensor, device: torch.device) -> None:
+        if device.index not in self.states:
+            raise RuntimeError(f"invalid device {device}")
+        self.states[device.index] = state.clone()
+
+
+def test_a_checkpoint_holds_the_random_state_of_the_runs_own_device_only(monkeypatch):
+    assert set(checkpoint._rng_states(torch.device("cpu"))) == {"torch"}  # a CPU run: no GPU's
+    host = EightGpus()
+    monkeypatch.setattr(torch, "get_device_module", lambda device: host)
+    saved = checkpoint._rng_states(torch.device("cuda", 3))  # checkpointed on cuda:3 of 8
+    assert torch.equal(saved["device"], torch.full((16,), 3, dtype=torch.uint8))
+    one_visible = EightGpus()
+    one_visible.states = {0: torch.zeros(16, dtype=torch.uint8)}  # resumed with one GPU visible
+    monkeypatch.setattr(torch, "get_device_module", lambda device: one_visible)
+    checkpoint._set_rng_states(saved, torch.device("cuda", 0))
+    assert torch.equal(one_visible.states[0], saved["device"])  # its dropout state goes on there
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_runs_random_state_resumes_on_whatever_gpu_it_gets():
+    last = torch.device(f"cuda:{torch.cuda.device_count() - 1}")  # e.g. cuda:3 of 8
+    torch.cuda.manual_seed(1234)
+    with torch.cuda.device(last):
+        torch.cuda.manual_seed(1234)
+    states = checkpoint._rng_states(last)
+    expected = torch.rand(4, device=last)
+    first = torch.device("cuda:0")  # resumed where only one GPU is visible: cuda:0
+    checkpoint._set_rng_states(states, first)
+    assert torch.equal(torch.rand(4, device=first).cpu(), expected.cpu())

@@ -63,6 +63,26 @@ def test_paired_and_welch_comparisons_match_scipy():
         compare_settings(runs[:3], "normalize", ["normalize", "seed"])
 
 
+def test_an_unpaired_comparison_of_runs_that_differ_in_more_than_seed_is_refused_unless_pooled():
+    runs = [run(0.30 + 0.01 * s, normalize=True, seed=s, batch_size=32) for s in range(3)]
+    runs += [run(0.20 + 0.01 * s, normalize=False, seed=s, batch_size=64) for s in range(2)]
+    runs += [run(0.10, "diverged", normalize=False, seed=2, batch_size=64)]  # breaks the pairs
+    with pytest.raises(ValueError, match="differ in batch_size.*--pool"):
+        compare_settings(runs, "normalize", varying_columns(runs))
+    pooled = compare_settings(runs, "normalize", varying_columns(runs), pool=True)
+    assert pooled.test == "Welch t-test" and pooled.n == (3, 2)
+
+
+def test_the_notebook_table_keeps_runs_at_other_scales_apart():
+    notebook = {"run": "AlexNet 7", "f1": 0.45, "accuracy": 0.482}
+    runs = [run(acc, notebook=notebook, experiment="alexnet7", seed=s,
+                **{"data.train_subset": subset, "model.logit_relu": False})
+            for s, (acc, subset) in enumerate([(0.1, 5000), (0.12, 5000), (0.4, None)])]
+    table = notebook_table(runs)
+    assert sorted(zip(table["train_subset"].fillna(0), table["n"], strict=True)) == [
+        (0, 1), (5000, 2)]
+
+
 def test_notebook_table_shows_the_mean_interval_and_whether_the_notebook_lies_inside():
     notebook = {"run": "AlexNet 7", "f1": 0.45, "accuracy": 0.482}
     runs = [run(acc, notebook=notebook, experiment="alexnet7", seed=s, **{"model.logit_relu": True})

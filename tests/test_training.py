@@ -87,3 +87,56 @@ def test_cuda_graphs_asked_for_on_a_cpu_fall_back_with_one_warning(caplog):
                              torch.device("cpu"))
     warnings = [r for r in caplog.records if "speed.cuda_graphs=true needs a CUDA device" in r.message]
     assert not settings.cuda_graphs and len(warnings) == 1
+
+
+def test_auto_autocast_is_bf16_only_where_the_gpu_has_it_natively():
+    assert speed.auto_autocast((7, 0)) == "fp16"  # V100: bf16 only emulated, slowly
+    assert speed.auto_autocast((7, 5)) == "fp16"  # T4
+    assert speed.auto_autocast((8, 0)) == "bf16"  # A100
+    assert speed.auto_autocast((9, 0)) == "bf16"  # H100
+    assert speed.auto_autocast(None) == "fp32"  # not CUDA
+
+
+class Counting(torch.nn.Module):
+    """Stands in for torch.compile's output (mode=reduce-overhead): the graphed callable, with
+    the eager module under `_orig_mod` as torch.compile keeps it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = module
+        self.shapes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(x.shape[0])
+        return self._orig_mod(x)
+
+
+def test_cuda_graphs_take_full_batches_and_the_last_short_batch_runs_eagerly():
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    graphed = Counting(network)
+    model = speed.FullBatchGraphs(graphed, batch_size=4)
+    full, short = torch.randn(4, 3, 2, 2), torch.randn(3, 3, 2, 2)
+    assert torch.equal(model(full), network(full)) and torch.equal(model(short), network(short))
+    assert graphed.shapes == [4]  # only the full batch went to the graphs
+
+
+def test_the_compile_probe_runs_a_full_batch_and_leaves_no_trace():
+    sample = torch.randn(3, 3, 8, 8)  # a test split smaller than one batch
+    assert speed.probe_batch(sample, 8).shape[0] == 8
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5),
+                                  torch.nn.Linear(192, 5), torch.nn.BatchNorm1d(5))
+    before = ({k: v.clone() for k, v in network.state_dict().items()}, torch.get_rng_state())
+    shapes: list[int] = []
+
+    def probe(candidate: torch.nn.Module) -> None:
+        batch = speed.probe_batch(sample, 8)
+        shapes.append(batch.shape[0])
+        candidate(batch).logsumexp(1).mean().backward()
+
+    settings = speed.SpeedSettings(channels_last=False, autocast_dtype=None, compile=False,
+                                   compile_backend="eager", cuda_graphs=True)
+    model = speed.prepare_model(network, settings, probe, batch_size=8)
+    assert isinstance(model, speed.FullBatchGraphs) and shapes == [8]
+    assert all(torch.equal(v, before[0][k]) for k, v in network.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), before[1])  # dropout's draws were put back

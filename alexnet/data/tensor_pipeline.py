@@ -163,10 +163,14 @@ class TensorBatches:
             yield apply(self.images[index], draws[rows], self.augmentation, self.input_size,
                         self.dtype, self.memory_format,
                         (rows_index[rows], cols_index[rows])), self.labels[index]
+        self._plan = None  # the pass is over only once its consumer asked past its last batch
 
     def state_dict(self) -> dict[str, Any]:
+        """The generator, and the pass being served when there is one: half-way, or with every
+        batch handed out but the epoch not yet closed (a stop at its last step), which a resume
+        must finish, not draw again."""
         state: dict[str, Any] = {"generator": self.generator.get_state()}
-        if self._plan is not None and self._next < len(self.labels):  # half-way through a pass
+        if self._plan is not None:
             order, draws = self._plan
             state["pass"] = {"order": order.cpu(), "top": draws.top.cpu(),
                              "left": draws.left.cpu(),

@@ -1,15 +1,15 @@
 """Where a job of a sweep runs: its device and its CPU threads, chosen from the launcher.
 
 With `device=auto` under the local parallel launcher (joblib), each job takes a slot from the
-sweep's pool (alexnet/launch/slots.py): slot i is GPU i mod (number of GPUs), and there are
-GPUs x `launch.jobs_per_gpu` slots, so jobs get their own GPU while there are enough and then
-share. Under submitit the cluster (or submitit) gives each job its GPUs and CPUs. On the CPU, n
+machine's pool (alexnet/launch/slots.py): GPUs x `launch.jobs_per_gpu` slots shared by every
+sweep on the machine, so jobs get their own GPU while there are enough and then share. Under
+submitit the cluster (or submitit) gives each job its GPUs and CPUs. On the CPU, n
 parallel jobs use cores / n torch threads each unless `torch_threads` says otherwise."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +17,28 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.launch.slots import SLOTS_DIR, hold_slot
+from alexnet.launch.slots import default_slots_dir, hold_slot
+
+# The sweep's own locks (its jobs' start-up, one at a time): <sweep dir>/.locks/
+LOCKS_DIR = ".locks"
 
 
 @dataclass(frozen=True)
 class Placement:
     device: str  # as config's `device`: auto, cpu, cuda, cuda:N, mps
     threads: int | None = None  # torch threads; None leaves torch's default (all cores)
-    slot: int | None = None
+    slot: str | None = None  # the device slot held: "<GPU identity>#<place on it>"
     startup_lock: Path | None = None  # folder whose lock serializes the jobs' start-up
 
 
 def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_ids() -> list[str]:
+    """This process's GPUs by identity (UUID), in cuda index order: the same GPU has the same name
+    in every process, whatever CUDA_VISIBLE_DEVICES each one was given."""
+    return [str(torch.cuda.get_device_properties(i).uuid) for i in range(gpu_count())]
 
 
 def slots_for(jobs_per_gpu: int) -> int:
@@ -61,22 +70,25 @@ def threads_for(requested: int | None, launcher: DictConfig) -> int | None:
 
 def runs_in_parallel_here(launcher: DictConfig) -> bool:
     """Whether the launcher runs several jobs at once in processes on this machine."""
-    return "joblib" in str(launcher.get("_target_", ""))
+    return str(launcher.get("_target_", "")).endswith(("JoblibLauncher", "ParallelLauncher"))
 
 
 @contextmanager
 def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
-           gpus: int | None = None) -> Iterator[Placement]:
-    """The job's placement, holding its device slot (if any) until the job ends. `gpus` is the
-    machine's GPU count (default: what torch sees)."""
+           gpus: Sequence[str] | None = None,
+           stopped: Callable[[], bool] = lambda: False) -> Iterator[Placement]:
+    """The job's placement, holding its device slot (if any) until the job ends. `gpus` are the
+    machine's GPUs as this process sees them (default: gpu_ids()); `stopped` says when to stop
+    waiting for a slot."""
     threads = threads_for(cfg.torch_threads, launcher)
     if sweep_dir is None or not runs_in_parallel_here(launcher):
         yield Placement(str(cfg.device), threads)
         return
-    folder = Path(sweep_dir) / SLOTS_DIR
-    gpus = gpu_count() if gpus is None else gpus
+    startup = Path(sweep_dir) / LOCKS_DIR
+    gpus = gpu_ids() if gpus is None else list(gpus)
     if cfg.device != "auto" or not gpus:
-        yield Placement(str(cfg.device), threads, startup_lock=folder)
+        yield Placement(str(cfg.device), threads, startup_lock=startup)
         return
-    with hold_slot(folder, gpus * int(cfg.launch.jobs_per_gpu)) as slot:
-        yield Placement(f"cuda:{slot.index % gpus}", threads, slot.index, folder)
+    folder = Path(cfg.launch.slots_dir) if cfg.launch.slots_dir else default_slots_dir()
+    with hold_slot(folder, gpus, int(cfg.launch.jobs_per_gpu), stopped=stopped) as slot:
+        yield Placement(f"cuda:{slot.index}", threads, f"{gpus[slot.index]}#{slot.place}", startup)

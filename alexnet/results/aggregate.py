@@ -11,9 +11,10 @@ from typing import Any
 
 import pandas as pd
 
+from alexnet.files import write_text_atomic
 from alexnet.results import plots as plotting
 from alexnet.results.collect import Collection, Run, collect
-from alexnet.results.liveness import DEFAULT_STALE_AFTER_S
+from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.results.stats import SCORES, SUCCEEDED, interval, score, summary_table
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ DEFAULT_SWEEPS = Path("outputs") / "sweeps"
 LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip",
            "augmentation.normalize", "optimizer", "optimizer.lr", "batch_size", "epochs",
            "model.logit_relu", "seed"]
+# What sets the scale of a run: never pooled as repeats, even where None stands for "all".
+SCALE = ("model.name", "data.train_subset", "data.test_subset")
 METRIC_COLUMNS = ["final_acc", "best_acc", "best_epoch", "final_top5", "final_f1",
                   "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
                   "wall_time_s", "images_per_s", "status", "overrides", "run_dir"]
@@ -65,14 +68,17 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
     """The notebook's columns for each of its experiments we ran, beside what it reported. Runs of
     one experiment that differ only in seed are replicates: their mean, a 95% interval (n > 1) and
-    whether the notebook's single value lies inside it."""
-    groups: dict[tuple[Any, Any], list[Run]] = {}
+    whether the notebook's single value lies inside it. Runs of one experiment at another scale
+    (model, data subsets, or any other hyperparameter) are a row of their own."""
+    others = sorted({*varying_columns(runs), *SCALE} - {"seed", "experiment"})
+    groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
         if run.notebook and run.status != "not_started":
-            key = (run.notebook.get("run"), run.hyperparameters.get("model.logit_relu"))
+            key = (run.notebook.get("run"), run.hyperparameters.get("model.logit_relu"),
+                   *(str(run.hyperparameters.get(c)) for c in others))
             groups.setdefault(key, []).append(run)
     rows = []
-    for (name, logit_relu), group in groups.items():
+    for (name, logit_relu, *_), group in groups.items():
         h, notebook = group[0].hyperparameters, group[0].notebook or {}
         transforms = [t for t in ("crop", "flip") if h.get(f"augmentation.{t}")]
         row: dict[str, Any] = {
@@ -81,6 +87,7 @@ def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
             "batch_size": h.get("batch_size"), "lr": h.get("optimizer.lr"),
             "optimizer": h.get("optimizer"), "epochs": h.get("epochs"),
             "model": h.get("model.name"), "logit_relu": logit_relu,
+            "train_subset": h.get("data.train_subset"), "test_subset": h.get("data.test_subset"),
         }
         done = [run for run in group if run.status in SUCCEEDED]
         row["n"] = len(done)
@@ -96,7 +103,8 @@ def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
         row["status"] = " ".join(sorted({run.status for run in group}))
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values(["run", "logit_relu"], ignore_index=True) if rows else table
+    order = ["run", "logit_relu", "model", "train_subset"]
+    return table.sort_values(order, ignore_index=True, na_position="first") if rows else table
 
 
 def _difference(ours: float | None, theirs: float | None) -> float | None:
@@ -136,19 +144,21 @@ def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
-    """The most recent sweep directory (outputs/sweeps/<date>/<time>)."""
-    sweeps = sorted(p for p in base.glob("*/*") if p.is_dir())
-    if not sweeps:
+    """The sweep under `base` started last: the folder of the newest multirun.yaml (Hydra writes
+    one per sweep start), wherever hydra.sweep.dir put it (dated or named)."""
+    starts = [p for p in base.rglob(MULTIRUN_FILE) if p.is_file()] if base.is_dir() else []
+    if not starts:
         raise FileNotFoundError(
             f"no sweep found under {base}/; run one with `python -m alexnet.train -m ...` or name "
-            "the run directories: python -m alexnet.results.aggregate DIR [DIR ...]")
-    return sweeps[-1]
+            "the sweep or run directories: python -m alexnet.aggregate DIR [DIR ...]")
+    return max(starts, key=lambda p: p.stat().st_mtime_ns).parent
 
 
 def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
-              plots: bool = True, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Collection:
+              plots: bool = True, stale_after_s: float | None = None) -> Collection:
     """Write results.csv, results.md, summary.csv/.md (replicates over seeds), and
-    notebook_comparison.* and plots, into out_dir."""
+    notebook_comparison.* and plots, into out_dir, each file replaced whole (a reader never sees
+    half a table)."""
     collection = collect(roots, stale_after_s)
     for path, reason in collection.skipped:
         log.warning("skipped %s: %s", path, reason)
@@ -156,16 +166,16 @@ def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = Fal
         raise FileNotFoundError(f"no readable run under {', '.join(map(str, roots))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     table = results_table(collection.runs, relative_to=out_dir)
-    table.to_csv(out_dir / "results.csv", index=False)
+    write_text_atomic(out_dir / "results.csv", table.to_csv(index=False))
     ranked = table.sort_values("final_acc", ascending=False, na_position="last")
-    (out_dir / "results.md").write_text(markdown(ranked.drop(columns=["overrides"])))
+    write_text_atomic(out_dir / "results.md", markdown(ranked.drop(columns=["overrides"])))
     summary = summary_table(collection.runs, varying_columns(collection.runs))
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.md").write_text(markdown(compact_summary(summary)))
+    write_text_atomic(out_dir / "summary.csv", summary.to_csv(index=False))
+    write_text_atomic(out_dir / "summary.md", markdown(compact_summary(summary)))
     comparison = notebook_table(collection.runs) if compare_notebook else pd.DataFrame()
     if not comparison.empty:
-        comparison.to_csv(out_dir / "notebook_comparison.csv", index=False)
-        (out_dir / "notebook_comparison.md").write_text(markdown(comparison))
+        write_text_atomic(out_dir / "notebook_comparison.csv", comparison.to_csv(index=False))
+        write_text_atomic(out_dir / "notebook_comparison.md", markdown(comparison))
     if plots:
         plotting.draw_all(collection.runs, varying_columns(collection.runs), out_dir)
     return collection

@@ -12,14 +12,13 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from alexnet.results.liveness import DEFAULT_STALE_AFTER_S, effective_status
+from alexnet.hyperparameters import is_hyperparameter
+from alexnet.results.liveness import effective_status
 from alexnet.results.planned import planned_jobs
 from alexnet.results.record import METRICS_FILE, RESULTS_FILE, read_summary
 
-# Config keys that say how or where a run ran, or what was reported for it, but do not change
-# what it learns: they are not compared between runs.
-NOT_HYPERPARAMETERS = ("notebook.", "logger.", "checkpoint.", "launch.", "progress", "heartbeat_s",
-                       "torch_threads", "device", "data.root", "data.download", "data.num_workers")
+# Folders that hold copies of run records, not runs: MLflow's artifact stores.
+NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})
 # Config groups whose chosen option shows in a flattened config under another key.
 GROUP_COLUMNS = {"model": "model.name"}
 
@@ -47,11 +46,13 @@ class Collection:
 
 
 def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
-    """Every directory under the roots that a run wrote (results.json or Hydra's .hydra/)."""
+    """Every directory under the roots that a run wrote (results.json or Hydra's .hydra/), except
+    the copies MLflow keeps in its artifact stores (they would count every tracked run twice)."""
     found: set[Path] = set()
     for root in roots:
         for marker in [*root.rglob(RESULTS_FILE), *root.rglob(".hydra")]:
-            found.add(marker.parent)
+            if not NOT_RUNS.intersection(marker.relative_to(root).parts):
+                found.add(marker.parent)
     return sorted(found, key=_natural_key)
 
 
@@ -68,7 +69,7 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys for the hyperparameters of a resolved config; the optimizer by its short name."""
     out: dict[str, Any] = {}
     for key, value in dotted(config).items():
-        if key.startswith(NOT_HYPERPARAMETERS):
+        if not is_hyperparameter(key):
             continue
         if key == "optimizer._target_":
             key, value = "optimizer", str(value).rsplit(".", 1)[-1].lower()
@@ -76,12 +77,13 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_run(path: Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Run:
-    """Read one run; raises ValueError naming what is missing or unreadable."""
+def read_run(path: Path, stale_after_s: float | None = None) -> Run:
+    """Read one run; raises ValueError naming what is missing or unreadable. `stale_after_s`
+    overrides each run's own heartbeat window (liveness.stale_after)."""
     summary = read_summary(path)
     if summary is None:
         raise ValueError(f"no {RESULTS_FILE} (the run never started, or is not one of ours)")
-    summary = {**summary, "status": effective_status(summary, stale_after_s)}
+    summary = {**summary, "status": effective_status(summary, path, stale_after_s)}
     metrics_path = path / METRICS_FILE
     try:
         metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else pd.DataFrame()
@@ -103,13 +105,13 @@ def not_started(path: Path, overrides: list[str]) -> Run:
     hyperparameters: dict[str, Any] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if not key.startswith(NOT_HYPERPARAMETERS):
+        if is_hyperparameter(key):
             hyperparameters[GROUP_COLUMNS.get(key, key)] = yaml.safe_load(value)
     summary = {"status": "not_started", "overrides": overrides, "epochs_done": 0}
     return Run(path, summary, hyperparameters, pd.DataFrame(), None, list(overrides))
 
 
-def collect(roots: Sequence[Path], stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Collection:
+def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collection:
     """Every run under the roots; a sweep root's planned runs without a record as not_started."""
     runs, skipped = [], []
     for path in find_run_dirs(roots):
@@ -118,9 +120,12 @@ def collect(roots: Sequence[Path], stale_after_s: float = DEFAULT_STALE_AFTER_S)
         except (ValueError, OSError) as err:
             skipped.append((path, str(err)))
     for root in roots:
-        recorded = {tuple(sorted(run.overrides)) for run in runs if run.path.is_relative_to(root)}
+        # A planned job has a record at its own folder (Hydra's default subdir, the job number)
+        # or, under another subdir pattern, in a run made with exactly its overrides.
+        mine = [run for run in runs if run.path.is_relative_to(root)]
+        paths, made = {run.path for run in mine}, {tuple(sorted(run.overrides)) for run in mine}
         for number, job in enumerate(planned_jobs(root) or []):
-            if tuple(sorted(job)) not in recorded:
+            if root / str(number) not in paths and tuple(sorted(job)) not in made:
                 runs.append(not_started(root / str(number), job))
     planned_paths = {run.path for run in runs if run.status == "not_started"}
     skipped = [(path, reason) for path, reason in skipped if path not in planned_paths]

@@ -1,57 +1,77 @@
-"""Is a run that says `running` really running? A record outlives the process that wrote it (a
-SIGKILL, a reboot, a preempted node), so readers check the process and the heartbeat."""
+"""Is a run that says `running` (or `waiting`) really alive? A record outlives the process that
+wrote it (a SIGKILL, a reboot, a preempted node). The trainer holds a lock on its run dir for the
+run's whole life (alexnet/locks.py): where that lock can be seen (the same kernel, or a shared
+filesystem with shared locks) it is the answer. A record written on another machine whose lock
+is not held here may be a run on a host that does not share locks: there the heartbeat decides,
+refreshed every `heartbeat_s` by the run and stale after a few missed beats."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-# A run whose heartbeat is older than this is reported stale (runs beat every heartbeat_s = 30 s).
-DEFAULT_STALE_AFTER_S = 900.0
+from alexnet.locks import is_locked
+
+RUN_LOCK = ".lock"  # in the run dir, held by its trainer
+LIVE = ("waiting", "running")
+# A run on another machine is stale after this many heartbeats without a beat.
+MISSED_BEATS = 5
+DEFAULT_HEARTBEAT_S = 30.0
 
 
-def process_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), which tells a live process from
-    a later one that reuses its pid; None where /proc cannot say."""
+def boot_id() -> str | None:
+    """This kernel's boot id: the same for every process and container on one kernel, which share
+    flock locks; None where Linux's /proc does not say."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
         return None
-    if fields[0] in ("Z", "X"):  # a zombie has finished: it only waits to be reaped
-        return None
-    return int(fields[19])
 
 
-def process_alive(pid: int, started: int | None) -> bool:
-    """Whether process `pid` on this host is still the one that wrote the record."""
-    if Path("/proc").is_dir():
-        now_started = process_start_time(pid)
-        return now_started is not None and (started is None or now_started == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+def slurm_job() -> str | None:
+    """This process's SLURM job (array job and task), which a requeued job keeps; None outside
+    SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
-def effective_status(summary: dict[str, Any], stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                     now: float | None = None) -> str:
-    """The recorded status, except that a `running` run whose process is gone (same host) or whose
-    heartbeat is older than `stale_after_s` is `stale`: killed without a chance to say so."""
-    status = summary.get("status", "unknown")
-    if status != "running":
-        return status
-    pid, host = summary.get("pid"), summary.get("host")
-    if isinstance(pid, int) and host == socket.gethostname() \
-            and not process_alive(pid, summary.get("pid_started")):
-        return "stale"
+def stale_after(summary: dict[str, Any], override_s: float | None = None) -> float:
+    """How old a heartbeat may be before its run counts as gone: `override_s`, else MISSED_BEATS
+    of the run's own heartbeat_s."""
+    if override_s is not None:
+        return override_s
+    return MISSED_BEATS * float(summary.get("heartbeat_s") or DEFAULT_HEARTBEAT_S)
+
+
+def same_kernel(summary: dict[str, Any]) -> bool:
+    """Whether the record was written on this kernel (this machine, or a container beside us),
+    where its writer's lock would show."""
+    return summary.get("boot_id") is not None and summary.get("boot_id") == boot_id()
+
+
+def heartbeat_fresh(summary: dict[str, Any], stale_after_s: float | None = None,
+                    now: float | None = None) -> bool:
     heartbeat = summary.get("heartbeat_at")
     now = time.time() if now is None else now
-    if not isinstance(heartbeat, int | float) or now - heartbeat > stale_after_s:
-        return "stale"
-    return status
+    return isinstance(heartbeat, int | float) and now - heartbeat <= stale_after(summary,
+                                                                                stale_after_s)
+
+
+def effective_status(summary: dict[str, Any], run_dir: Path | None = None,
+                     stale_after_s: float | None = None, now: float | None = None) -> str:
+    """The recorded status, except that a live-looking one (`running`, `waiting`) is `stale` when
+    nobody holds the run dir's lock and either the record was written on this kernel (so its lock
+    would show) or its heartbeat is older than stale_after(summary, stale_after_s)."""
+    status = summary.get("status", "unknown")
+    if status not in LIVE:
+        return status
+    if run_dir is not None:
+        if is_locked(Path(run_dir) / RUN_LOCK):
+            return status
+        if same_kernel(summary):
+            return "stale"
+    return status if heartbeat_fresh(summary, stale_after_s, now) else "stale"

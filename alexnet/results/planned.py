@@ -1,38 +1,67 @@
-"""The runs a Hydra sweep planned, read back from its multirun.yaml, so the table can list the
-ones that never started (Hydra writes multirun.yaml before the first job)."""
+"""The runs a Hydra sweep planned: expanded at its start as Hydra's basic sweeper does (globs
+included, with Hydra's config loader) and written to <sweep dir>/planned_jobs.yaml before its first
+job, so the table can list the runs that never started and a rerun can tell its own sweep from
+another."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
+import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.files import write_atomic
+
+PLANNED_FILE = "planned_jobs.yaml"
 MULTIRUN_FILE = "multirun.yaml"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
-def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
-    """Each job's overrides in job-number order, as the sweep in `sweep_dir` planned them; None
-    when `sweep_dir` is no sweep or its sweeper chooses jobs as it goes (Optuna, Nevergrad...)."""
-    path = Path(sweep_dir) / MULTIRUN_FILE
-    return jobs_of(OmegaConf.load(path)) if path.is_file() else None
-
-
-def sweep_overrides(config: DictConfig) -> list[Override]:
+def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = None) -> list[Override]:
     """What a multirun sweeps over, as its sweeper sees it: hydra.sweeper.params, then the
-    command line's overrides."""
+    command line's overrides. Without a config loader, glob(...) cannot be expanded."""
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
     arguments += list(config.hydra.overrides.task)
-    return OverridesParser.create().parse_overrides(arguments)
+    return OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
 
 
-def jobs_of(config: DictConfig) -> list[list[str]] | None:
-    """The jobs a multirun config makes, expanded as Hydra's basic sweeper does."""
+def jobs_of(config: DictConfig, config_loader: ConfigLoader) -> list[list[str]] | None:
+    """The jobs a multirun config makes, in job-number order, expanded as Hydra's basic sweeper
+    does; None for a sweeper that chooses jobs as it goes (Optuna, Nevergrad...)."""
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
-    batches = BasicSweeper.split_arguments(sweep_overrides(config), None)
-    return [job for batch in batches for job in batch]
+    batches = BasicSweeper.split_arguments(sweep_overrides(config, config_loader), None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def write_planned(sweep_dir: Path, jobs: list[list[str]]) -> None:
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(jobs, default_flow_style=False)
+    write_atomic(Path(sweep_dir) / PLANNED_FILE, lambda f: f.write(text.encode()))
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """Each job's overrides in job-number order, as the sweep in `sweep_dir` planned them; None
+    when `sweep_dir` is no sweep of ours or its sweeper chooses jobs as it goes."""
+    path = Path(sweep_dir) / PLANNED_FILE
+    if not path.is_file():
+        return None
+    jobs = yaml.safe_load(path.read_text())
+    return [[str(o) for o in job] for job in jobs] if isinstance(jobs, list) else None
+
+
+def original_command(sweep_dir: Path) -> str | None:
+    """The command line the sweep in `sweep_dir` was last started with (from Hydra's
+    multirun.yaml), quoted for a shell; None when there is no such file."""
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    if not path.is_file():
+        return None
+    overrides = OmegaConf.load(path).hydra.overrides
+    arguments = [*overrides.get("hydra", []), *overrides.get("task", [])]
+    return " ".join(["python -m alexnet.train -m", *map(shlex.quote, map(str, arguments))])

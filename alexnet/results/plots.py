@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from alexnet.files import write_atomic  # noqa: E402
 from alexnet.results.collect import Run  # noqa: E402
 from alexnet.results.record import CONFUSION_FILE  # noqa: E402
 from alexnet.results.stats import SUCCEEDED, interval, replicate_groups, score  # noqa: E402
@@ -55,7 +56,7 @@ def learning_curves(runs: Sequence[Run], varying: Sequence[str], path: Path) -> 
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small",
                    bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.05 + 0.025 * ((len(labels) + 1) // 2), 1, 1))
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -84,7 +85,7 @@ def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> Non
         else "Final test scores per run"
     ax.set(title=title, xlabel="score")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -100,7 +101,7 @@ def superclass_heatmap(run: Run, varying: Sequence[str], path: Path) -> None:
            title=f"Best run: {run_label(run, varying)}")
     fig.colorbar(image, ax=ax, label="fraction of the true superclass")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 

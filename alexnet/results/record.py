@@ -1,14 +1,16 @@
 """What one run leaves in its output directory: metrics.csv (a row per epoch, appended as it goes)
 and results.json (status, final and best metrics, config, and who is running it: host, process,
-heartbeat), always replaced atomically so a kill never leaves a torn record."""
+kernel, SLURM job, heartbeat), always replaced atomically so a kill never leaves a torn record."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import socket
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from alexnet.files import append_line, write_atomic
-from alexnet.results.liveness import process_start_time
+from alexnet.results.liveness import boot_id, slurm_job
 
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"
@@ -53,33 +55,43 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 class RunRecord:
-    """Keeps metrics.csv and results.json of one run current, so a crash loses no finished epoch."""
+    """Keeps metrics.csv and results.json of one run current, so a crash loses no finished epoch.
+
+    The record starts `waiting` (for a device) and says `running` once the run has its device; a
+    thread refreshes its heartbeat every heartbeat_s until it is finished, whatever the run is doing
+    (loading, compiling, waiting for a slot)."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], overrides: list[str],
                  heartbeat_s: float = 30.0, previous: dict[str, Any] | None = None) -> None:
         """`previous` is the record of an earlier attempt at this run dir (a resume): its wall time
-        and attempts carry over, the rest is rewritten as this attempt goes."""
+        and attempts carry over, the rest is rewritten as this attempt goes; metrics.csv starts
+        anew once training starts (resumed_from() with the epochs a checkpoint holds, or with none),
+        so every epoch is in it once however the run was restarted; until then the earlier
+        attempt's epochs and scores stay on record."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.heartbeat_s = heartbeat_s
         self.started = time.time()
-        self._last_beat = 0.0
         self.epochs: list[dict[str, Any]] = []
+        self._writing = threading.Lock()
+        self._finished = threading.Event()
         previous = previous or {}
         self._earlier_wall_time = float(previous.get("wall_time_s") or 0.0)
         self.summary: dict[str, Any] = {
-            "status": "running",
+            "status": "waiting",
             "error": None,
             "epochs_planned": config.get("epochs"),
-            "epochs_done": 0,
+            "epochs_done": previous.get("epochs_done", 0),
             "stopped_epoch": None,
-            "final": None,
-            "best": None,
+            "final": previous.get("final"),
+            "best": previous.get("best"),
             "wall_time_s": 0.0,
             "device": None,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_started": process_start_time(os.getpid()),
+            "boot_id": boot_id(),
+            "slurm_job": slurm_job(),
+            "heartbeat_s": heartbeat_s,
             "heartbeat_at": self.started,
             "started_at": previous.get("started_at") or _now_iso(self.started),
             "attempts": [*previous.get("attempts", []), {"started_at": _now_iso(self.started),
@@ -90,18 +102,23 @@ class RunRecord:
             "config": config,
         }
         self._save()
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
 
     def set_device(self, description: str, **details: Any) -> None:
-        self.summary["device"] = description
-        self.summary.update(details)
+        """The run has its device: it is `running` from now on."""
+        with self._writing:
+            self.summary.update(status="running", device=description, **details)
         self._save()
 
-    def resumed_from(self, epochs: list[dict[str, Any]]) -> None:
-        """Continue after `epochs` (from a checkpoint): metrics.csv is rewritten to hold exactly
-        those rows, so an epoch that was killed half-way (or recorded after its checkpoint)
-        appears once, when it is redone."""
-        self.epochs = list(epochs)
-        self.summary["attempts"][-1]["resumed_from_epoch"] = len(epochs)
+    def resumed_from(self, epochs: list[dict[str, Any]] | None) -> None:
+        """Train on after `epochs` (a checkpoint's), or from the first epoch (None): metrics.csv
+        is rewritten to hold exactly those rows, so an epoch that was killed half-way (or
+        recorded after its checkpoint, or by an attempt whose checkpoint is gone) appears once,
+        when it is redone."""
+        with self._writing:
+            self.summary["attempts"][-1]["resumed_from_epoch"] = (None if epochs is None
+                                                                  else len(epochs))
+        epochs = self.epochs = list(epochs or [])
         path = self.run_dir / METRICS_FILE
         if epochs:
             write_atomic(path, lambda f: f.write(_csv(epochs, header=True).encode()))
@@ -118,11 +135,11 @@ class RunRecord:
         self._refresh_scores()
         self._save()
 
-    def beat(self) -> None:
-        """Tell readers this run is alive; rewrites results.json at most every heartbeat_s."""
-        now = time.time()
-        if now - self._last_beat >= self.heartbeat_s:
-            self._save(now)
+    def _beat(self) -> None:
+        """Tell readers this run is alive, every heartbeat_s until it is finished."""
+        while not self._finished.wait(max(self.heartbeat_s, 1.0)):
+            with contextlib.suppress(OSError):  # a full disk: the run's own thread says so
+                self._save()
 
     def save_table(self, name: str, table: pd.DataFrame) -> None:
         """Write a CSV beside the metrics (atomically)."""
@@ -132,29 +149,32 @@ class RunRecord:
     def finish(self, status: str, error: BaseException | None = None,
                stopped_epoch: int | None = None) -> None:
         """Close the record as completed, early_stopped, diverged, failed or interrupted."""
-        self.summary["status"] = status
-        self.summary["stopped_epoch"] = stopped_epoch
-        if error is not None:
-            self.summary["error"] = {
-                "type": type(error).__name__,
-                "message": str(error),
-                "traceback": "".join(traceback.format_exception(error)),
-            }
+        self._finished.set()
+        with self._writing:
+            self.summary["status"] = status
+            self.summary["stopped_epoch"] = stopped_epoch
+            if error is not None:
+                self.summary["error"] = {
+                    "type": type(error).__name__,
+                    "message": str(error),
+                    "traceback": "".join(traceback.format_exception(error)),
+                }
         self._save()
 
     def _refresh_scores(self) -> None:
-        self.summary.update(
-            epochs_done=len(self.epochs),
-            final=self.epochs[-1] if self.epochs else None,
-            best=max(self.epochs, key=lambda r: r["test_acc"]) if self.epochs else None,
-        )
+        with self._writing:
+            self.summary.update(
+                epochs_done=len(self.epochs),
+                final=self.epochs[-1] if self.epochs else None,
+                best=max(self.epochs, key=lambda r: r["test_acc"]) if self.epochs else None,
+            )
 
-    def _save(self, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self._last_beat = now
-        self.summary["heartbeat_at"] = now
-        self.summary["wall_time_s"] = round(self._earlier_wall_time + now - self.started, 3)
-        write_json_atomic(self.run_dir / RESULTS_FILE, self.summary)
+    def _save(self) -> None:
+        with self._writing:  # the heartbeat thread and the run's own thread take turns
+            now = time.time()
+            self.summary["heartbeat_at"] = now
+            self.summary["wall_time_s"] = round(self._earlier_wall_time + now - self.started, 3)
+            write_json_atomic(self.run_dir / RESULTS_FILE, self.summary)
 
 
 def _csv(rows: list[dict[str, Any]], header: bool) -> str:

@@ -90,10 +90,12 @@ class Comparison:
 
 
 def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
-                     metric: str = "final_acc") -> Comparison:
+                     metric: str = "final_acc", pool: bool = False) -> Comparison:
     """Is `metric` different between the two values of `key`? A paired t-test when every run of
     one value has a partner of the other that matches it in every other hyperparameter (seed
-    included), else Welch's t-test; the mean difference with its 95% interval and p-value."""
+    included), else Welch's t-test, which treats each side's runs as repeats of one setting: so
+    it is refused (ValueError naming them) while the runs also differ in another hyperparameter
+    than seed, unless `pool`. The mean difference with its 95% interval and p-value."""
     done = [run for run in runs if run.status in SUCCEEDED and score(run, metric) is not None]
     by_value: dict[str, list[Run]] = {}
     for run in done:
@@ -119,6 +121,14 @@ def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
         summary = interval(differences)
         low, high, difference = summary.low, summary.high, summary.mean
     else:
+        confounded = [c for c in others if c != "seed"
+                      and len({str(run.hyperparameters.get(c)) for run in [*a, *b]}) > 1]
+        if confounded and not pool:
+            raise ValueError(
+                f"the runs do not pair up (same {', '.join(others)}), and besides {key} they "
+                f"differ in {', '.join(confounded)}: comparing them unpaired would credit {key} "
+                f"with those differences too. Compare runs that differ only in {key} and seed "
+                "(a sweep dir of such runs), or pass --pool to pool them anyway.")
         result = stats.ttest_ind([score(r, metric) for r in a], [score(r, metric) for r in b],
                                  equal_var=False)
         low, high = result.confidence_interval(CONFIDENCE)

@@ -1,12 +1,16 @@
 """checkpoint.pt: everything a run needs to go on exactly where it stopped.
 
 Model, optimizer and grad-scaler state, the epochs' metrics, the input pipeline's position, and
-every random generator the rest of the run draws from (torch's CPU and CUDA generators, the
-pipeline's own; the code draws from no Python or NumPy generator). Written atomically; read with
-`torch.load(weights_only=True)`, so a checkpoint can hold tensors and plain data but no code."""
+every random generator the rest of the run draws from (torch's CPU generator, the generator of the
+run's own accelerator, the pipeline's own; the code draws from no Python or NumPy generator).
+Written atomically; read with `torch.load(weights_only=True)`, so a checkpoint can hold tensors and
+plain data but no code. The checkpoint before the newest is kept beside it (checkpoint.prev.pt):
+a newest one torn by a disk or copy fault falls back to it."""
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -18,9 +22,13 @@ from torch import Tensor, nn
 
 from alexnet.data.pipelines import Batches
 from alexnet.engine import EpochProgress
-from alexnet.files import write_atomic
+from alexnet.files import OutputError, write_atomic
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_FILE = "checkpoint.prev.pt"
+TORN_FILE = "checkpoint.torn.pt"  # an unreadable newest checkpoint, moved aside
 MODEL_FILE = "model.pt"
 FORMAT = 1
 
@@ -40,8 +48,9 @@ class TrainingState:
 
 
 def save(path: Path, state: TrainingState, overrides: list[str], epochs: list[dict[str, Any]],
-         in_progress: EpochProgress | None = None) -> None:
-    """Write checkpoint.pt after `epochs`, or mid-epoch with `in_progress` (a safe point)."""
+         device: torch.device, in_progress: EpochProgress | None = None) -> None:
+    """Write checkpoint.pt after `epochs`, or mid-epoch with `in_progress` (a safe point); the one
+    it replaces becomes checkpoint.prev.pt."""
     payload = {
         "format": FORMAT,
         "overrides": list(overrides),
@@ -50,12 +59,65 @@ def save(path: Path, state: TrainingState, overrides: list[str], epochs: list[di
         "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(),
         "train_batches": state.train_batches.state_dict(),
-        "rng": _rng_states(),
+        "rng": _rng_states(device),
         "in_progress": None if in_progress is None else {
             "loss_sum": in_progress.loss_sum.detach().cpu(), "images": in_progress.images,
             "seconds": in_progress.seconds},
     }
+    _keep_as_previous(path)
     write_atomic(path, lambda f: torch.save(payload, f))
+
+
+def _keep_as_previous(path: Path) -> None:
+    """checkpoint.prev.pt becomes the current checkpoint.pt: a second name for the same file (a
+    hard link), so checkpoint.pt itself stays whole until the new one replaces it; a rename where
+    the filesystem has no hard links (load_latest() then finds the previous one alone)."""
+    if not path.is_file():
+        return
+    previous = path.with_name(PREVIOUS_FILE)
+    try:
+        previous.unlink(missing_ok=True)
+        try:
+            os.link(path, previous)
+        except OSError:
+            os.replace(path, previous)
+    except OSError as err:
+        raise OutputError(previous, err) from err
+
+
+def remove(run_dir: Path, keep_newest: bool = False) -> None:
+    """Delete a finished run's checkpoints (it keeps model.pt instead), or only the one before the
+    newest (`keep_newest`: checkpoint.keep=full)."""
+    for name in (PREVIOUS_FILE, TORN_FILE) if keep_newest else (CHECKPOINT_FILE, PREVIOUS_FILE,
+                                                                  TORN_FILE):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def load_latest(run_dir: Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint of the run: checkpoint.pt, or when that one cannot be read,
+    checkpoint.prev.pt (saying so, and moving the unreadable one aside to checkpoint.torn.pt, so
+    the next save cannot put it in the good one's place); None when there is neither.
+    CheckpointError when there are checkpoints but none can be read."""
+    newest, previous = Path(run_dir) / CHECKPOINT_FILE, Path(run_dir) / PREVIOUS_FILE
+    if not newest.is_file():  # a kill between the two steps of save() leaves only the previous
+        return load(previous) if previous.is_file() else None
+    try:
+        return load(newest)
+    except CheckpointError as err:
+        if not previous.is_file():
+            raise
+        try:
+            payload = load(previous)
+        except CheckpointError as also:
+            raise CheckpointError(f"{err} The previous one cannot be read either: {also}") from also
+        try:
+            os.replace(newest, newest.with_name(TORN_FILE))
+        except OSError as move:
+            raise OutputError(newest, move) from move
+        log.warning("%s; resuming from the checkpoint before it, %s (after %d epochs); the "
+                    "unreadable one is now %s", str(err).split(". Delete")[0], previous,
+                    len(payload["epochs"]), TORN_FILE)
+        return payload
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -80,7 +142,7 @@ def restore(payload: dict[str, Any], state: TrainingState,
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scaler.load_state_dict(payload["scaler"])
     state.train_batches.load_state_dict(payload["train_batches"])
-    _set_rng_states(payload["rng"])
+    _set_rng_states(payload["rng"], device)
     progress = payload.get("in_progress")
     if progress is not None:
         progress = EpochProgress(progress["loss_sum"].to(device), progress["images"],
@@ -94,14 +156,23 @@ def save_weights(path: Path, model: nn.Module) -> None:
     write_atomic(path, lambda f: torch.save(weights, f))
 
 
-def _rng_states() -> dict[str, Tensor | list[Tensor]]:
-    states: dict[str, Tensor | list[Tensor]] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+def _rng_states(device: torch.device) -> dict[str, Tensor]:
+    """The CPU generator's state and the run's own accelerator's (not every visible GPU's: a run
+    uses one, and may resume on another index, or where it is the only one visible)."""
+    states = {"torch": torch.get_rng_state()}
+    if device.type != "cpu":
+        states["device"] = torch.get_device_module(device).get_rng_state(device)
     return states
 
 
-def _set_rng_states(states: dict[str, Any]) -> None:
+def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """Restore the CPU generator, and the saved accelerator state into the run's device now."""
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if device.type == "cpu":
+        return
+    state = states.get("device")
+    legacy = states.get("cuda")  # before: every visible GPU's, by index
+    if state is None and legacy and device.type == "cuda" and (device.index or 0) < len(legacy):
+        state = legacy[device.index or 0]
+    if state is not None:
+        torch.get_device_module(device).set_rng_state(state, device)

@@ -1,17 +1,27 @@
 """What to do with the run dir Hydra hands a job: train from scratch, go on from its checkpoint,
 or leave it alone because it already finished. This is what makes rerunning the same multirun
-command with the same `hydra.sweep.dir` continue the sweep (Hydra cannot)."""
+command with the same `hydra.sweep.dir` continue the sweep (Hydra cannot).
+
+The job that decides holds the run dir's lock from then until its run ends, so two processes can
+never train one run, and a dead holder (even one killed by SIGKILL) frees it at once."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from alexnet.results.liveness import effective_status
+from alexnet.hyperparameters import identity
+from alexnet.locks import label, try_lock
+from alexnet.results.liveness import LIVE, RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
 from alexnet.results.record import FINISHED, read_summary
 from alexnet.resume import checkpoint
+
+# How long a job waits for the run dir's lock before saying another process holds it (a reader
+# such as the aggregator may hold it for an instant).
+LOCK_WAIT_S = 2.0
 
 
 class RunDirConflict(ValueError):
@@ -22,12 +32,46 @@ class RunDirConflict(ValueError):
 class Plan:
     action: Literal["start", "resume", "skip"]
     previous: dict[str, Any] | None = None  # the earlier attempt's results.json
-    checkpoint: dict[str, Any] | None = None  # its checkpoint.pt, for action == "resume"
+    checkpoint: dict[str, Any] | None = None  # its checkpoint, for action == "resume"
+    unreadable: checkpoint.CheckpointError | None = None  # why the checkpoints could not be used
+    lock: IO[str] | None = None  # the run dir's lock, held by this process; close() releases it
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+
+def command_line(overrides: list[str]) -> str:
+    return " ".join(["python -m alexnet.train", *overrides])
 
 
 def plan(run_dir: Path, overrides: list[str]) -> Plan:
-    """Decide from the files in `run_dir`; raise RunDirConflict rather than mix two runs."""
+    """Decide from the files in `run_dir`, holding its lock (Plan.lock) unless the run is skipped;
+    raise RunDirConflict rather than mix two runs or let two processes train one. Unreadable
+    checkpoints (the newest and the one before it) give action "start" with `unreadable` set: the
+    caller records the run as failed."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = try_lock(run_dir / RUN_LOCK, wait_s=LOCK_WAIT_S)
+    if lock is None:
+        raise RunDirConflict(f"{run_dir} is being trained right now by another process (it holds "
+                             f"{run_dir / RUN_LOCK}). Wait for it, or stop it first; two processes "
+                             "must not train one run.")
+    try:
+        decision = _decide(run_dir, overrides)
+    except BaseException:
+        lock.close()
+        raise
+    if decision.action == "skip":
+        lock.close()
+    else:
+        label(lock, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        decision.lock = lock
+    return decision
+
+
+def _decide(run_dir: Path, overrides: list[str]) -> Plan:
     try:
         previous = read_summary(run_dir)
     except ValueError as err:
@@ -35,27 +79,42 @@ def plan(run_dir: Path, overrides: list[str]) -> Plan:
                              ) from err
     if previous is not None:
         _check_same_job(run_dir, previous.get("overrides") or [], overrides, "results.json")
-        status = effective_status(previous)
+        status = previous.get("status")
         if status in FINISHED:
             return Plan("skip", previous)
-        if status == "running":
+        # We hold the lock, so no process that shares it with us trains this run: only a writer
+        # on another machine that does not see our locks could, while its heartbeat is fresh.
+        if status in LIVE and not same_kernel(previous) and heartbeat_fresh(previous) \
+                and not _requeue_of(previous):
             age = time.time() - float(previous.get("heartbeat_at") or 0)
             raise RunDirConflict(
                 f"{run_dir} is being trained right now by process {previous.get('pid')} on "
-                f"{previous.get('host')} (heartbeat {age:.0f} s ago). Wait for it, or stop it "
-                "first; two processes must not train one run.")
-    path = run_dir / checkpoint.CHECKPOINT_FILE
-    if not path.is_file():
+                f"{previous.get('host')} (heartbeat {age:.0f} s ago, without a lock this host can "
+                "see). Wait for it, or stop it first; two processes must not train one run.")
+    try:
+        saved = checkpoint.load_latest(run_dir)
+    except checkpoint.CheckpointError as err:
+        return Plan("start", previous, unreadable=err)
+    if saved is None:
         return Plan("start", previous)
-    saved = checkpoint.load(path)
     _check_same_job(run_dir, saved.get("overrides") or [], overrides, checkpoint.CHECKPOINT_FILE)
     return Plan("resume", previous, saved)
 
 
+def _requeue_of(previous: dict[str, Any]) -> bool:
+    """Whether this process is a SLURM requeue of the job that wrote `previous`: SLURM starts the
+    new attempt only once the old one has ended, whatever its last heartbeat says."""
+    job = slurm_job()
+    return job is not None and previous.get("slurm_job") == job
+
+
 def _check_same_job(run_dir: Path, recorded: list[str], assigned: list[str], source: str) -> None:
-    if sorted(recorded) != sorted(assigned):
+    """The same run, unless a key that decides the result differs (threads, progress bars, the
+    data's folder, tracking, launching may change between attempts)."""
+    if identity(recorded) != identity(assigned):
         raise RunDirConflict(
             f"{run_dir} holds another run: its {source} was made with overrides "
             f"{' '.join(recorded) or '(none)'}, but this job is {' '.join(assigned) or '(none)'}. "
-            "Resuming needs the same command as the first time (the sweep's multirun.yaml lists "
-            "it); to start a new sweep, give a new hydra.sweep.dir (or hydra.run.dir).")
+            f"Resuming needs the same settings as the first time: {command_line(recorded)} "
+            "(add -m and the sweep's other values for a sweep; its multirun.yaml lists them). To "
+            "start anew, give a new hydra.sweep.dir (or hydra.run.dir).")

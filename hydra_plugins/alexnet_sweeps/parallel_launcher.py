@@ -1,0 +1,21 @@
+"""`hydra/launcher=parallel`: joblib's launcher (hydra-joblib-launcher), with stops that reach
+every job. The logic lives in alexnet/launch/parallel.py; this module makes it a plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+
+class ParallelLauncher(JoblibLauncher):
+    """Runs a sweep's jobs n at a time in worker processes; a Ctrl-C, a SIGTERM or one job's
+    sweep-stopping error ends every running job at its safe point (checkpointed, `interrupted`)
+    instead of killing it, and starts no new one."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        from alexnet.launch.parallel import launch
+
+        return launch(self, job_overrides, initial_job_idx)

@@ -45,6 +45,14 @@ def metrics_by_overrides(sweep: Path) -> dict[tuple[str, ...], pd.DataFrame]:
         columns=TIMINGS) for name, r in records(sweep).items()}
 
 
+def assert_same_metrics(sweep: Path, reference: Path) -> None:
+    """Every run of `sweep` has the metrics of the same run in `reference`, epoch by epoch."""
+    ours, theirs = metrics_by_overrides(sweep), metrics_by_overrides(reference)
+    assert ours.keys() == theirs.keys()
+    for key, frame in ours.items():
+        pd.testing.assert_frame_equal(frame, theirs[key])
+
+
 @pytest.fixture(scope="module")
 def basic_sweep(cifar_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("basic") / "sweep"
@@ -69,17 +77,14 @@ def test_parallel_preset_runs_two_at_a_time_on_a_cpu_with_identical_metrics(
         assert sum(s <= start < e for s, e in intervals) <= 2
     assert {r["torch_threads"] for r in records(out).values()} == {1}
 
-    ours, reference = metrics_by_overrides(out), metrics_by_overrides(basic_sweep)
-    assert ours.keys() == reference.keys()
-    for key, frame in ours.items():
-        pd.testing.assert_frame_equal(frame, reference[key])
+    assert_same_metrics(out, basic_sweep)
 
 
 def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resumes(
         slower_cifar_root, tmp_path):
     out = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", "epochs=3",
-            "batch_size=8", "model=alexnet_cifar", "torch_threads=1",
+            "batch_size=8", "data.train_subset=512", "model=alexnet_cifar", "torch_threads=1",
             f"data.root={slower_cifar_root}", "data.download=false", "progress=false"]
     process = subprocess.Popen([sys.executable, "-m", "alexnet.train", *args,
                                 f"hydra.sweep.dir={out}"], cwd=tmp_path, text=True,
@@ -103,9 +108,7 @@ def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resum
     again = train(*[a for a in args if not a.startswith("hydra/launcher")],
                   f"hydra.sweep.dir={reference}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    ours, theirs = metrics_by_overrides(out), metrics_by_overrides(reference)
-    for key, frame in ours.items():
-        pd.testing.assert_frame_equal(frame, theirs[key])
+    assert_same_metrics(out, reference)
 
 
 def test_slots_go_to_the_first_free_one_and_a_killed_holder_frees_its_slot(tmp_path):
@@ -207,10 +210,7 @@ def test_a_signal_under_the_parallel_launcher_stops_every_running_job_at_a_safe_
     assert again.returncode == 0, again.stderr
     reference = train(*two_runs(slower_cifar_root, tmp_path / "reference"), cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
-    ours, theirs = metrics_by_overrides(out), metrics_by_overrides(tmp_path / "reference")
-    assert ours.keys() == theirs.keys()
-    for key, frame in ours.items():
-        pd.testing.assert_frame_equal(frame, theirs[key])
+    assert_same_metrics(out, tmp_path / "reference")
 
 
 def test_a_job_that_stops_the_sweep_stops_its_running_siblings_at_a_safe_point(

@@ -34,7 +34,7 @@ TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["-m", "optimizer=sgd,adam", "seed=0,1", "epochs=3", "batch_size=32",
-            "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
+            "data.train_subset=512", "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
             "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
 
 
@@ -113,9 +113,9 @@ def test_sigkill_then_same_command_equals_an_uninterrupted_sweep(
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
         slower_cifar_root, uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "model=alexnet_cifar",
-            "augmentation=crop_flip", f"data.root={slower_cifar_root}", "data.download=false",
-            "progress=false", f"hydra.run.dir={run_dir}"]
+    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=512",
+            "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={slower_cifar_root}",
+            "data.download=false", "progress=false", f"hydra.run.dir={run_dir}"]
     process = start(*args, cwd=tmp_path)
     wait_for_epochs(run_dir / "metrics.csv", 1, process)
     time.sleep(0.3)  # into epoch 2
@@ -127,7 +127,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert saved["in_progress"]["images"] > 0  # saved half-way through epoch 2
-    assert 0 < saved["train_batches"]["pass"]["next"] < 1024
+    assert 0 < saved["train_batches"]["pass"]["next"] < 512
 
     again = train(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -233,7 +233,7 @@ def test_a_tampered_checkpoint_is_refused_without_running_it(tmp_path):
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(slower_cifar_root, tmp_path):
-    cfg = tiny_config(slower_cifar_root, "epochs=6", "early_stop.patience=2",
+    cfg = tiny_config(slower_cifar_root, "epochs=6", "data.train_subset=256", "early_stop.patience=2",
                       "early_stop.monitor=train_loss", "early_stop.mode=min",
                       "early_stop.min_delta=100")  # no epoch improves by 100: stop after 1 + 2
     record = new_record(cfg, tmp_path)
@@ -247,11 +247,12 @@ def test_early_stopping_ends_a_run_that_stops_improving(slower_cifar_root, tmp_p
 
 def test_keep_full_leaves_the_whole_checkpoint_and_weights_load_safely(slower_cifar_root,
                                                                        tmp_path):
-    cfg = tiny_config(slower_cifar_root, "epochs=1", "checkpoint.keep=full", "optimizer=adam")
+    cfg = tiny_config(slower_cifar_root, "epochs=1", "data.train_subset=256", "checkpoint.keep=full",
+                      "optimizer=adam")
     fit(cfg, new_record(cfg, tmp_path / "full"))
     saved = checkpoint.load(tmp_path / "full" / "checkpoint.pt")
     assert saved["optimizer"]["state"] and not (tmp_path / "full" / "model.pt").exists()
-    cfg = tiny_config(slower_cifar_root, "epochs=1")
+    cfg = tiny_config(slower_cifar_root, "epochs=1", "data.train_subset=256")
     fit(cfg, new_record(cfg, tmp_path / "weights"))
     weights = torch.load(tmp_path / "weights" / "model.pt", weights_only=True)
     assert weights.keys() == saved["model"].keys()
@@ -286,7 +287,10 @@ def test_a_fresh_record_of_another_machine_is_refused_unless_this_is_its_slurm_r
     for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
     record = RunRecord(tmp_path, {"epochs": 3}, ["epochs=3"])  # a run, then its node was lost
-    record.finish("running")
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "waiting"  # no device
+    record.set_device("cuda:0 (H100)")
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"
+    record.finish("running")  # (stops its heartbeat: the node is gone)
     summary = json.loads((tmp_path / "results.json").read_text())
     summary.update(boot_id="the-lost-node", host="node7", slurm_job="4242_3")
     (tmp_path / "results.json").write_text(json.dumps(summary))

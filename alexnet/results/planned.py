@@ -63,5 +63,6 @@ def original_command(sweep_dir: Path) -> str | None:
     if not path.is_file():
         return None
     overrides = OmegaConf.load(path).hydra.overrides
-    arguments = [*overrides.get("hydra", []), *overrides.get("task", [])]
+    arguments = [o for o in overrides.get("hydra", []) if not str(o).startswith("hydra.mode=")]
+    arguments += overrides.get("task", [])  # (hydra.mode=MULTIRUN is what -m says)
     return " ".join(["python -m alexnet.train -m", *map(shlex.quote, map(str, arguments))])

@@ -6,12 +6,30 @@ locks, and so do hosts on a shared filesystem whose locks are shared (NFSv4, Lus
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
+import logging
 import os
 import time
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+# flock's answers where a filesystem has no locks (NFS without a lock manager, some Lustre mounts)
+UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+_warned: set[Path] = set()
+
+
+def _warn_unsupported(path: Path, err: OSError) -> None:
+    folder = Path(path).parent.parent
+    if folder not in _warned:
+        _warned.add(folder)
+        log.warning("%s cannot be locked (%s): this filesystem has no file locks, so only the "
+                    "heartbeat in results.json tells a live run from a dead one here", path,
+                    err.strerror)
 
 
 def _open(path: Path) -> IO[str]:
@@ -40,6 +58,12 @@ def try_lock(path: Path, wait_s: float = 0.0, poll_s: float = 0.05) -> IO[str] |
                 handle.close()
                 return None
             time.sleep(poll_s)
+        except OSError as err:
+            if err.errno not in UNSUPPORTED:
+                handle.close()
+                raise
+            _warn_unsupported(path, err)
+            return handle  # no locks on this filesystem: as if ours (heartbeats still tell)
 
 
 def label(handle: IO[str], text: str) -> None:
@@ -52,8 +76,9 @@ def label(handle: IO[str], text: str) -> None:
         handle.flush()
 
 
-def is_locked(path: Path) -> bool:
-    """Whether some process holds the lock on `path` now (False when there is no such file)."""
+def is_locked(path: Path) -> bool | None:
+    """Whether some open file holds the lock on `path` now (ours too, if we hold it through
+    another); False when there is no such file; None where the filesystem has no locks."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -62,6 +87,10 @@ def is_locked(path: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError as err:
+        if err.errno not in UNSUPPORTED:
+            raise
+        return None
     finally:
         os.close(fd)  # closing drops the shared lock we may have taken
     return False

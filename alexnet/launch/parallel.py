@@ -59,7 +59,10 @@ def ignoring_stop_signals() -> Iterator[None]:
 
 
 def _started() -> None:
-    """A task that only makes the pool start its workers."""
+    """A task that makes the pool start its workers, and loads what every job loads: loky
+    (with psutil installed) replaces a worker whose memory grew by 300 MB since its first task,
+    and a replacement is not started ignoring the signals."""
+    import alexnet.train  # noqa: F401 - torch, hydra, the package
 
 
 def run_in_worker(index: int, overrides: Sequence[str], hydra_context: HydraContext,
@@ -93,6 +96,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     sweep_dir.mkdir(parents=True, exist_ok=True)
     joblib_cfg = launcher.joblib
     joblib_cfg["backend"] = "loky"  # as the plugin: the threading backend cannot run Hydra jobs
+    if joblib_cfg.get("batch_size") == "auto":  # one job a task: the quick warm-up below must not
+        joblib_cfg["batch_size"] = 1  # make joblib bundle long training jobs together
     process_joblib_cfg(joblib_cfg)
     log.info("Joblib.Parallel(%s) is launching %d jobs",
              ",".join(f"{k}={v}" for k, v in joblib_cfg.items()), len(job_overrides))

@@ -70,8 +70,9 @@ def effective_status(summary: dict[str, Any], run_dir: Path | None = None,
     if status not in LIVE:
         return status
     if run_dir is not None:
-        if is_locked(Path(run_dir) / RUN_LOCK):
+        held = is_locked(Path(run_dir) / RUN_LOCK)
+        if held:
             return status
-        if same_kernel(summary):
+        if held is not None and same_kernel(summary):  # (None: no locks here, ask the heartbeat)
             return "stale"
     return status if heartbeat_fresh(summary, stale_after_s, now) else "stale"

@@ -124,7 +124,8 @@ def load(path: Path) -> dict[str, Any]:
     """Read checkpoint.pt safely (weights_only: tensors and plain data, never code)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            OSError) as err:  # OSError: a disk fault reading it
         raise CheckpointError(
             f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}). Delete it "
             "to train this run from its first epoch, or restore a good copy.") from err

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from alexnet.hyperparameters import identity
-from alexnet.locks import label, try_lock
+from alexnet.locks import is_locked, label, try_lock
 from alexnet.results.liveness import LIVE, RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
 from alexnet.results.record import FINISHED, read_summary
 from alexnet.resume import checkpoint
@@ -83,9 +83,11 @@ def _decide(run_dir: Path, overrides: list[str]) -> Plan:
         if status in FINISHED:
             return Plan("skip", previous)
         # We hold the lock, so no process that shares it with us trains this run: only a writer
-        # on another machine that does not see our locks could, while its heartbeat is fresh.
-        if status in LIVE and not same_kernel(previous) and heartbeat_fresh(previous) \
-                and not _requeue_of(previous):
+        # that does not see our locks (another machine, or a filesystem without locks) could,
+        # while its heartbeat is fresh.
+        locks_work = is_locked(run_dir / RUN_LOCK) is not None  # (True: ours, through the plan's)
+        if status in LIVE and not (locks_work and same_kernel(previous)) \
+                and heartbeat_fresh(previous) and not _requeue_of(previous):
             age = time.time() - float(previous.get("heartbeat_at") or 0)
             raise RunDirConflict(
                 f"{run_dir} is being trained right now by process {previous.get('pid')} on "

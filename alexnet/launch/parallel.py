@@ -28,7 +28,7 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig
 
 from alexnet.resume.stop import GracefulStop, SweepStopped, request_sweep_stop, sweep_stop_request
@@ -59,7 +59,8 @@ def ignoring_stop_signals() -> Iterator[None]:
 
 
 def _started() -> None:
-    """A task that makes the pool start its workers, and loads what every job loads: loky
+    """A task that makes the pool start its workers, and loads what every job loads (so the first
+    jobs start together, not one after another worker's imports); also, loky
     (with psutil installed) replaces a worker whose memory grew by 300 MB since its first task,
     and a replacement is not started ignoring the signals."""
     import alexnet.train  # noqa: F401 - torch, hydra, the package
@@ -111,8 +112,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
     broken = None
     with Parallel(**joblib_cfg) as parallel:
-        with ignoring_stop_signals():  # loky starts every worker at its first task
-            parallel(delayed(_started)() for _ in range(1))
+        with ignoring_stop_signals():  # loky starts every worker at its first task; a task each
+            parallel(delayed(_started)() for _ in range(effective_n_jobs(parallel.n_jobs)))
         with GracefulStop(on_signal=tell_jobs) as stop:
             try:
                 outcomes = parallel(

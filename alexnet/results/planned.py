@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.files import write_atomic
+from alexnet.files import write_text_atomic
 
 PLANNED_FILE = "planned_jobs.yaml"
 MULTIRUN_FILE = "multirun.yaml"
@@ -43,7 +43,7 @@ def jobs_of(config: DictConfig, config_loader: ConfigLoader) -> list[list[str]] 
 def write_planned(sweep_dir: Path, jobs: list[list[str]]) -> None:
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(jobs, default_flow_style=False)
-    write_atomic(Path(sweep_dir) / PLANNED_FILE, lambda f: f.write(text.encode()))
+    write_text_atomic(Path(sweep_dir) / PLANNED_FILE, text)
 
 
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:

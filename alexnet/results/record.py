@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from alexnet.files import append_line, write_atomic
+from alexnet.files import append_line, write_text_atomic
 from alexnet.results.liveness import boot_id, slurm_job
 
 METRICS_FILE = "metrics.csv"
@@ -37,7 +37,7 @@ def _now_iso(seconds: float | None = None) -> str:
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """results.json and friends: a reader sees the old file or the new one, never half a file."""
     text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
+    write_text_atomic(path, text)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -121,7 +121,7 @@ class RunRecord:
         epochs = self.epochs = list(epochs or [])
         path = self.run_dir / METRICS_FILE
         if epochs:
-            write_atomic(path, lambda f: f.write(_csv(epochs, header=True).encode()))
+            write_text_atomic(path, _csv(epochs, header=True))
         else:
             path.unlink(missing_ok=True)
         self._refresh_scores()
@@ -144,7 +144,7 @@ class RunRecord:
     def save_table(self, name: str, table: pd.DataFrame) -> None:
         """Write a CSV beside the metrics (atomically)."""
         text = table.to_csv()
-        write_atomic(self.run_dir / name, lambda f: f.write(text.encode()))
+        write_text_atomic(self.run_dir / name, text)
 
     def finish(self, status: str, error: BaseException | None = None,
                stopped_epoch: int | None = None) -> None:

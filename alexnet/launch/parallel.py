@@ -3,8 +3,9 @@ processes, n at a time, and stops that end every job the way the README promises
 
 joblib answers a KeyboardInterrupt in the parent, an exception from one job, or a worker killed by
 a signal by terminating every worker: running jobs would die mid-epoch, unsaved. So here:
-- The workers are started with SIGINT and SIGTERM ignored (a disposition they inherit), and a job
-  ignores them again outside its own run: no signal can kill an idle or starting worker.
+- Each worker's first task makes it ignore SIGINT and SIGTERM outside a job (a job's own handler
+  takes them), so no signal kills an idle worker. A signal while the workers start kills them
+  before any job has begun: the sweep then stops with nothing lost.
 - The launcher takes the first SIGINT/SIGTERM itself and writes the sweep's stop request
   (alexnet/resume/stop.py); a job that stops the sweep (a signal, a full disk, a run dir of another
   run) writes it too and returns instead of raising. Every running job sees the request at its
@@ -15,11 +16,10 @@ a signal by terminating every worker: running jobs would die mid-epoch, unsaved.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,22 +47,13 @@ class Stopped:
     exit_code: int
 
 
-@contextlib.contextmanager
-def ignoring_stop_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored while inside: processes started meanwhile inherit that."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _started() -> None:
-    """A task that makes the pool start its workers, and loads what every job loads (so the first
-    jobs start together, not one after another worker's imports); also, loky
-    (with psutil installed) replaces a worker whose memory grew by 300 MB since its first task,
-    and a replacement is not started ignoring the signals."""
+    """A worker's first task: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
+    handler takes them), so no signal kills it idle and breaks the pool; and it loads what every
+    job loads (so the first jobs start together; and loky, with psutil installed, replaces a
+    worker whose memory grew by 300 MB since its first task)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     import alexnet.train  # noqa: F401 - torch, hydra, the package
 
 
@@ -111,18 +102,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         request_sweep_stop(sweep_dir, sig.name, 128 + int(sig))
 
     broken = None
-    with Parallel(**joblib_cfg) as parallel:
-        with ignoring_stop_signals():  # loky starts every worker at its first task; a task each
+    with Parallel(**joblib_cfg) as parallel, GracefulStop(on_signal=tell_jobs) as stop:
+        try:  # a task a worker first (loky starts every worker at the first task), then the jobs
             parallel(delayed(_started)() for _ in range(effective_n_jobs(parallel.n_jobs)))
-        with GracefulStop(on_signal=tell_jobs) as stop:
-            try:
-                outcomes = parallel(
-                    delayed(run_in_worker)(initial_job_idx + index, overrides,
-                                           launcher.hydra_context, config, launcher.task_function,
-                                           singleton_state, os.getpid())
-                    for index, overrides in enumerate(job_overrides))
-            except BrokenProcessPool as err:  # a worker died (killed by hand, out of memory)
-                broken, outcomes = err, []
+            outcomes = parallel(
+                delayed(run_in_worker)(initial_job_idx + index, overrides, launcher.hydra_context,
+                                       config, launcher.task_function, singleton_state,
+                                       os.getpid())
+                for index, overrides in enumerate(job_overrides))
+        except BrokenProcessPool as err:  # a worker died: a Ctrl-C while the workers started
+            broken, outcomes = err, []  # (no job had begun), or killed by hand, out of memory
     stopped = [outcome for outcome in outcomes if isinstance(outcome, Stopped)]
     request = sweep_stop_request(sweep_dir)
     if stop.signal is not None:
@@ -132,8 +121,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     if broken is not None:
         raise SweepStopped(
             f"{(request or {}).get('reason', 'a worker died')}; the pool of workers broke "
-            f"({type(broken).__name__}: {broken}): the runs it was training are `stale` and "
-            "resume from their last checkpoint. Rerun the same command.",
+            f"({type(broken).__name__}: {broken}): any run it was training is `stale` and "
+            "resumes from its last checkpoint. Rerun the same command.",
             int((request or {}).get("exit_code", 1)), str(sweep_dir))
     if request is None:
         return outcomes

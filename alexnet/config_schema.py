@@ -50,6 +50,8 @@ class EarlyStopSchema:
 class LaunchSchema:
     jobs_per_gpu: int = 1
     slots_dir: str | None = None
+    queue_poll_s: float = 10.0
+    result_wait_s: float = 30.0
 
 
 for name, node in (("checkpoint", CheckpointSchema), ("early_stop", EarlyStopSchema),

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -16,13 +14,13 @@ from alexnet.results.liveness import RUN_LOCK
 from alexnet.results.record import RunRecord
 from cifar_files import CLASSES, make_split
 from conftest import REPO
+from helpers import run_cli
 
 TINY = ["model=alexnet_cifar", "epochs=1", "data.download=false", "progress=false"]
 
 
 def cli(module, *args, cwd):
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=600)
+    result = run_cli(module, *args, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -2,22 +2,16 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
 from conftest import SHARED_DATA
-
-
-def train_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+from helpers import train
 
 
 def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train_cli(
+    result = train(
         "-m", "optimizer=sgd,adam", "batch_size=16,0", "epochs=2", "model=alexnet_cifar",
         f"data.root={cifar_root}", "data.download=false", "progress=false",
         f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
@@ -50,7 +44,7 @@ def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_
 
 
 def test_bad_override_fails_before_training_with_what_is_allowed(tmp_path):
-    result = train_cli("epochs=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = train("epochs=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode != 0
     assert "epochs=-1 is not allowed: it must be a positive integer" in result.stderr
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -58,7 +52,7 @@ def test_bad_override_fails_before_training_with_what_is_allowed(tmp_path):
 
 
 def test_experiment_cfg_shows_the_notebook_settings(tmp_path):
-    result = train_cli("experiment=alexnet7", "--cfg", "job", cwd=tmp_path)
+    result = train("experiment=alexnet7", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "batch_size: 32" in result.stdout and "epochs: 20" in result.stdout
     assert "_target_: torch.optim.SGD" in result.stdout and "lr: 0.005" in result.stdout
@@ -69,7 +63,7 @@ def test_experiment_cfg_shows_the_notebook_settings(tmp_path):
 def test_trains_on_the_real_data(tmp_path):
     if not (SHARED_DATA / "cifar-100-python" / "train").exists():
         pytest.skip(f"no real CIFAR-100 at {SHARED_DATA}")
-    result = train_cli(f"data.root={SHARED_DATA}", "data.download=false", "model=alexnet_cifar",
+    result = train(f"data.root={SHARED_DATA}", "data.download=false", "model=alexnet_cifar",
                        "epochs=2", "data.train_subset=2000", "data.test_subset=1000",
                        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -15,42 +15,18 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from alexnet.hyperparameters import identity
 from alexnet.launch.placement import Placement, placed, threads_for
 from alexnet.launch.slots import SlotWaitStopped, hold_slot
 from alexnet.results.record import RunRecord
+from helpers import assert_same_metrics, records, start, train
 
-TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
 SIX = ["optimizer=sgd,adam", "batch_size=16,32,64"]
-
-
-def train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def small(root: Path, out: Path, *extra: str) -> list[str]:
     return ["-m", *extra, "epochs=2", "model=alexnet_cifar", "torch_threads=1",
             f"data.root={root}", "data.download=false", "progress=false",
             f"hydra.sweep.dir={out}"]
-
-
-def records(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
-
-
-def metrics_by_overrides(sweep: Path) -> dict[tuple[str, ...], pd.DataFrame]:
-    """Each run's metrics (timings left out) by the overrides that decide its result."""
-    return {identity(r["overrides"]): pd.read_csv(sweep / name / "metrics.csv").drop(
-        columns=TIMINGS) for name, r in records(sweep).items()}
-
-
-def assert_same_metrics(sweep: Path, reference: Path) -> None:
-    """Every run of `sweep` has the metrics of the same run in `reference`, epoch by epoch."""
-    ours, theirs = metrics_by_overrides(sweep), metrics_by_overrides(reference)
-    assert ours.keys() == theirs.keys()
-    for key, frame in ours.items():
-        pd.testing.assert_frame_equal(frame, theirs[key])
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +49,8 @@ def test_parallel_preset_runs_two_at_a_time_on_a_cpu_with_identical_metrics(
     intervals = [(r["attempts"][0]["start_unix"], r["heartbeat_at"]) for r in records(out).values()]
     overlapping = [(a, b) for a, b in combinations(intervals, 2) if a[0] < b[1] and b[0] < a[1]]
     assert overlapping  # runs did run at the same time
-    for start, _ in intervals:  # ... and never more than n_jobs = 2 at once
-        assert sum(s <= start < e for s, e in intervals) <= 2
+    for began, _ in intervals:  # ... and never more than n_jobs = 2 at once
+        assert sum(s <= began < e for s, e in intervals) <= 2
     assert {r["torch_threads"] for r in records(out).values()} == {1}
 
     assert_same_metrics(out, basic_sweep)
@@ -86,9 +62,7 @@ def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resum
     args = ["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", "epochs=3",
             "batch_size=8", "data.train_subset=512", "model=alexnet_cifar", "torch_threads=1",
             f"data.root={slower_cifar_root}", "data.download=false", "progress=false"]
-    process = subprocess.Popen([sys.executable, "-m", "alexnet.train", *args,
-                                f"hydra.sweep.dir={out}"], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = start(*args, f"hydra.sweep.dir={out}", cwd=tmp_path)
     metrics = out / "0" / "metrics.csv"
     deadline = time.monotonic() + 300
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
@@ -178,20 +152,13 @@ def two_runs(root: Path, out: Path, *extra: str, sweep: tuple[str, ...] = (
             f"hydra.sweep.dir={out}", *extra]
 
 
-def start_in_its_own_group(args: list[str], cwd: Path) -> subprocess.Popen:
-    """The command as a terminal runs it: its own process group, which a Ctrl-C signals whole."""
-    return subprocess.Popen([sys.executable, "-m", "alexnet.train", *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_under_the_parallel_launcher_stops_every_running_job_at_a_safe_point(
         slower_cifar_root, tmp_path, stop):
     out = tmp_path / "sweep"
     # Three workers for two jobs: the idle one must not die of the signal and break the pool.
-    process = start_in_its_own_group(two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
-                                              "hydra.launcher.n_jobs=3"), tmp_path)
+    process = start(*two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
+                              "hydra.launcher.n_jobs=3"), cwd=tmp_path, own_group=True)
     wait_for_rows([out / "0" / "metrics.csv", out / "1" / "metrics.csv"], process)
     os.killpg(process.pid, stop)  # to the launcher and every worker
     output, _ = process.communicate(timeout=300)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import helpers
 from alexnet import early_stop
 from alexnet.files import OutputError
 from alexnet.results.aggregate import results_table
@@ -27,40 +27,13 @@ from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop
 from alexnet.train import Interrupted, fit
-from conftest import REPO
-
-TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
+from helpers import metrics_without_timings, start, train, wait_for_epochs
 
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["-m", "optimizer=sgd,adam", "seed=0,1", "epochs=3", "batch_size=32",
             "data.train_subset=512", "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
             "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
-
-
-def train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-
-
-def start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_epochs(metrics: Path, count: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) > count:
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"finished before epoch {count}: {process.stdout.read()}")
-        time.sleep(0.05)
-    raise AssertionError(f"no epoch {count} in {metrics}")
-
-
-def metrics_without_timings(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "metrics.csv").drop(columns=TIMINGS)
 
 
 def results_without_timings(sweep_dir: Path) -> pd.DataFrame:
@@ -185,10 +158,7 @@ def test_missing_data_stops_the_sweep_before_any_run(tmp_path):
 # In-process: the disk, the checkpoint file and early stopping.
 
 def tiny_config(root, *overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[
-            f"data.root={root}", "data.download=false", "model=alexnet_cifar", "progress=false",
-            "device=cpu", "batch_size=64", *overrides])
+    return helpers.tiny_config(root, "batch_size=64", *overrides)
 
 
 def new_record(cfg, run_dir: Path) -> RunRecord:

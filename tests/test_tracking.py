@@ -4,21 +4,15 @@ files in temp dirs, read back with their own readers; a tracking outage never fa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from helpers import train
+
 TINY = ["epochs=2", "model=alexnet_cifar", "batch_size=16", "data.download=false", "progress=false"]
-
-
-def train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexnet.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_mlflow_sweep_of_seeds_leaves_six_runs_and_a_summary_of_two_groups(cifar_root, tmp_path):

@@ -4,20 +4,12 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet import speed
 from alexnet.results.record import RunRecord
 from alexnet.train import fit
-from conftest import REPO
-
-
-def tiny_config(root, *overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[
-            f"data.root={root}", "data.download=false", "model=alexnet_cifar",
-            "progress=false", "device=cpu", *overrides])
+from helpers import tiny_config
 
 
 def run(cfg, out_dir):

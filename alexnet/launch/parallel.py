@@ -21,7 +21,6 @@ import os
 import signal
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,11 @@ from hydra.types import HydraContext, TaskFunction
 from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig
 
-from alexnet.resume.stop import GracefulStop, SweepStopped, request_sweep_stop, sweep_stop_request
+from alexnet.resume.stop import GracefulStop, Stopped, SweepStopped, request_sweep_stop, sweep_stop_request
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """What a job that stopped the sweep hands back instead of raising (joblib would kill the
-    others)."""
-
-    message: str
-    exit_code: int
 
 
 def _started() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from alexnet.files import append_line, write_text_atomic
-from alexnet.results.liveness import boot_id, slurm_job
+from alexnet.results.liveness import LIVE, boot_id, slurm_job
 
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"
@@ -52,6 +52,21 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
         raise ValueError(f"{path} lacks the resolved config: not a run record of alexnet-sweeps")
     return summary
+
+
+def mark_abandoned(run_dir: Path, status: str, reason: str) -> bool:
+    """Close a record its process left live (`running`, `waiting`) when the launcher knows that
+    process is gone (SLURM ended its job): `status`, with `reason` as its error. Records that are
+    absent or already closed stay as they are; True when it was closed here."""
+    try:
+        summary = read_summary(run_dir)
+    except ValueError:
+        return False
+    if summary is None or summary.get("status") not in LIVE:
+        return False
+    summary.update(status=status, error={"type": "JobEnded", "message": reason, "traceback": ""})
+    write_json_atomic(Path(run_dir) / RESULTS_FILE, summary)
+    return True
 
 
 class RunRecord:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -35,6 +36,15 @@ class SweepStopped(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is
         super().__init__(message)
         self.exit_code = exit_code
         self.sweep_dir = sweep_dir
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What a job that stopped the sweep hands back to its launcher instead of raising (joblib would
+    kill the other jobs; submitit would leave no result)."""
+
+    message: str
+    exit_code: int
 
 
 def request_sweep_stop(sweep_dir: Path, reason: str, exit_code: int) -> bool:

@@ -1,0 +1,280 @@
+"""The SLURM launcher's work (hydra/launcher=slurm, a submitit launcher) with what submitit leaves
+open: a sweep that waits for ever, and presets that cannot work.
+
+submitit waits for a job's result file and asks `sacct` whether the job has ended. Where SLURM
+keeps no accounting (no slurmdbd) or its accounting lags, a job that ends without a result
+(`scancel`, killed before its handler, a lost node, a requeued attempt killed by a late signal
+while starting) leaves it polling until it is killed. Here the launcher asks `squeue`, which
+needs no accounting, and a job that has left the queue (or ended there) without a result file
+is over: its run, if its record still says it is live, is recorded `interrupted`, the sweep waits
+for its other jobs, then stops with a non-zero exit, and rerunning the command resumes the run
+from its last checkpoint.
+
+Before submitting, the launcher refuses settings that SLURM would accept but that cannot work: a
+signal delay that leaves the run no time to work (SLURM may signal up to 60 s early) or none to
+save, and GPUs, memory or CPUs that no node of the partition has; and what sbatch still refuses
+ends the command with sbatch's own words, not a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from alexnet.results.record import mark_abandoned
+from alexnet.resume.stop import Stopped, SweepStopped
+
+log = logging.getLogger(__name__)
+
+# SLURM's states of a job that has ended (squeue -t all lists them for MinJobAge, 300 s by
+# default); any other state (PENDING, RUNNING, REQUEUED, COMPLETING, SUSPENDED...) may go on.
+ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
+# "SLURM may send the signal up to 60 seconds earlier than specified" (sbatch --signal).
+EARLY_SIGNAL_S = 60
+MIN_SAVE_S = 10  # the least signal delay that leaves a run time to reach a step's end and save
+MIN_WORK_S = 60  # the least a run (and its start-up) gets before the earliest signal
+
+
+class LaunchRefused(SweepStopped):
+    """Launcher settings that cannot work; raised before anything is submitted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
+
+
+def check_settings(params: dict[str, Any]) -> None:
+    """Refuse a signal delay that leaves no time to work or to save, and GPUs, memory or CPUs
+    that no node of the partition has (checked with `sinfo` where it answers)."""
+    timeout_s = int(params["timeout_min"]) * 60
+    delay = int(params.get("signal_delay_s") or 0)
+    longest = min(timeout_s // 2, timeout_s - EARLY_SIGNAL_S - MIN_WORK_S)
+    fix = (f"e.g. hydra.launcher.signal_delay_s={max(MIN_SAVE_S, min(longest, timeout_s // 4))}"
+           if longest >= MIN_SAVE_S else
+           f"and a time limit of {(EARLY_SIGNAL_S + MIN_WORK_S + MIN_SAVE_S) // 60 + 1} minutes or "
+           "more (hydra.launcher.timeout_min)")
+    if delay < MIN_SAVE_S:
+        raise LaunchRefused(
+            f"hydra.launcher.signal_delay_s={delay} leaves a run no time to save its checkpoint "
+            f"before the time limit: give it at least {MIN_SAVE_S} s, {fix}")
+    if delay > longest:
+        earliest = max(0, timeout_s - delay - EARLY_SIGNAL_S)
+        raise LaunchRefused(
+            f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_s // 60}: SLURM may "
+            f"send that signal up to {EARLY_SIGNAL_S} s early, {earliest} s "
+            "after a run starts (a requeued run signalled while it starts is killed, unsaved). "
+            f"Keep the delay at most half the limit and {EARLY_SIGNAL_S + MIN_WORK_S} s below it, "
+            f"{fix}")
+    _check_nodes(params, partition_nodes(params.get("partition")))
+
+
+@dataclass(frozen=True)
+class Node:
+    """What `sinfo` says one kind of node of a partition has."""
+
+    gres: str  # e.g. "gpu:h100:8", or "(null)"
+    memory_mb: int
+    cpus: int
+
+
+def partition_nodes(partition: str | None) -> list[Node]:
+    """The partition's nodes (None: the default partition); empty when sinfo cannot say."""
+    answer = _slurm(["sinfo", "-h", "-o", "%P|%G|%m|%c"])
+    nodes = []
+    for line in (answer or "").splitlines():
+        name, gres, memory, cpus = (line.split("|") + ["", "", ""])[:4]
+        if (partition is None and name.endswith("*")) or name.rstrip("*") == partition:
+            with contextlib.suppress(ValueError):
+                nodes.append(Node(gres, int(memory.rstrip("+")), int(cpus.rstrip("+"))))
+    return nodes
+
+
+def _check_nodes(params: dict[str, Any], nodes: list[Node]) -> None:
+    """Refuse what no node of the partition has: SLURM would refuse every job of the sweep."""
+    if not nodes:
+        return
+    where = f"partition {params.get('partition') or '(the default)'}"
+    gpus = params.get("gpus_per_task") or params.get("gpus_per_node")
+    if gpus and all("gpu" not in node.gres for node in nodes):
+        raise LaunchRefused(
+            f"hydra.launcher.gpus_per_task={gpus}, but {where} has no GPUs (sinfo lists no gres): "
+            "run on its CPUs with hydra.launcher.gpus_per_task=null, or pick a GPU partition "
+            "(sinfo -o '%P %G').")
+    most_gb = max(node.memory_mb for node in nodes) // 1024
+    if params.get("mem_gb") and params["mem_gb"] > most_gb:
+        raise LaunchRefused(
+            f"hydra.launcher.mem_gb={params['mem_gb']}, but the nodes of {where} have at most "
+            f"{most_gb} GB: ask for less, e.g. hydra.launcher.mem_gb={max(1, most_gb // 2)}.")
+    most_cpus = max(node.cpus for node in nodes)
+    if params.get("cpus_per_task") and params["cpus_per_task"] > most_cpus:
+        raise LaunchRefused(
+            f"hydra.launcher.cpus_per_task={params['cpus_per_task']}, but the nodes of {where} "
+            f"have at most {most_cpus} CPUs: e.g. hydra.launcher.cpus_per_task={most_cpus}.")
+
+
+def queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
+    """Each job's state as `squeue` lists it (array tasks one by one, ended jobs while SLURM
+    still keeps them); a job missing from the answer has left the queue. None when squeue cannot
+    answer (the controller is unreachable): nothing can be concluded then."""
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    command = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        # every job asked about has left SLURM's memory: they are all gone
+        return {} if "Invalid job id" in done.stderr else None
+    states = {}
+    for line in done.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        states[job_id] = state.split()[0] if state else "UNKNOWN"
+    return states
+
+
+def _slurm(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@dataclass
+class Gone:
+    """A job SLURM has ended (or forgotten) that left no result."""
+
+    index: int
+    job_id: str
+    state: str  # SLURM's last word: CANCELLED, FAILED, TIMEOUT... or "gone from the queue"
+
+
+def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float) -> list[Any]:
+    """Each job's result (a JobReturn or Stopped) or a Gone, in order. Result files are looked at
+    every second, the queue every `poll_s`; a job SLURM says has ended gets `result_wait_s` for its
+    result file to appear (a slow shared filesystem) before it counts as gone."""
+    outcomes: dict[int, Any] = {}
+    ended_since: dict[int, tuple[float, str]] = {}
+    next_poll = 0.0
+    while len(outcomes) < len(jobs):
+        now = time.monotonic()
+        states = None
+        if now >= next_poll:
+            next_poll = now + poll_s
+            states = queue_states([job.job_id for job in jobs])
+        for index, job in enumerate(jobs):
+            if index in outcomes:
+                continue
+            if job.paths.result_pickle.exists():
+                outcomes[index] = _result(job)
+                continue
+            if states is None:
+                continue
+            state = states.get(job.job_id, "gone from the queue")
+            if state not in ENDED and job.job_id in states:
+                ended_since.pop(index, None)
+            elif now - ended_since.setdefault(index, (now, state))[0] >= result_wait_s:
+                outcomes[index] = Gone(index, job.job_id, ended_since[index][1])
+        if len(outcomes) < len(jobs):
+            time.sleep(1.0)
+    return [outcomes[index] for index in range(len(jobs))]
+
+
+def _result(job: Any) -> Any:
+    """The job's JobReturn or Stopped; a job that failed outside its run (Hydra's own code) gives
+    a failed JobReturn, which the sweeper raises once the others are done."""
+    outcome, value = job._get_outcome_and_result()  # the file exists: no wait, no sacct
+    if outcome == "success":
+        return value
+    error = RuntimeError(f"SLURM job {job.job_id} failed outside its run:\n{value}")
+    return JobReturn(status=JobStatus.FAILED, _return_value=error)
+
+
+def run_dir_of(launcher: Any, overrides: Sequence[str], index: int, job_id: str) -> Path:
+    """The run dir Hydra gives job `index` (the sweep dir and subdir, composed as the job does)."""
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
+                                                                    list(overrides))
+    with open_dict(config.hydra.job):
+        config.hydra.job.num = index
+        config.hydra.job.id = job_id
+    return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int) -> list[JobReturn]:
+    """hydra-submitit-launcher's launch for SLURM (`launcher` is its SlurmLauncher), with the
+    settings checked first and a wait that ends."""
+    import submitit
+
+    config: DictConfig = launcher.config
+    params = dict(launcher.params)
+    check_settings(params)
+    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())  # taken without a `slurm_` prefix
+    executor.update_parameters(**{k if k in generic else f"slurm_{k}": v
+                                  for k, v in params.items()})
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in config.hydra.sweep:
+        os.chmod(sweep_dir, mode=int(str(config.hydra.sweep.mode), 8))
+    log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
+    arguments = []
+    for offset, overrides in enumerate(job_overrides):
+        index = initial_job_idx + offset
+        log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
+        arguments.append((list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}",
+                          Singleton.get_state()))
+    try:
+        jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
+    except submitit.core.utils.FailedJobError as refused:  # sbatch said no: nothing was submitted
+        raise LaunchRefused(f"sbatch refused the sweep's jobs: {' '.join(str(refused).split())}. "
+                            "Fix the hydra.launcher settings it names (sinfo lists what the "
+                            "partitions have).") from None
+    log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
+             Path(str(jobs[0].paths.stdout)).parent.parent)
+    try:
+        outcomes = wait(jobs, float(config.launch.queue_poll_s),
+                        float(config.launch.result_wait_s))
+    except KeyboardInterrupt:
+        raise SweepStopped(
+            f"stopped waiting; the jobs go on in SLURM (scancel {jobs[0].job_id.split('_')[0]} "
+            "stops them). Rerun the same command once they have ended to collect the table and "
+            "resume what did not finish.", 130, str(sweep_dir)) from None
+    return _returns(launcher, job_overrides, initial_job_idx, outcomes, str(sweep_dir))
+
+
+def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+             outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
+    """The jobs' JobReturns; SweepStopped, after recording them, when any job stopped or ended
+    without a result."""
+    lost, stopped = [], []
+    for outcome in outcomes:
+        if isinstance(outcome, Stopped):
+            stopped.append(outcome)
+        elif isinstance(outcome, Gone):
+            overrides = job_overrides[outcome.index]
+            run_dir = run_dir_of(launcher, overrides, initial_job_idx + outcome.index,
+                                 outcome.job_id)
+            reason = (f"SLURM job {outcome.job_id} ended ({outcome.state}) before its run "
+                      "recorded an end: cancelled, killed, or its node lost")
+            mark_abandoned(run_dir, "interrupted", reason)
+            lost.append(f"{run_dir} ({outcome.state}, SLURM job {outcome.job_id})")
+    if not lost and not stopped:
+        return outcomes
+    said = [f"{len(stopped)} run(s) stopped ({stopped[0].message})"] if stopped else []
+    if lost:
+        said.append(f"{len(lost)} job(s) ended without a result: {'; '.join(lost)}")
+    raise SweepStopped(". ".join(said) + ". Rerun the same command to resume them.",
+                       max([1, *(s.exit_code for s in stopped)]), sweep_dir)

@@ -1,0 +1,33 @@
+"""`hydra/launcher=slurm`: submitit's SLURM launcher (hydra-submitit-launcher) with a wait that ends
+and settings checked before submitting. The logic lives in alexnet/launch/slurm.py; this module
+makes it a plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
+
+from alexnet.resume.stop import Stopped, SweepStopped
+
+
+class SlurmLauncher(SubmititSlurm):
+    """One SLURM job per run, as an array. The sweep command ends when every job has ended, with a
+    result or without one (cancelled, killed, node lost: found with squeue, no accounting needed);
+    a run stopped inside SLURM (scancel) hands back how it stopped instead of leaving no result."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        from alexnet.launch.slurm import launch
+
+        return launch(self, job_overrides, initial_job_idx)
+
+    def __call__(self, *args: Any) -> JobReturn | Stopped:
+        """In the SLURM job: the run; a stopped run (SIGTERM from scancel, a full disk) returns
+        how it stopped, so the launcher learns it from the result file."""
+        try:
+            return super().__call__(*args)
+        except SweepStopped as stopped:
+            return Stopped(str(stopped), stopped.exit_code)

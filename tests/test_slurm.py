@@ -1,0 +1,136 @@
+"""hydra/launcher=slurm through a real SLURM: `sbatch`, time limits, requeue and `scancel` on the
+single-node cluster tests/slurm/up.sh starts (CI starts it; no accounting, as on many clusters)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import assert_same_metrics, records, start, train, wait_for_epochs
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(shutil.which("sbatch") is None,
+                       reason="no sbatch here: start a test cluster with `sudo bash tests/slurm/up.sh`"),
+]
+
+
+def on_slurm(root: Path, out: Path, *extra: str) -> list[str]:
+    """A sweep on the test cluster's CPUs, one core a run, the queue watched every second."""
+    return ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_task=null",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "launch.queue_poll_s=1",
+            "launch.result_wait_s=2", "model=alexnet_cifar", f"data.root={root}",
+            "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
+
+
+def slurm(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def job_state(job: str) -> str:
+    return slurm("squeue", "-h", "-t", "all", "-j", job, "-o", "%T").strip()
+
+
+def job_log(sweep: Path, job: str) -> str:
+    """The job's stdout and stderr, where the README says they land."""
+    return "".join(p.read_text() for p in sorted((sweep / ".submitit" / job).glob(f"{job}_0_log.*")))
+
+
+def wait_until(condition, what: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"ended before {what}: {process.stdout.read()}")
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.2)
+
+
+def test_a_sweep_runs_as_a_slurm_array_and_aggregates(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    result = train(*on_slurm(cifar_root, out, "optimizer=sgd,adam", "epochs=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 runs: 2 completed" in result.stderr
+    jobs = sorted(r["slurm_job"] for r in records(out).values())
+    assert len(jobs) == 2 and jobs[0].split("_")[0] == jobs[1].split("_")[0]  # one array
+    for job in jobs:  # each job's log where the README says
+        assert "Job completed successfully" in job_log(out, job)
+    assert "sacct" not in result.stdout + result.stderr  # no accounting here, and no complaint
+
+
+@pytest.mark.parametrize(("setting", "refusal"), [
+    (["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60"],
+     "SLURM may send that signal up to 60 s early"),
+    (["hydra.launcher.gpus_per_task=1"], "has no GPUs"),
+    (["hydra.launcher.mem_gb=100000"], "have at most"),
+])
+def test_settings_that_cannot_work_are_refused_before_any_job_is_submitted(
+        cifar_root, tmp_path, setting, refusal):
+    before = slurm("squeue", "-h", "-t", "all", "-o", "%i")
+    result = train(*on_slurm(cifar_root, tmp_path / "sweep", "epochs=1"), *setting, cwd=tmp_path)
+    assert result.returncode == 2 and refusal in result.stderr
+    assert "Traceback" not in result.stderr
+    assert slurm("squeue", "-h", "-t", "all", "-o", "%i") == before
+
+
+def test_a_run_at_its_time_limit_is_signalled_requeued_and_resumes_to_the_uninterrupted_metrics(
+        slower_cifar_root, tmp_path):
+    """The job starts with 10 minutes; once it has trained an epoch its limit becomes 2 minutes,
+    so SLURM signals it (signal_delay_s=60 before the limit) within a minute, as it would near
+    any time limit; the requeued attempt gets its 10 minutes back while it waits to restart."""
+    settings = ["epochs=16", "batch_size=32"]
+    reference = start("-m", *settings, "model=alexnet_cifar", "torch_threads=1",
+                      f"data.root={slower_cifar_root}", "data.download=false", "progress=false",
+                      f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    out = tmp_path / "sweep"
+    process = start(*on_slurm(slower_cifar_root, out, *settings), "hydra.launcher.timeout_min=10",
+                    "hydra.launcher.signal_delay_s=60", cwd=tmp_path)
+    wait_for_epochs(out / "0" / "metrics.csv", 1, process)
+    job = json.loads((out / "0" / "results.json").read_text())["slurm_job"]
+    slurm("scontrol", "update", f"JobId={job}", "TimeLimit=2")
+    wait_until(lambda: job_state(job) in ("PENDING", "REQUEUED"), "requeue", process)
+    slurm("scontrol", "update", f"JobId={job}", "TimeLimit=10")
+
+    output, _ = process.communicate(timeout=400)
+    assert process.returncode == 0, output
+    record = json.loads((out / "0" / "results.json").read_text())
+    assert record["status"] == "completed"
+    resumed = [a["resumed_from_epoch"] for a in record["attempts"]]
+    assert resumed[0] is None and len(resumed) >= 2 and all(e >= 1 for e in resumed[1:])
+    log = job_log(out, job)
+    assert "Caught signal SIGUSR2" in log and "Requeued job" in log
+    assert reference.wait(timeout=400) == 0, reference.stdout.read()
+    assert_same_metrics(out, tmp_path / "reference")
+
+
+def test_scancel_and_a_killed_job_end_the_sweep_and_the_same_command_resumes_them(
+        slower_cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = on_slurm(slower_cifar_root, out, "optimizer=sgd,adam", "epochs=4")
+    process = start(*args, cwd=tmp_path)
+    for run in ("0", "1"):
+        wait_for_epochs(out / run / "metrics.csv", 1, process)
+    running = records(out)
+    slurm("scancel", running["0"]["slurm_job"])  # SIGTERM: the run saves and says so
+    os.kill(running["1"]["pid"], signal.SIGKILL)  # dies before any handler: no result at all
+
+    output, _ = process.communicate(timeout=120)  # no hang
+    assert process.returncode != 0, output
+    assert "1 run(s) stopped" in output and "1 job(s) ended without a result" in output
+    assert "Rerun the same command to resume them" in output
+    stopped = records(out)
+    assert {r["status"] for r in stopped.values()} == {"interrupted"}
+    assert "SIGTERM" in stopped["0"]["error"]["message"]
+    assert stopped["1"]["error"]["type"] == "JobEnded"
+
+    again = train(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 runs: 2 completed" in again.stderr
+    for record in records(out).values():
+        assert record["attempts"][-1]["resumed_from_epoch"] >= 1

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from alexnet.configs import config_label
 from alexnet.results.record import SUCCEEDED
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class SweepCallback(Callback):
             write_planned(sweep_dir, jobs)
         clear_sweep_stop(sweep_dir)
         _track_sweep(config, lambda mlflow, settings: mlflow.start_sweep_run(
-            settings, config.hydra.job.config_name, sweep_dir))
+            settings, config_label(config.hydra), sweep_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """results.csv/.md, summary and plots into the sweep dir, the summary line, the MLflow

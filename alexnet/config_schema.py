@@ -1,12 +1,18 @@
-"""Typed schemas (Hydra structured configs) for the blocks that steer a run's life rather than what
-it learns: `checkpoint`, `early_stop`, `launch`. Hydra checks them when the config is composed, so
-`checkpoint.keep=al` or `early_stop.patience=abc` stops there with the key and the allowed values.
-conf/config.yaml merges its values onto them; config_checks.py keeps the range checks."""
+"""The config's one schema: a typed dataclass for every block (Hydra structured configs), so a value
+of the wrong type or outside a set of choices is refused when Hydra composes the config, with
+Hydra's message naming the key (`batch_size=abc`, `data.pipeline=dali`, `early_stop.mode=up`).
+
+conf/config.yaml starts from `config_schema`; the options of the groups whose shape differs
+between options (model, optimizer, logger) start from their own schema (e.g. optimizer/sgd.yaml
+from `optimizer_sgd_schema`). All are stored at the config store's root, not in a group, so
+`--help` lists only the groups a user picks from. config_checks.py keeps what a type cannot say:
+ranges, and rules across keys."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -33,6 +39,20 @@ class Monitor(str, Enum):
     train_loss = "train_loss"
 
 
+class Pipeline(str, Enum):
+    """How batches are made (alexnet/data/pipelines.py)."""
+
+    tensor = "tensor"  # the whole split on the device, batched augmentation
+    torchvision = "torchvision"  # PIL transforms in a DataLoader, as the notebook
+
+
+class Autocast(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
 @dataclass
 class CheckpointSchema:
     keep: Keep = Keep.weights
@@ -54,6 +74,136 @@ class LaunchSchema:
     result_wait_s: float = 30.0
 
 
-for name, node in (("checkpoint", CheckpointSchema), ("early_stop", EarlyStopSchema),
-                   ("launch", LaunchSchema)):
-    ConfigStore.instance().store(group="schema", name=name, node=node)
+@dataclass
+class DataSchema:
+    root: str = "data"
+    download: bool = True
+    train_subset: int | None = None
+    test_subset: int | None = None
+    num_workers: int = 0
+    pipeline: Pipeline = Pipeline.tensor
+
+
+@dataclass
+class AugmentationSchema:
+    crop: bool = True
+    resize: int = 230
+    flip: bool = True
+    normalize: bool = True
+    mean: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
+    std: list[float] = field(default_factory=lambda: [0.2023, 0.1994, 0.2010])
+
+
+@dataclass
+class SpeedSchema:
+    # `auto`, true or false: a union OmegaConf 2.3 cannot type; config_checks.py checks them
+    channels_last: Any = "auto"
+    autocast: Autocast = Autocast.auto
+    compile: Any = "auto"
+    cuda_graphs: Any = "auto"
+    compile_backend: str = "inductor"
+    cudnn_benchmark: Any = True
+    keep_freed_memory: Any = "auto"
+
+
+@dataclass
+class NotebookSchema:
+    """What the notebook reported for an experiment (experiment/alexnetN.yaml)."""
+
+    run: str = ""
+    f1: float = 0.0
+    accuracy: float = 0.0
+
+
+@dataclass
+class ShowDataSchema:
+    """python -m alexnet.show_data (conf/show_data.yaml)."""
+
+    images: int = 8  # images per grid
+
+
+@dataclass
+class ConfigSchema:
+    batch_size: int = 32
+    epochs: int = 20
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    torch_threads: int | None = None
+    heartbeat_s: float = 30.0
+    launch: LaunchSchema = field(default_factory=LaunchSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)
+    speed: SpeedSchema = field(default_factory=SpeedSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
+    model: Any = None  # typed by each option's schema below
+    optimizer: Any = None
+    logger: Any = None
+    notebook: NotebookSchema | None = None
+    show_data: ShowDataSchema | None = None
+
+
+# The options of model/, optimizer/ and logger/: each yaml starts from its own.
+
+@dataclass
+class AlexNetSchema:
+    name: str = "alexnet"
+    input_size: int = 227
+    crop_resize: int = 230
+    num_classes: int = 100
+    dropout: float = 0.5
+    first_batchnorm: bool = True
+    logit_relu: bool = False
+
+
+@dataclass
+class AlexNetCifarSchema(AlexNetSchema):
+    name: str = "alexnet_cifar"
+    input_size: int = 32
+    crop_resize: int = 36
+    hidden_batchnorm: bool = True
+
+
+@dataclass
+class SgdSchema:
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.005
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class AdamSchema:
+    _target_: str = "torch.optim.Adam"
+    lr: float = 0.005
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+
+
+@dataclass
+class MlflowSchema:
+    _target_: str = "alexnet.tracking.mlflow.MlflowTracker"
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    experiment: str | None = None
+    artifact_location: str | None = None
+
+
+@dataclass
+class TensorBoardSchema:
+    _target_: str = "alexnet.tracking.tensorboard.TensorBoardTracker"
+    dir: str = "tensorboard"
+
+
+SCHEMAS = {
+    "config_schema": ConfigSchema,
+    "model_alexnet_schema": AlexNetSchema,
+    "model_alexnet_cifar_schema": AlexNetCifarSchema,
+    "optimizer_sgd_schema": SgdSchema,
+    "optimizer_adam_schema": AdamSchema,
+    "logger_mlflow_schema": MlflowSchema,
+    "logger_tensorboard_schema": TensorBoardSchema,
+}
+for name, node in SCHEMAS.items():
+    ConfigStore.instance().store(name=name, node=node)

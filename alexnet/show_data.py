@@ -52,11 +52,11 @@ def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
     plt.close(fig)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="show_data")
+@hydra.main(version_base="1.3", config_path="conf", config_name="show_data")
 def main(cfg: DictConfig) -> None:
     validate(cfg)
     torch.manual_seed(cfg.seed)
-    data = load_cifar100(cfg.data.root, cfg.data.download, train_subset=cfg.images, test_subset=1)
+    data = load_cifar100(cfg.data.root, cfg.data.download, train_subset=cfg.show_data.images, test_subset=1)
     before = (data.train.images / 255.0).permute(0, 2, 3, 1)
     after = to_display(preview(data.train.images, cfg), cfg.augmentation)
     titles = [data.classes[label] for label in data.train.labels.tolist()]

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet import early_stop, speed
 from alexnet.allocator import keep_freed_memory
-from alexnet.config_checks import resolve_device, validate
+from alexnet.config_checks import ConfigError, Refused, resolve_device, validate
+from alexnet.configs import config_label
 from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cifar100
 from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
@@ -209,7 +210,7 @@ def _final_acc(summary: dict[str, Any]) -> float:
     return float((summary.get("final") or {}).get("test_acc", float("nan")))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the final test accuracy so sweepers can optimize it."""
     hydra_cfg = HydraConfig.get()
@@ -217,6 +218,11 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep_dir = str(hydra_cfg.sweep.dir) if multirun else None
+    if not multirun:  # a sweep records a refused job as failed and goes on; a single run just says no
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            raise Refused(str(err)) from None
     try:
         decision = plan(run_dir, overrides)
     except RunDirConflict as err:
@@ -239,7 +245,7 @@ def _run(cfg: DictConfig, hydra_cfg: DictConfig, decision: Plan, run_dir: Path,
         try:
             if decision.unreadable is not None:
                 raise decision.unreadable
-            tracking = build_tracking(cfg.get("logger"), hydra_cfg.job.config_name,
+            tracking = build_tracking(cfg.get("logger"), config_label(hydra_cfg),
                                       Path(sweep_dir) if sweep_dir else None)
             validate(cfg)
             with placed(cfg, hydra_cfg.launcher, sweep_dir,
@@ -272,9 +278,13 @@ def _run(cfg: DictConfig, hydra_cfg: DictConfig, decision: Plan, run_dir: Path,
 
 def cli() -> None:
     """`python -m alexnet.train`: a run or sweep stopped on purpose ends with a message, its table
-    brought up to date, and a non-zero exit status, not a traceback."""
+    brought up to date, and a non-zero exit status, not a traceback; a refused setting with one
+    `error:` line and exit status 2."""
     try:
         main()
+    except Refused as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        sys.exit(2)
     except SweepStopped as stopped:
         if stopped.sweep_dir is not None:
             from alexnet.callbacks import report_sweep

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from alexnet.configs import compose_config
 from alexnet.hyperparameters import identity
-from conftest import REPO
 
 # Columns that change between two runs of the same settings: left out where runs are compared.
 TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
@@ -76,7 +75,5 @@ def assert_same_metrics(sweep: Path, reference: Path) -> None:
 
 def tiny_config(root: Path, *overrides: str) -> DictConfig:
     """The composed config of a small CPU run on the CIFAR files in `root`."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[
-            f"data.root={root}", "data.download=false", "model=alexnet_cifar",
-            "progress=false", "device=cpu", *overrides])
+    return compose_config(f"data.root={root}", "data.download=false", "model=alexnet_cifar",
+                          "progress=false", "device=cpu", *overrides)

@@ -13,7 +13,6 @@ from alexnet.results.collect import collect
 from alexnet.results.liveness import RUN_LOCK
 from alexnet.results.record import RunRecord
 from cifar_files import CLASSES, make_split
-from conftest import REPO
 from helpers import run_cli
 
 TINY = ["model=alexnet_cifar", "epochs=1", "data.download=false", "progress=false"]
@@ -95,7 +94,7 @@ def test_cli_names_missing_input(tmp_path, capsys, monkeypatch):
 
 def test_notebook_sweep_gives_the_eight_row_table(cifar_root, tmp_path):
     out = tmp_path / "notebook"
-    cli("alexnet.train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name", "notebook",
+    cli("alexnet.train", "-m", "sweep=notebook",
         *TINY, f"data.root={cifar_root}", "data.train_subset=16", "data.test_subset=8",
         f"hydra.sweep.dir={out}", cwd=tmp_path)
     printed = cli("alexnet.aggregate", str(out), "--compare-notebook", "--no-plots",
@@ -115,7 +114,7 @@ def test_notebook_sweep_gives_the_eight_row_table(cifar_root, tmp_path):
 
 def test_show_data_labels_the_grid_with_class_names(cifar_root, tmp_path):
     result = cli("alexnet.show_data", f"data.root={cifar_root}", "data.download=false",
-                 "images=4", "model=alexnet_cifar", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+                 "show_data.images=4", "model=alexnet_cifar", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     expected = [CLASSES[label] for label in make_split(48, 0)["fine_labels"][:4]]
     assert f"classes: {' '.join(expected)}" in result.stdout + result.stderr
     assert (tmp_path / "data_grid.png").stat().st_size > 5_000

@@ -43,12 +43,26 @@ def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_
         assert not (run_dir / "metrics.csv").exists()
 
 
-def test_bad_override_fails_before_training_with_what_is_allowed(tmp_path):
-    result = train("epochs=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "epochs=-1 is not allowed: it must be a positive integer" in result.stderr
-    summary = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert summary["status"] == "failed"
+@pytest.mark.parametrize(("override", "error"), [
+    ("epochs=-1", "error: epochs=-1 is not allowed: it must be a positive integer, e.g. epochs=10"),
+    ("early_stop.patience=-2", "error: early_stop.patience=-2 is not allowed: it must be a "
+                               "positive integer or null, e.g. early_stop.patience=3"),
+])
+def test_a_refused_value_is_one_error_line_before_any_data_is_read(tmp_path, override, error):
+    result = train(override, "data.root=nowhere", "data.download=false",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == error  # nothing else: no traceback, no data read
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_help_is_the_apps_own_and_lists_the_sweep_presets_not_the_schemas(tmp_path):
+    result = train("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("alexnet-sweeps: train AlexNet on CIFAR-100")
+    assert "python -m alexnet.train -m sweep=notebook_cpu" in result.stdout
+    assert "sweep: notebook, notebook_cpu, notebook_cpu_seeds, notebook_fixed" in result.stdout
+    assert "schema" not in result.stdout.split("== Config (")[0]
 
 
 def test_experiment_cfg_shows_the_notebook_settings(tmp_path):

@@ -9,18 +9,12 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from alexnet.config_checks import ConfigError, validate
-from conftest import REPO
-
-CONF = REPO / "conf"
+from alexnet.configs import CONFIG_DIR as CONF
+from alexnet.configs import compose_config
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("group", ["augmentation", "optimizer", "model", "data", "experiment"])
@@ -96,13 +90,12 @@ def test_single_switches_override_a_preset():
     [
         ("batch_size=0", r"batch_size=0 is not allowed: it must be a positive integer"),
         ("epochs=-1", r"epochs=-1 is not allowed: it must be a positive integer"),
-        ("optimizer.lr=0", r"optimizer.lr=0 is not allowed: it must be a number > 0"),
+        ("optimizer.lr=0", r"optimizer.lr=0.0 is not allowed: it must be > 0, e.g. optimizer.lr=0.01"),
         ("data.train_subset=0", r"data.train_subset=0 .* positive integer or null"),
         ("augmentation.resize=200", r"augmentation.resize=200 with crop=true: .* >= "
                                     r"model.input_size \(227\)"),
         ("device=tpu", r"device='tpu' is not a device: use auto, cpu, cuda"),
-        ("data.pipeline=dali", r"data.pipeline='dali': choose one of \['tensor', 'torchvision'\]"),
-        ("speed.autocast=int8", r"speed.autocast='int8': choose auto, bf16, fp16, fp32"),
+        ("speed.compile=maybe", r"speed.compile='maybe': choose auto, true or false"),
     ],
 )
 def test_bad_values_are_refused_with_what_is_allowed(override, message):
@@ -148,20 +141,30 @@ def test_logger_options_compose(logger):
     ("early_stop.monitor=acc", r"expected one of \[test_acc, test_loss"),
     ("early_stop.patience=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
     ("launch.jobs_per_gpu=two", r"could not be converted to Integer"),
+    ("batch_size=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
+    ("seed=abc", r"could not be converted to Integer\s+full_key: seed"),
+    ("optimizer.momentum=abc", r"could not be converted to Float\s+full_key: optimizer.momentum"),
+    ("optimizer=adam optimizer.betas=abc", r"full_key: optimizer.betas"),
+    ("data.pipeline=dali", r"Invalid value 'dali', expected one of \[tensor, torchvision\]"),
+    ("speed.autocast=int8", r"Invalid value 'int8', expected one of \[auto, bf16, fp16, fp32\]"),
+    ("augmentation.flip=maybe", r"'maybe' is not a valid bool .*\s+full_key: augmentation.flip"),
+    ("model=alexnet_cifar model.hidden_batchnorm=abc", r"full_key: model.hidden_batchnorm"),
+    ("logger=mlflow logger.mlflow.experiment=[1]", r"full_key: logger.mlflow.experiment"),
 ])
-def test_run_control_blocks_are_typed_when_the_config_is_composed(override, message):
+def test_wrong_types_and_choices_are_refused_at_composition_naming_the_key(override, message):
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException) as caught:
-        compose_config(override)
+        compose_config(*override.split())
     assert re.search(message, str(caught.value.__cause__)), caught.value.__cause__
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("early_stop.patience=0", "early_stop.patience=0 is not allowed"),
+    ("early_stop.patience=-2", "early_stop.patience=-2 is not allowed: it must be a positive "
+                               "integer or null, e.g. early_stop.patience=3"),
     ("early_stop.min_delta=-1", "early_stop.min_delta=-1.0: must be >= 0"),
     ("launch.jobs_per_gpu=0", "launch.jobs_per_gpu=0 is not allowed"),
-    ("heartbeat_s=0", "heartbeat_s=0: must be a number of seconds > 0"),
+    ("heartbeat_s=0", "heartbeat_s=0.0: must be a number of seconds > 0"),
     ("torch_threads=-2", "torch_threads=-2 is not allowed"),
 ])
 def test_run_control_ranges_are_checked_before_training(override, message):

@@ -13,25 +13,23 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
 from alexnet import speed
 from alexnet.bench.notebook import notebook_loader, notebook_test, notebook_train
 from alexnet.bench.timing import alternate, timed
+from alexnet.configs import compose_config
 from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
 from alexnet.data.pipelines import build_batches
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.models import build_model
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SECTIONS = ("pipeline", "train", "epoch", "sweep")
 
 
 def training_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose_config(*overrides)
 
 
 def workers_config(*overrides: str) -> DictConfig:

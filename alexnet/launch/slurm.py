@@ -32,6 +32,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from alexnet.config_checks import Refused
 from alexnet.results.record import mark_abandoned
 from alexnet.resume.stop import Stopped, SweepStopped
 
@@ -47,11 +48,8 @@ MIN_SAVE_S = 10  # the least signal delay that leaves a run time to reach a step
 MIN_WORK_S = 60  # the least a run (and its start-up) gets before the earliest signal
 
 
-class LaunchRefused(SweepStopped):
+class LaunchRefused(Refused):
     """Launcher settings that cannot work; raised before anything is submitted."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=2)
 
 
 def check_settings(params: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from alexnet.flat_config import dotted
 from alexnet.hyperparameters import is_hyperparameter
 from alexnet.results.liveness import effective_status
 from alexnet.results.planned import planned_jobs
@@ -58,11 +59,6 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
 
 def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in path.parts]
-
-
-def dotted(config: dict[str, Any]) -> dict[str, Any]:
-    """A nested config as one level of dotted keys (optimizer.lr, augmentation.flip, ...)."""
-    return pd.json_normalize(config, sep=".").iloc[0].to_dict()
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:

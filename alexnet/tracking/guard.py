@@ -8,15 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from alexnet.results.collect import dotted
 from alexnet.results.record import RunRecord
 
 log = logging.getLogger(__name__)
 
 
 class RunTracker(Protocol):
+    """What a `logger/` option's `_target_` builds: a class whose constructor takes the option's
+    keys plus the run's `config_name` (the sweep preset's or config's name) and `sweep_dir` (None for
+    a single run)."""
+
     name: str
 
     def start(self, record: RunRecord) -> None:
@@ -26,12 +30,6 @@ class RunTracker(Protocol):
 
     def finish(self, record: RunRecord) -> None:
         """Close the run with record.summary's status and attach the run's files."""
-
-
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys of a resolved config, lists as text: what params/hparams can hold."""
-    return {k: v if isinstance(v, bool | int | float | str) else str(v)
-            for k, v in dotted(config).items()}
 
 
 class Tracking:
@@ -61,19 +59,14 @@ class Tracking:
 
 
 def build_tracking(logger: DictConfig | None, config_name: str, sweep_dir: Path | None) -> Tracking:
-    """The trackers `logger` asks for; one that cannot even start is named once and left out."""
+    """The trackers `logger` asks for, each built from its `_target_`; one that cannot even start
+    (its package missing, its store unreachable) is named once and left out."""
     trackers: list[RunTracker] = []
-    for name in (logger or {}):
+    for name, settings in (logger or {}).items():
         try:
-            if name == "mlflow":
-                from alexnet.tracking.mlflow import MlflowTracker
-
-                trackers.append(MlflowTracker(logger.mlflow, config_name, sweep_dir))
-            elif name == "tensorboard":
-                from alexnet.tracking.tensorboard import TensorBoardTracker
-
-                trackers.append(TensorBoardTracker(logger.tensorboard))
+            trackers.append(instantiate(settings, config_name=config_name, sweep_dir=sweep_dir))
         except Exception as err:  # e.g. the package is not installed
+            cause = err.__cause__ or err  # (Hydra wraps what the constructor raised)
             log.warning("%s tracking is unavailable (%s: %s); the run goes on without it. Install "
-                        'it with pip install -e ".[%s]"', name, type(err).__name__, err, name)
+                        'it with pip install -e ".[%s]"', name, type(cause).__name__, cause, name)
     return Tracking(trackers)

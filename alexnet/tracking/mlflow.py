@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from alexnet.flat_config import flat_config
 from alexnet.results.record import SUCCEEDED, RunRecord
-from alexnet.tracking.guard import flat_config
 
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
 
@@ -52,9 +52,13 @@ def experiment_id(client: Any, settings: DictConfig, default_name: str) -> str:
 class MlflowTracker:
     name = "mlflow"
 
-    def __init__(self, settings: DictConfig, config_name: str, sweep_dir: Path | None) -> None:
-        self.settings, self.config_name, self.sweep_dir = settings, config_name, sweep_dir
-        self.client = _client(settings)
+    def __init__(self, tracking_uri: str, experiment: str | None = None,
+                 artifact_location: str | None = None, *, config_name: str,
+                 sweep_dir: Path | None) -> None:
+        self.settings = OmegaConf.create({"tracking_uri": tracking_uri, "experiment": experiment,
+                                          "artifact_location": artifact_location})
+        self.config_name, self.sweep_dir = config_name, sweep_dir
+        self.client = _client(self.settings)
         self.run_id: str | None = None
 
     def start(self, record: RunRecord) -> None:

@@ -4,22 +4,24 @@ compares a sweep's runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
+from alexnet.flat_config import flat_config
 from alexnet.results.record import RunRecord
-from alexnet.tracking.guard import flat_config
 
 
 class TensorBoardTracker:
     name = "tensorboard"
 
-    def __init__(self, settings: DictConfig) -> None:
+    def __init__(self, dir: str = "tensorboard", *, config_name: str = "",
+                 sweep_dir: Path | None = None) -> None:
+        """`dir`: the folder inside each run dir. (The run's files hold everything TensorBoard
+        shows, so it needs neither the config's name nor the sweep dir.)"""
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self._writer_class = SummaryWriter
-        self.folder = str(settings.dir)
+        self.folder = str(dir)
         self.writer: Any = None
 
     def start(self, record: RunRecord) -> None:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alexnet.results.aggregate import aggregate, newest_sweep
-from alexnet.results.liveness import MISSED_BEATS
+from alexnet.results.report import aggregate, newest_sweep
+from alexnet.run.liveness import MISSED_BEATS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,12 +16,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexnet.configs import config_label
-from alexnet.results.record import SUCCEEDED
+from alexnet.run.status import SUCCEEDED, Status
 
 log = logging.getLogger(__name__)
 
-STATUS_ORDER = ("completed", "early_stopped", "failed", "diverged", "interrupted", "stale",
-                "running", "waiting", "not_started")
+STATUS_ORDER = tuple(Status)
 
 
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
@@ -35,7 +34,7 @@ def sweep_varies(config: DictConfig, prefix: str) -> bool:
 def report_sweep(sweep_dir: Path) -> bool:
     """Aggregate the sweep, print its summary line (and the runs that did not succeed); returns
     whether every planned run succeeded."""
-    from alexnet.results.aggregate import aggregate
+    from alexnet.results.report import aggregate
 
     try:
         runs = aggregate([sweep_dir], sweep_dir, compare_notebook=True).runs

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alexnet.results.aggregate import varying_columns
 from alexnet.results.collect import collect
+from alexnet.results.report import varying_columns
 from alexnet.results.stats import SCORES, compare_settings
 
 

@@ -17,19 +17,26 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 
-class Keep(str, Enum):
+class Choice(str, Enum):
+    """A key's allowed values; printed as the value itself (`tensor`, not `Pipeline.tensor`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Keep(Choice):
     """What stays of a finished run's checkpoint."""
 
     weights = "weights"  # model.pt, the weights alone
     full = "full"  # checkpoint.pt: weights, optimizer, RNG states
 
 
-class Mode(str, Enum):
+class Mode(Choice):
     max = "max"
     min = "min"
 
 
-class Monitor(str, Enum):
+class Monitor(Choice):
     """The metrics.csv columns early stopping can watch."""
 
     test_acc = "test_acc"
@@ -39,14 +46,14 @@ class Monitor(str, Enum):
     train_loss = "train_loss"
 
 
-class Pipeline(str, Enum):
+class Pipeline(Choice):
     """How batches are made (alexnet/data/pipelines.py)."""
 
     tensor = "tensor"  # the whole split on the device, batched augmentation
     torchvision = "torchvision"  # PIL transforms in a DataLoader, as the notebook
 
 
-class Autocast(str, Enum):
+class Autocast(Choice):
     auto = "auto"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -34,10 +34,11 @@ from alexnet.launch.placement import Placement, placed
 from alexnet.launch.slots import SlotWaitStopped, one_at_a_time
 from alexnet.metrics import superclass_confusion
 from alexnet.models import build_model
-from alexnet.results.record import CONFUSION_FILE, RunRecord
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import Plan, RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, SweepStopped
+from alexnet.run.record import CONFUSION_FILE, RunRecord
+from alexnet.run.status import Status
 from alexnet.tracking.guard import Tracking, build_tracking
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,10 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         raise Interrupted(f"stopped by {reason} in epoch {len(record.epochs) + 1}")
 
     fine_to_coarse = data.fine_to_coarse()
-    status = "completed"
+    status = Status.completed
     while len(record.epochs) < cfg.epochs:
         if early_stop.should_stop(record.epochs, cfg.early_stop):
-            status = "early_stopped"
+            status = Status.early_stopped
             log.info("early stop: %s has not improved for %d epochs",
                      cfg.early_stop.monitor.value, cfg.early_stop.patience)
             break
@@ -178,8 +179,8 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
             log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
             record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
             tracking.log_epoch(row)
-            record.finish("diverged", stopped_epoch=epoch)
-            return "diverged"
+            record.finish(Status.diverged, stopped_epoch=epoch)
+            return Status.diverged
         checkpoint.save(checkpoint_path, state, overrides, [*record.epochs, row], device)
         record.add_epoch(row)
         tracking.log_epoch(row)
@@ -191,7 +192,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
             raise Interrupted(f"stopped by {reason} after epoch {epoch}")
     if cfg.checkpoint.keep == "weights":
         checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
-    record.finish(status, stopped_epoch=len(record.epochs) if status == "early_stopped" else None)
+    record.finish(status, stopped_epoch=len(record.epochs) if status == Status.early_stopped else None)
     checkpoint.remove(record.run_dir, keep_newest=cfg.checkpoint.keep == "full")
     return status
 
@@ -252,34 +253,47 @@ def _run(cfg: DictConfig, hydra_cfg: DictConfig, decision: Plan, run_dir: Path,
                         stopped=lambda: stop.reason() is not None) as placement:
                 status = fit(cfg, record, stop, decision.checkpoint, placement, tracking)
         except (Interrupted, NotStarted, SlotWaitStopped) as err:
-            record.finish("interrupted", err)
+            record.finish(Status.interrupted, err)
             stop.hand_over()  # under submitit: it requeues the job, which resumes from here
             saved = "its checkpoint is saved" if isinstance(err, Interrupted) else "it had not started"
             raise SweepStopped(f"{run_dir}: {err}; {saved}. Rerun the same command to resume.",
                                stop.exit_code, sweep_dir) from None
         except KeyboardInterrupt as err:
-            record.finish("interrupted", err)
+            record.finish(Status.interrupted, err)
             raise
         except OutputError as err:  # the disk refuses: every later run would fail the same way
             with contextlib.suppress(OutputError):
-                record.finish("failed", err)
+                record.finish(Status.failed, err)
             raise SweepStopped(str(err), sweep_dir=sweep_dir) from None
         except Exception as err:
-            record.finish("failed", err)
+            record.finish(Status.failed, err)
             if sweep_dir is None:
                 raise
             # In a sweep one bad run must not stop the others: it is on record, move on.
             log.error("run failed, sweep goes on: %s: %s", type(err).__name__, err)
             return float("nan")
-    if status == "diverged" and sweep_dir is None:
+    if status == Status.diverged and sweep_dir is None:
         raise SweepStopped(f"the run diverged; its record is in {run_dir}")
     return _final_acc(record.summary)
+
+
+def _multirun_config_request(argv: list[str]) -> list[str]:
+    """Hydra refuses `-m` beside `--cfg`/`--info` ("Only one of --run, --multirun, --cfg ..."), yet
+    adding --cfg to a sweep's command is how one asks what the sweep will run: show it as the
+    multirun's config (hydra.mode=MULTIRUN, its sweeper's params), without the `-m`."""
+    multirun = {"-m", "--multirun"}
+    showing = any(a in ("-c", "--cfg", "-i", "--info") or a.startswith(("--cfg=", "--info="))
+                  for a in argv)
+    if not (showing and multirun & set(argv)):
+        return argv
+    return ["hydra.mode=MULTIRUN", *(a for a in argv if a not in multirun)]
 
 
 def cli() -> None:
     """`python -m alexnet.train`: a run or sweep stopped on purpose ends with a message, its table
     brought up to date, and a non-zero exit status, not a traceback; a refused setting with one
     `error:` line and exit status 2."""
+    sys.argv[1:] = _multirun_config_request(sys.argv[1:])
     try:
         main()
     except Refused as refused:

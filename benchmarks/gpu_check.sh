@@ -44,7 +44,7 @@ timeout 240 $PY -m alexnet.bench --data-root "$DATA" "${BENCH[@]}" --json "$OUT/
 for launcher in basic parallel; do
   extra=(); [ $launcher = parallel ] && extra=(hydra/launcher=parallel launch.jobs_per_gpu=8)
   start=$(date +%s.%N)
-  timeout 300 $PY -m alexnet.train -m --config-dir sweeps --config-name notebook "${SIZE[@]}" \
+  timeout 300 $PY -m alexnet.train -m sweep=notebook "${SIZE[@]}" \
     "${COMMON[@]}" epochs=1 "${extra[@]}" hydra.sweep.dir="$WORK/notebook_$launcher"
   echo "$launcher $start $(date +%s.%N)" >> "$WORK/sweep_seconds"
 done

@@ -8,10 +8,10 @@ import pytest
 
 from alexnet.aggregate import main
 from alexnet.locks import try_lock
-from alexnet.results.aggregate import aggregate, newest_sweep, notebook_table
 from alexnet.results.collect import collect
-from alexnet.results.liveness import RUN_LOCK
-from alexnet.results.record import RunRecord
+from alexnet.results.report import aggregate, newest_sweep, notebook_table
+from alexnet.run.liveness import RUN_LOCK
+from alexnet.run.record import RunRecord
 from cifar_files import CLASSES, make_split
 from helpers import run_cli
 

@@ -86,3 +86,10 @@ def test_trains_on_the_real_data(tmp_path):
     with open(tmp_path / "run" / "metrics.csv") as f:
         losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
     assert losses[1] < losses[0] < 4.7  # learning from the real images
+
+
+def test_a_sweep_presets_config_shows_with_cfg_beside_dash_m(tmp_path):
+    result = train("-m", "sweep=notebook_cpu", "--cfg", "hydra", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # (Hydra alone refuses -m with --cfg)
+    assert "mode: MULTIRUN" in result.stdout
+    assert "experiment: alexnet1,alexnet2,alexnet3" in result.stdout

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from alexnet.launch.placement import Placement, placed, threads_for
 from alexnet.launch.slots import SlotWaitStopped, hold_slot
-from alexnet.results.record import RunRecord
+from alexnet.run.record import RunRecord
 from helpers import assert_same_metrics, records, start, train
 
 SIX = ["optimizer=sgd,adam", "batch_size=16,32,64"]

@@ -16,16 +16,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import helpers
+import helpers  # noqa: I001
 from alexnet import early_stop
 from alexnet.files import OutputError
-from alexnet.results.aggregate import results_table
 from alexnet.results.collect import collect
-from alexnet.results.liveness import RUN_LOCK, boot_id, effective_status
-from alexnet.results.record import RunRecord
+from alexnet.results.report import results_table
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop
+from alexnet.run.liveness import RUN_LOCK, boot_id, effective_status
+from alexnet.run.record import RunRecord
 from alexnet.train import Interrupted, fit
 from helpers import metrics_without_timings, start, train, wait_for_epochs
 

@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 from alexnet.compare import main as compare_main
-from alexnet.results.aggregate import aggregate, notebook_table, varying_columns
 from alexnet.results.collect import Run
-from alexnet.results.record import RunRecord
+from alexnet.results.report import aggregate, notebook_table, varying_columns
 from alexnet.results.stats import compare_settings, interval, replicate_groups
+from alexnet.run.record import RunRecord
 
 
 def run(acc: float, status: str = "completed", notebook: dict | None = None, **hyper) -> Run:

@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from alexnet import speed
-from alexnet.results.record import RunRecord
+from alexnet.run.record import RunRecord
 from alexnet.train import fit
 from helpers import tiny_config
 

@@ -33,8 +33,9 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.config_checks import Refused
-from alexnet.results.record import mark_abandoned
 from alexnet.resume.stop import Stopped, SweepStopped
+from alexnet.run.record import mark_abandoned
+from alexnet.run.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
                                  outcome.job_id)
             reason = (f"SLURM job {outcome.job_id} ended ({outcome.state}) before its run "
                       "recorded an end: cancelled, killed, or its node lost")
-            mark_abandoned(run_dir, "interrupted", reason)
+            mark_abandoned(run_dir, Status.interrupted, reason)
             lost.append(f"{run_dir} ({outcome.state}, SLURM job {outcome.job_id})")
     if not lost and not stopped:
         return outcomes

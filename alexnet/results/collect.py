@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 
 from alexnet.flat_config import dotted
 from alexnet.hyperparameters import is_hyperparameter
-from alexnet.results.liveness import effective_status
 from alexnet.results.planned import planned_jobs
-from alexnet.results.record import METRICS_FILE, RESULTS_FILE, read_summary
+from alexnet.run.liveness import effective_status
+from alexnet.run.record import METRICS_FILE, RESULTS_FILE, read_summary
 
 # Folders that hold copies of run records, not runs: MLflow's artifact stores.
 NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})

@@ -16,8 +16,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alexnet.files import write_atomic  # noqa: E402
 from alexnet.results.collect import Run  # noqa: E402
-from alexnet.results.record import CONFUSION_FILE  # noqa: E402
-from alexnet.results.stats import SUCCEEDED, interval, replicate_groups, score  # noqa: E402
+from alexnet.results.stats import interval, replicate_groups, score  # noqa: E402
+from alexnet.run.record import CONFUSION_FILE  # noqa: E402
+from alexnet.run.status import SUCCEEDED  # noqa: E402
 
 
 def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from alexnet.results.collect import Run
-from alexnet.results.record import SUCCEEDED
+from alexnet.run.status import SUCCEEDED
 
 # results-table column -> where its value comes from in a run's results.json
 SCORES = {"final_acc": ("final", "test_acc"), "best_acc": ("best", "test_acc"),

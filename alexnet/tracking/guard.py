@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from alexnet.results.record import RunRecord
+from alexnet.run.record import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.flat_config import flat_config
-from alexnet.results.record import SUCCEEDED, RunRecord
+from alexnet.run.record import RunRecord
+from alexnet.run.status import SUCCEEDED, Status
 
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
 
@@ -97,7 +98,7 @@ class MlflowTracker:
         for name in ("results.json", "metrics.csv", "confusion_superclass.csv"):
             if (record.run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(record.run_dir / name))
-        state = "FINISHED" if status in SUCCEEDED else "KILLED" if status == "interrupted" \
+        state = "FINISHED" if status in SUCCEEDED else "KILLED" if status == Status.interrupted \
             else "FAILED"
         self.client.set_terminated(self.run_id, state)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.flat_config import flat_config
-from alexnet.results.record import RunRecord
+from alexnet.run.record import RunRecord
 
 
 class TensorBoardTracker:

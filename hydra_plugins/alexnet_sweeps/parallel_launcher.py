@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+try:
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+except ImportError:  # no `launchers` extra: no such launcher, and no warning at every command
+    JoblibLauncher = object
 
 
-class ParallelLauncher(JoblibLauncher):
+class ParallelLauncher(JoblibLauncher):  # type: ignore[misc,valid-type]
     """Runs a sweep's jobs n at a time in worker processes; a Ctrl-C, a SIGTERM or one job's
     sweep-stopping error ends every running job at its safe point (checkpointed, `interrupted`)
     instead of killing it, and starts no new one."""

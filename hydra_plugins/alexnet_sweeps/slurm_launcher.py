@@ -8,12 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
 
 from alexnet.resume.stop import Stopped, SweepStopped
 
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        SlurmLauncher as SubmititSlurm,
+    )
+except ImportError:  # no `launchers` extra: no such launcher, and no warning at every command
+    SubmititSlurm = object
 
-class SlurmLauncher(SubmititSlurm):
+
+class SlurmLauncher(SubmititSlurm):  # type: ignore[misc,valid-type]
     """One SLURM job per run, as an array. The sweep command ends when every job has ended, with a
     result or without one (cancelled, killed, node lost: found with squeue, no accounting needed);
     a run stopped inside SLURM (scancel) hands back how it stopped instead of leaving no result."""

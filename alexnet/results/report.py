@@ -15,7 +15,8 @@ from alexnet.files import write_text_atomic
 from alexnet.results import plots as plotting
 from alexnet.results.collect import Collection, Run, collect
 from alexnet.results.planned import MULTIRUN_FILE
-from alexnet.results.stats import SCORES, SUCCEEDED, interval, score, summary_table
+from alexnet.results.stats import SCORES, interval, score, summary_table
+from alexnet.run.status import SUCCEEDED
 
 log = logging.getLogger(__name__)
 

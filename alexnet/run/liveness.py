@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.locks import is_locked
+from alexnet.run.status import LIVE, Status
 
 RUN_LOCK = ".lock"  # in the run dir, held by its trainer
-LIVE = ("waiting", "running")
 # A run on another machine is stale after this many heartbeats without a beat.
 MISSED_BEATS = 5
 DEFAULT_HEARTBEAT_S = 30.0
@@ -74,5 +74,5 @@ def effective_status(summary: dict[str, Any], run_dir: Path | None = None,
         if held:
             return status
         if held is not None and same_kernel(summary):  # (None: no locks here, ask the heartbeat)
-            return "stale"
-    return status if heartbeat_fresh(summary, stale_after_s, now) else "stale"
+            return Status.stale
+    return status if heartbeat_fresh(summary, stale_after_s, now) else Status.stale

@@ -19,15 +19,12 @@ from typing import Any
 import pandas as pd
 
 from alexnet.files import append_line, write_text_atomic
-from alexnet.results.liveness import LIVE, boot_id, slurm_job
+from alexnet.run.liveness import boot_id, slurm_job
+from alexnet.run.status import LIVE, Status
 
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"
 CONFUSION_FILE = "confusion_superclass.csv"
-# A run in one of these states is done: rerunning its sweep leaves it alone.
-FINISHED = ("completed", "diverged", "early_stopped")
-# ... and in these it also succeeded: its scores count, and its sweep exits 0.
-SUCCEEDED = ("completed", "early_stopped")
 
 
 def _now_iso(seconds: float | None = None) -> str:
@@ -54,7 +51,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
-def mark_abandoned(run_dir: Path, status: str, reason: str) -> bool:
+def mark_abandoned(run_dir: Path, status: Status, reason: str) -> bool:
     """Close a record its process left live (`running`, `waiting`) when the launcher knows that
     process is gone (SLURM ended its job): `status`, with `reason` as its error. Records that are
     absent or already closed stay as they are; True when it was closed here."""
@@ -93,7 +90,7 @@ class RunRecord:
         previous = previous or {}
         self._earlier_wall_time = float(previous.get("wall_time_s") or 0.0)
         self.summary: dict[str, Any] = {
-            "status": "waiting",
+            "status": Status.waiting,
             "error": None,
             "epochs_planned": config.get("epochs"),
             "epochs_done": previous.get("epochs_done", 0),
@@ -122,7 +119,7 @@ class RunRecord:
     def set_device(self, description: str, **details: Any) -> None:
         """The run has its device: it is `running` from now on."""
         with self._writing:
-            self.summary.update(status="running", device=description, **details)
+            self.summary.update(status=Status.running, device=description, **details)
         self._save()
 
     def resumed_from(self, epochs: list[dict[str, Any]] | None) -> None:
@@ -161,7 +158,7 @@ class RunRecord:
         text = table.to_csv()
         write_text_atomic(self.run_dir / name, text)
 
-    def finish(self, status: str, error: BaseException | None = None,
+    def finish(self, status: Status, error: BaseException | None = None,
                stopped_epoch: int | None = None) -> None:
         """Close the record as completed, early_stopped, diverged, failed or interrupted."""
         self._finished.set()

@@ -1,0 +1,31 @@
+"""A run's status, as results.json, the tables and the trackers say it. Values are the strings
+results.json holds (a Status compares equal to its string)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    """In the order the summary line and tables list them."""
+
+    completed = "completed"
+    early_stopped = "early_stopped"  # its monitored score stopped improving
+    failed = "failed"  # an error; the message is in results.json
+    diverged = "diverged"  # its loss became NaN or infinite
+    interrupted = "interrupted"  # stopped at a safe point (or its job lost): resumes on rerun
+    stale = "stale"  # says running, but nobody holds its lock or its heartbeat stopped
+    running = "running"
+    waiting = "waiting"  # started, waiting for its device (a GPU slot, its turn to load)
+    not_started = "not_started"  # planned by its sweep, never begun (tables only)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Rerunning the sweep leaves these alone ...
+FINISHED = (Status.completed, Status.diverged, Status.early_stopped)
+# ... and in these a run also succeeded: its scores count, and its sweep exits 0.
+SUCCEEDED = (Status.completed, Status.early_stopped)
+# A record in these says a process is on it (liveness.py checks whether it still is).
+LIVE = (Status.waiting, Status.running)

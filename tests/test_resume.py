@@ -279,9 +279,9 @@ def test_a_fresh_record_of_another_machine_is_refused_unless_this_is_its_slurm_r
 def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once(
         slower_cifar_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["optimizer=sgd", "epochs=2", "batch_size=32", "model=alexnet_cifar",
+    args = ["optimizer=sgd", "epochs=3", "batch_size=32", "model=alexnet_cifar",
             "data.train_subset=512", f"data.root={slower_cifar_root}", "data.download=false",
-            "progress=false", f"hydra.run.dir={run_dir}"]
+            "progress=false", f"hydra.run.dir={run_dir}"]  # (3 epochs: still training below)
     first = start(*args, cwd=tmp_path)
     wait_for_epochs(run_dir / "metrics.csv", 1, first)
     with pytest.raises(RunDirConflict, match="being trained right now by another process"):
@@ -291,7 +291,7 @@ def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once
     again = train(*args, cwd=tmp_path)  # ... but the lock is free: it resumes now
     assert again.returncode == 0, again.stderr
     attempts = json.loads((run_dir / "results.json").read_text())["attempts"]
-    assert [a["resumed_from_epoch"] for a in attempts] == [None, 1]
+    assert attempts[0]["resumed_from_epoch"] is None and attempts[1]["resumed_from_epoch"] >= 1
 
 
 class StopAtSafePoint(GracefulStop):

@@ -58,7 +58,8 @@ class SweepCallback(Callback):
     """What every multirun does before its first job and after its last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse a sweep dir that holds another sweep (Hydra would overwrite its multirun.yaml
+        """Refuse launcher settings that cannot work (hydra/launcher=slurm); refuse a sweep dir that
+        holds another sweep (Hydra would overwrite its multirun.yaml
         and mix the runs); stop a sweep whose data set every run would find missing or corrupt,
         with the data error, instead of failing each run in turn (skipped when the sweep varies
         data.*: then each run reports its own; with data.download on, the data is fetched here
@@ -71,6 +72,7 @@ class SweepCallback(Callback):
         from alexnet.results.planned import jobs_of, original_command, planned_jobs, write_planned
         from alexnet.resume.stop import clear_sweep_stop
 
+        _check_launcher(config.hydra.launcher)
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = jobs_of(config, GlobalHydra.instance().config_loader())
         earlier = planned_jobs(sweep_dir)
@@ -101,6 +103,16 @@ class SweepCallback(Callback):
             settings, sweep_dir, succeeded))
         if not succeeded:
             raise SystemExit(1)
+
+
+def _check_launcher(launcher: DictConfig) -> None:
+    """Our SLURM launcher's settings, checked before anything is read or submitted."""
+    if str(launcher.get("_target_", "")).endswith("alexnet_sweeps.slurm_launcher.SlurmLauncher"):
+        from omegaconf import OmegaConf
+
+        from alexnet.launch.slurm import check_settings
+
+        check_settings(OmegaConf.to_container(launcher, resolve=True))
 
 
 def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:

@@ -79,6 +79,7 @@ class LaunchSchema:
     slots_dir: str | None = None
     queue_poll_s: float = 10.0
     result_wait_s: float = 30.0
+    queue_lost_s: float = 600.0
 
 
 @dataclass

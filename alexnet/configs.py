@@ -8,6 +8,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from alexnet import config_schema  # noqa: F401 - registers the schemas the configs start from
+
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 

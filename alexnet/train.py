@@ -254,7 +254,12 @@ def _run(cfg: DictConfig, hydra_cfg: DictConfig, decision: Plan, run_dir: Path,
                 status = fit(cfg, record, stop, decision.checkpoint, placement, tracking)
         except (Interrupted, NotStarted, SlotWaitStopped) as err:
             record.finish(Status.interrupted, err)
-            stop.hand_over()  # under submitit: it requeues the job, which resumes from here
+            try:
+                stop.hand_over()  # under submitit: it requeues the job, which resumes from here
+            except Exception as refused:  # e.g. requeued max_num_timeout times already
+                raise SweepStopped(f"{run_dir}: {err}; its checkpoint is saved, but the job was "
+                                   f"not requeued ({refused}). Rerun the same command to resume.",
+                                   stop.exit_code, sweep_dir) from None
             saved = "its checkpoint is saved" if isinstance(err, Interrupted) else "it had not started"
             raise SweepStopped(f"{run_dir}: {err}; {saved}. Rerun the same command to resume.",
                                stop.exit_code, sweep_dir) from None
@@ -286,15 +291,30 @@ def _multirun_config_request(argv: list[str]) -> list[str]:
                   for a in argv)
     if not (showing and multirun & set(argv)):
         return argv
+    if _sweeps_values(argv):
+        raise Refused("--cfg shows one config, and this command sweeps over values: give one "
+                      "value of each (or a sweep= preset) to see its config, or drop --cfg")
     return ["hydra.mode=MULTIRUN", *(a for a in argv if a not in multirun)]
+
+
+def _sweeps_values(argv: list[str]) -> bool:
+    """Whether the command line holds a sweep (`a=1,2`, `glob(...)`, `range(...)`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # Hydra will say what is wrong with it
+        return False
+    return any(o.is_sweep_override() for o in parsed)
 
 
 def cli() -> None:
     """`python -m alexnet.train`: a run or sweep stopped on purpose ends with a message, its table
     brought up to date, and a non-zero exit status, not a traceback; a refused setting with one
     `error:` line and exit status 2."""
-    sys.argv[1:] = _multirun_config_request(sys.argv[1:])
     try:
+        sys.argv[1:] = _multirun_config_request(sys.argv[1:])
         main()
     except Refused as refused:
         print(f"error: {refused}", file=sys.stderr)

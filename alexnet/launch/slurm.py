@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -54,8 +55,14 @@ class LaunchRefused(Refused):
 
 
 def check_settings(params: dict[str, Any]) -> None:
-    """Refuse a signal delay that leaves no time to work or to save, and GPUs, memory or CPUs
-    that no node of the partition has (checked with `sinfo` where it answers)."""
+    """Refuse a machine without sbatch, a signal delay that leaves no time to work or to save,
+    and GPUs, memory or CPUs that no node of the partition has (checked with `sinfo` where it
+    answers). The sweep's start callback calls it, before any data is read or job submitted."""
+    if shutil.which("sbatch") is None:
+        raise LaunchRefused(
+            "hydra/launcher=slurm needs SLURM's commands (sbatch, squeue), and sbatch is not on "
+            "PATH here: run it on the cluster's login node, try it locally with `sudo bash "
+            "tests/slurm/up.sh`, or use hydra/launcher=submitit_local")
     timeout_s = int(params["timeout_min"]) * 60
     delay = int(params.get("signal_delay_s") or 0)
     longest = min(timeout_s // 2, timeout_s - EARLY_SIGNAL_S - MIN_WORK_S)
@@ -122,12 +129,12 @@ def _check_nodes(params: dict[str, Any], nodes: list[Node]) -> None:
             f"have at most {most_cpus} CPUs: e.g. hydra.launcher.cpus_per_task={most_cpus}.")
 
 
-def queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
-    """Each job's state as `squeue` lists it (array tasks one by one, ended jobs while SLURM
-    still keeps them); a job missing from the answer has left the queue. None when squeue cannot
-    answer (the controller is unreachable): nothing can be concluded then."""
+def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
+    """Each job's (state, reason) as `squeue` lists it (array tasks one by one, ended jobs while
+    SLURM still keeps them); a job missing from the answer has left the queue. None when squeue
+    cannot answer (the controller is unreachable): nothing can be concluded then."""
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    command = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T"]
+    command = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T|%r"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -137,8 +144,8 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
         return {} if "Invalid job id" in done.stderr else None
     states = {}
     for line in done.stdout.splitlines():
-        job_id, _, state = line.strip().partition("|")
-        states[job_id] = state.split()[0] if state else "UNKNOWN"
+        job_id, state, reason = (line.strip().split("|") + ["", ""])[:3]
+        states[job_id] = (state.split()[0] if state else "UNKNOWN", reason)
     return states
 
 
@@ -154,50 +161,83 @@ def _slurm(command: list[str]) -> str | None:
 class Gone:
     """A job SLURM has ended (or forgotten) that left no result."""
 
-    index: int
     job_id: str
     state: str  # SLURM's last word: CANCELLED, FAILED, TIMEOUT... or "gone from the queue"
 
 
-def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float) -> list[Any]:
-    """Each job's result (a JobReturn or Stopped) or a Gone, in order. Result files are looked at
-    every second, the queue every `poll_s`; a job SLURM says has ended gets `result_wait_s` for its
-    result file to appear (a slow shared filesystem) before it counts as gone."""
+@dataclass
+class Broken:
+    """A job that failed outside its run (Hydra's or submitit's code), with its traceback."""
+
+    job_id: str
+    trace: str
+
+
+def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s: float) -> list[Any]:
+    """Each job's outcome, in order: its result (a JobReturn, or Stopped), Broken, or Gone.
+
+    Result files are looked at every second, the queue every `poll_s`. A run that stopped
+    (Stopped) counts once SLURM has ended its job: after a preemption SLURM requeues the job and
+    it runs again, writing a new result. A job SLURM says has ended gets `result_wait_s` for its
+    result file to appear (a slow shared filesystem) before it counts as gone. When squeue has not
+    answered for `lost_after_s`, the wait ends with SweepStopped."""
     outcomes: dict[int, Any] = {}
     ended_since: dict[int, tuple[float, str]] = {}
-    next_poll = 0.0
+    held_said: set[str] = set()
+    answered_at = next_poll = time.monotonic()
+    states: dict[str, tuple[str, str]] | None = None
     while len(outcomes) < len(jobs):
         now = time.monotonic()
-        states = None
         if now >= next_poll:
             next_poll = now + poll_s
             states = queue_states([job.job_id for job in jobs])
+            if states is not None:
+                answered_at = now
+            elif now - answered_at > lost_after_s:
+                raise QueueLost(jobs, now - answered_at)
         for index, job in enumerate(jobs):
             if index in outcomes:
                 continue
+            state, reason = (states or {}).get(job.job_id, ("gone from the queue", ""))
+            over = states is not None and (state in ENDED or job.job_id not in states)
             if job.paths.result_pickle.exists():
-                outcomes[index] = _result(job)
+                outcome = _result(job)
+                if not isinstance(outcome, Stopped) or over:
+                    outcomes[index] = outcome
                 continue
             if states is None:
                 continue
-            state = states.get(job.job_id, "gone from the queue")
-            if state not in ENDED and job.job_id in states:
+            if state == "PENDING" and "held" in reason.lower() and job.job_id not in held_said:
+                held_said.add(job.job_id)
+                log.warning("SLURM job %s is held (%s): the sweep waits for it; scontrol release "
+                            "%s lets it run, scancel %s ends it", job.job_id, reason, job.job_id,
+                            job.job_id)
+            if not over:
                 ended_since.pop(index, None)
             elif now - ended_since.setdefault(index, (now, state))[0] >= result_wait_s:
-                outcomes[index] = Gone(index, job.job_id, ended_since[index][1])
+                outcomes[index] = Gone(job.job_id, ended_since[index][1])
         if len(outcomes) < len(jobs):
+            states = None  # (a fresh answer at the next poll)
             time.sleep(1.0)
     return [outcomes[index] for index in range(len(jobs))]
 
 
+class QueueLost(SweepStopped):
+    """squeue has stopped answering (the controller is down or unreachable)."""
+
+    def __init__(self, jobs: Sequence[Any], silent_s: float) -> None:
+        arrays = " ".join(sorted({job.job_id.split("_")[0] for job in jobs}))
+        super().__init__(
+            f"squeue has not answered for {silent_s:.0f} s (is slurmctld down?); stopped waiting. "
+            f"The jobs may still run (scancel {arrays} stops them); their runs keep their records. "
+            "Rerun the same command once SLURM answers and they have ended: it resumes what did "
+            "not finish.", 1, None)
+
+
 def _result(job: Any) -> Any:
-    """The job's JobReturn or Stopped; a job that failed outside its run (Hydra's own code) gives
-    a failed JobReturn, which the sweeper raises once the others are done."""
+    """The job's JobReturn or Stopped, or Broken when it failed outside its run."""
     outcome, value = job._get_outcome_and_result()  # the file exists: no wait, no sacct
-    if outcome == "success":
-        return value
-    error = RuntimeError(f"SLURM job {job.job_id} failed outside its run:\n{value}")
-    return JobReturn(status=JobStatus.FAILED, _return_value=error)
+    return value if outcome == "success" else Broken(job.job_id, str(value))
 
 
 def run_dir_of(launcher: Any, overrides: Sequence[str], index: int, job_id: str) -> Path:
@@ -218,7 +258,6 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
     config: DictConfig = launcher.config
     params = dict(launcher.params)
-    check_settings(params)
     executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
                                      slurm_max_num_timeout=params.pop("max_num_timeout"))
     generic = set(OmegaConf.structured(BaseQueueConf).keys())  # taken without a `slurm_` prefix
@@ -237,7 +276,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
                           Singleton.get_state()))
     try:
         jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
-    except submitit.core.utils.FailedJobError as refused:  # sbatch said no: nothing was submitted
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as refused:
+        # sbatch said no: nothing was submitted
         raise LaunchRefused(f"sbatch refused the sweep's jobs: {' '.join(str(refused).split())}. "
                             "Fix the hydra.launcher settings it names (sinfo lists what the "
                             "partitions have).") from None
@@ -245,35 +285,42 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
              Path(str(jobs[0].paths.stdout)).parent.parent)
     try:
         outcomes = wait(jobs, float(config.launch.queue_poll_s),
-                        float(config.launch.result_wait_s))
+                        float(config.launch.result_wait_s), float(config.launch.queue_lost_s))
+    except QueueLost as lost:
+        lost.sweep_dir = str(sweep_dir)
+        raise
     except KeyboardInterrupt:
         raise SweepStopped(
             f"stopped waiting; the jobs go on in SLURM (scancel {jobs[0].job_id.split('_')[0]} "
             "stops them). Rerun the same command once they have ended to collect the table and "
             "resume what did not finish.", 130, str(sweep_dir)) from None
-    return _returns(launcher, job_overrides, initial_job_idx, outcomes, str(sweep_dir))
+    return _returns(launcher, job_overrides, initial_job_idx, jobs, outcomes, str(sweep_dir))
 
 
 def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-             outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
-    """The jobs' JobReturns; SweepStopped, after recording them, when any job stopped or ended
-    without a result."""
-    lost, stopped = [], []
-    for outcome in outcomes:
-        if isinstance(outcome, Stopped):
-            stopped.append(outcome)
+             jobs: Sequence[Any], outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
+    """The jobs' JobReturns; SweepStopped, once their runs are on record, when any job stopped,
+    ended without a result, or failed outside its run."""
+    said = []
+    for offset, (overrides, outcome) in enumerate(zip(job_overrides, outcomes, strict=True)):
+        if isinstance(outcome, JobReturn):
+            continue
+        job_id = jobs[offset].job_id
+        run_dir = run_dir_of(launcher, overrides, initial_job_idx + offset, job_id)
+        if isinstance(outcome, Stopped):  # (its run said so; a later attempt may have died)
+            reason = f"{outcome.message} (and its SLURM job has ended)"
+            said.append(f"stopped: {outcome.message}")
         elif isinstance(outcome, Gone):
-            overrides = job_overrides[outcome.index]
-            run_dir = run_dir_of(launcher, overrides, initial_job_idx + outcome.index,
-                                 outcome.job_id)
-            reason = (f"SLURM job {outcome.job_id} ended ({outcome.state}) before its run "
-                      "recorded an end: cancelled, killed, or its node lost")
-            mark_abandoned(run_dir, Status.interrupted, reason)
-            lost.append(f"{run_dir} ({outcome.state}, SLURM job {outcome.job_id})")
-    if not lost and not stopped:
+            reason = (f"SLURM job {job_id} ended ({outcome.state}) before its run recorded an "
+                      "end: cancelled, killed, or its node lost")
+            said.append(f"{run_dir}: SLURM job {job_id} ended ({outcome.state}) without a result")
+        else:
+            last = outcome.trace.strip().splitlines()[-1] if outcome.trace.strip() else "?"
+            reason = f"SLURM job {job_id} failed outside its run: {last}"
+            said.append(f"{run_dir}: {reason} (its log: {jobs[offset].paths.stderr})")
+        mark_abandoned(run_dir, Status.interrupted, reason)
+    if not said:
         return outcomes
-    said = [f"{len(stopped)} run(s) stopped ({stopped[0].message})"] if stopped else []
-    if lost:
-        said.append(f"{len(lost)} job(s) ended without a result: {'; '.join(lost)}")
-    raise SweepStopped(". ".join(said) + ". Rerun the same command to resume them.",
-                       max([1, *(s.exit_code for s in stopped)]), sweep_dir)
+    codes = [o.exit_code for o in outcomes if isinstance(o, Stopped)]
+    raise SweepStopped(f"{len(said)} job(s) did not end with a result: " + "; ".join(said) +
+                       ". Rerun the same command to resume them.", max([1, *codes]), sweep_dir)

@@ -17,6 +17,7 @@ from alexnet.hyperparameters import is_hyperparameter
 from alexnet.results.planned import planned_jobs
 from alexnet.run.liveness import effective_status
 from alexnet.run.record import METRICS_FILE, RESULTS_FILE, read_summary
+from alexnet.run.status import Status
 
 # Folders that hold copies of run records, not runs: MLflow's artifact stores.
 NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})
@@ -103,7 +104,7 @@ def not_started(path: Path, overrides: list[str]) -> Run:
         key, _, value = override.lstrip("+~").partition("=")
         if is_hyperparameter(key):
             hyperparameters[GROUP_COLUMNS.get(key, key)] = yaml.safe_load(value)
-    summary = {"status": "not_started", "overrides": overrides, "epochs_done": 0}
+    summary = {"status": Status.not_started, "overrides": overrides, "epochs_done": 0}
     return Run(path, summary, hyperparameters, pd.DataFrame(), None, list(overrides))
 
 
@@ -123,6 +124,6 @@ def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collec
         for number, job in enumerate(planned_jobs(root) or []):
             if root / str(number) not in paths and tuple(sorted(job)) not in made:
                 runs.append(not_started(root / str(number), job))
-    planned_paths = {run.path for run in runs if run.status == "not_started"}
+    planned_paths = {run.path for run in runs if run.status == Status.not_started}
     skipped = [(path, reason) for path, reason in skipped if path not in planned_paths]
     return Collection(runs, skipped)

@@ -18,7 +18,7 @@ from alexnet.files import write_atomic  # noqa: E402
 from alexnet.results.collect import Run  # noqa: E402
 from alexnet.results.stats import interval, replicate_groups, score  # noqa: E402
 from alexnet.run.record import CONFUSION_FILE  # noqa: E402
-from alexnet.run.status import SUCCEEDED  # noqa: E402
+from alexnet.run.status import SUCCEEDED, Status  # noqa: E402
 
 
 def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:
@@ -108,7 +108,7 @@ def superclass_heatmap(run: Run, varying: Sequence[str], path: Path) -> None:
 
 def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list[Path]:
     """Learning curves, final scores, and the best run's superclass confusion; returns the files."""
-    runs = [run for run in runs if run.status != "not_started"]
+    runs = [run for run in runs if run.status != Status.not_started]
     if not runs:
         return []
     varying = label_keys(runs, varying)

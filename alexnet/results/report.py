@@ -16,7 +16,7 @@ from alexnet.results import plots as plotting
 from alexnet.results.collect import Collection, Run, collect
 from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.results.stats import SCORES, interval, score, summary_table
-from alexnet.run.status import SUCCEEDED
+from alexnet.run.status import SUCCEEDED, Status
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
     others = sorted({*varying_columns(runs), *SCALE} - {"seed", "experiment"})
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
-        if run.notebook and run.status != "not_started":
+        if run.notebook and run.status != Status.not_started:
             key = (run.notebook.get("run"), run.hyperparameters.get("model.logit_relu"),
                    *(str(run.hyperparameters.get(c)) for c in others))
             groups.setdefault(key, []).append(run)

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from alexnet.results.collect import Run
-from alexnet.run.status import SUCCEEDED
+from alexnet.run.status import SUCCEEDED, Status
 
 # results-table column -> where its value comes from in a run's results.json
 SCORES = {"final_acc": ("final", "test_acc"), "best_acc": ("best", "test_acc"),
@@ -61,7 +61,7 @@ def summary_table(runs: Sequence[Run], varying: Sequence[str]) -> pd.DataFrame:
     mean, sd and 95% interval."""
     keys = [column for column in varying if column != "seed"]
     rows = []
-    started = [run for run in runs if run.status != "not_started"]  # planned runs have no scores
+    started = [run for run in runs if run.status != Status.not_started]  # planned runs have no scores
     for group in replicate_groups(started, varying).values():
         done = [run for run in group if run.status in SUCCEEDED]
         row: dict[str, Any] = {k: group[0].hyperparameters.get(k) for k in keys}

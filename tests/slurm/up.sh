@@ -12,17 +12,19 @@ if [[ $(id -u) != 0 ]]; then
     echo "error: starting slurmctld, slurmd and munged needs root: sudo bash $0" >&2
     exit 1
 fi
-ready() { [[ $(sinfo -h -o %T 2>/dev/null) =~ ^(idle|mixed|allocated) ]]; }
+# the node answers and takes jobs (a trailing * would mean it does not respond)
+ready() { [[ $(sinfo -h -o %T 2>/dev/null) =~ ^(idle|mixed|allocated)$ ]]; }
 if command -v sinfo >/dev/null && ready; then
     echo "SLURM is already up: $(sinfo -h -o '%P %D node(s) %T')"
     echo "Stop it with: sudo bash $(dirname "$0")/down.sh"
     exit 0
 fi
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+packages=(slurm-wlm munge procps)  # procps: pgrep/pkill, which minimal images lack
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v pgrep >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null \
-        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null; }
+    apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null \
+        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null; }
 fi
 
 # munge: the key the Debian package made, or a new one.

@@ -57,6 +57,12 @@ def validate(cfg: DictConfig) -> None:
     resolve_device(cfg.device)
     _check_positive_int("data.train_subset", cfg.data.train_subset, 5000, allow_none=True)
     _check_positive_int("data.test_subset", cfg.data.test_subset, 1000, allow_none=True)
+    _check_positive_int("data.val_split", cfg.data.val_split, 500, allow_none=True)
+    if cfg.data.val_split is not None and cfg.data.train_subset is not None \
+            and cfg.data.val_split >= cfg.data.train_subset:
+        raise ConfigError(f"data.val_split={cfg.data.val_split} holds out all of the "
+                          f"{cfg.data.train_subset} training images (data.train_subset): hold out "
+                          f"fewer, e.g. data.val_split={max(1, cfg.data.train_subset // 10)}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers={cfg.data.num_workers!r}: must be >= 0, e.g. "
                           "data.num_workers=0")
@@ -85,6 +91,9 @@ def _check_resume(cfg: DictConfig) -> None:
         raise ConfigError(f"heartbeat_s={cfg.heartbeat_s!r}: must be a number of seconds > 0, "
                           "e.g. heartbeat_s=30")
     _check_positive_int("early_stop.patience", cfg.early_stop.patience, 3, allow_none=True)
+    if str(cfg.early_stop.monitor).startswith("val_") and cfg.data.val_split is None:
+        raise ConfigError(f"early_stop.monitor={cfg.early_stop.monitor} needs a validation split: "
+                          "add data.val_split=N (e.g. data.val_split=500)")
     if cfg.early_stop.min_delta < 0:
         raise ConfigError(f"early_stop.min_delta={cfg.early_stop.min_delta!r}: must be >= 0, e.g. "
                           "early_stop.min_delta=0.001")

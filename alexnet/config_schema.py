@@ -44,6 +44,10 @@ class Monitor(Choice):
     test_f1 = "test_f1"
     test_top5 = "test_top5"
     train_loss = "train_loss"
+    val_acc = "val_acc"  # these need data.val_split
+    val_loss = "val_loss"
+    val_f1 = "val_f1"
+    val_top5 = "val_top5"
 
 
 class Pipeline(Choice):
@@ -90,6 +94,8 @@ class DataSchema:
     test_subset: int | None = None
     num_workers: int = 0
     pipeline: Pipeline = Pipeline.tensor
+    val_split: int | None = None
+    val_seed: int = 0
 
 
 @dataclass

@@ -81,12 +81,14 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
              device: torch.device, progress: bool = True,
-             autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, float], Tensor]:
-    """Loss, top-1, top-5 and macro-F1 over the whole split, plus its confusion matrix."""
+             autocast_dtype: torch.dtype | None = None,
+             split: str = "test") -> tuple[dict[str, float], Tensor]:
+    """Loss, top-1, top-5 and macro-F1 over the whole split (keys named after it), plus its
+    confusion matrix."""
     model.eval()
     accumulator = EvalAccumulator(num_classes, device)
-    for x, y in _bar(batches, "test", progress):
+    for x, y in _bar(batches, split, progress):
         with autocast(x, autocast_dtype):
             logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
-    return accumulator.compute(), accumulator.confusion_matrix()
+    return accumulator.compute(split), accumulator.confusion_matrix()

@@ -25,15 +25,16 @@ class EvalAccumulator:
         self.top5_hits += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
         self.loss_sum += loss_sum.double()
 
-    def compute(self) -> dict[str, float]:
-        """Loss per image, top-1/top-5 accuracy over the true image count, and macro-F1."""
+    def compute(self, split: str = "test") -> dict[str, float]:
+        """Loss per image, top-1/top-5 accuracy over the true image count, and macro-F1, named
+        after the split (test_acc, val_acc, ...)."""
         confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
         count = int(confusion.sum())
         return {
-            "test_loss": float(self.loss_sum) / count,
-            "test_acc": int(confusion.trace()) / count,
-            "test_top5": int(self.top5_hits) / count,
-            "test_f1": macro_f1(confusion),
+            f"{split}_loss": float(self.loss_sum) / count,
+            f"{split}_acc": int(confusion.trace()) / count,
+            f"{split}_top5": int(self.top5_hits) / count,
+            f"{split}_f1": macro_f1(confusion),
         }
 
     def confusion_matrix(self) -> Tensor:

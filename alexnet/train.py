@@ -6,6 +6,7 @@ runs are left alone, interrupted ones go on from their last checkpoint."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import sys
@@ -28,6 +29,7 @@ from alexnet.config_checks import ConfigError, Refused, resolve_device, validate
 from alexnet.configs import config_label
 from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cifar100
 from alexnet.data.pipelines import Batches, build_batches
+from alexnet.data.validation import hold_out
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
 from alexnet.launch.placement import Placement, placed
@@ -83,6 +85,7 @@ class Training:
 
     data: Cifar100
     test_batches: Batches
+    val_batches: Batches | None  # data.val_split's images, scored every epoch (val_acc, ...)
     model: torch.nn.Module  # what runs the steps: the network, or its compiled / graphed form
     state: checkpoint.TrainingState  # network, optimizer, grad scaler, training batches
 
@@ -92,10 +95,16 @@ def build_training(cfg: DictConfig, device: torch.device,
     """Load the data, build batches, network, optimizer and grad scaler, apply the speed settings."""
     data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
                          cfg.data.test_subset)
-    log.info("CIFAR-100: %d train / %d test images on %s, %s pipeline, %s", len(data.train),
-             len(data.test), describe(device), cfg.data.pipeline, settings)
+    if cfg.data.val_split is not None:
+        train, val = hold_out(data.train, cfg.data.val_split, cfg.data.val_seed)
+        data = dataclasses.replace(data, train=train, val=val)
+    log.info("CIFAR-100: %d train / %s%d test images on %s, %s pipeline, %s", len(data.train),
+             f"{len(data.val)} validation / " if data.val is not None else "", len(data.test),
+             describe(device), cfg.data.pipeline, settings)
     train_batches = build_batches(data.train, cfg, True, device, settings)
     test_batches = build_batches(data.test, cfg, False, device, settings)
+    val_batches = (build_batches(data.val, cfg, False, device, settings)
+                   if data.val is not None else None)
     # Every key of the model config but these two is a constructor argument of the network.
     options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
     network = build_model(cfg.model.name, **options).to(device)
@@ -110,7 +119,7 @@ def build_training(cfg: DictConfig, device: torch.device,
     model = speed.prepare_model(network, settings, probe, cfg.batch_size)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
                                      train_batches)
-    return Training(data, test_batches, model, state)
+    return Training(data, test_batches, val_batches, model, state)
 
 
 def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
@@ -132,6 +141,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
             raise NotStarted(f"stopped by {reason} before it began training")
         parts = build_training(cfg, device, settings)
     data, test_batches, model, state = parts.data, parts.test_batches, parts.model, parts.state
+    val_batches = parts.val_batches
     train_batches, optimizer, scaler = state.train_batches, state.optimizer, state.scaler
     checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
     overrides = record.summary["overrides"]
@@ -168,9 +178,12 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
                                       on_step=safe_point)
         in_progress = None
         test_start = time.perf_counter()
+        val_stats = (evaluate(model, val_batches, NUM_CLASSES, device, cfg.progress,
+                              settings.autocast_dtype, split="val")[0]
+                     if val_batches is not None else {})
         test_stats, confusion = evaluate(model, test_batches, NUM_CLASSES, device, cfg.progress,
                                          settings.autocast_dtype)
-        row = {"epoch": epoch, **train_stats, **test_stats,
+        row = {"epoch": epoch, **train_stats, **val_stats, **test_stats,
                "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
         log.info("epoch %d/%d  train_loss %.4f  test_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
                  "%.0f img/s", epoch, cfg.epochs, row["train_loss"], row["test_loss"],

@@ -49,11 +49,12 @@ class Cifar100:
     test: Split
     classes: list[str]
     superclasses: list[str]
+    val: Split | None = None  # held out of the training images (data.val_split)
 
     def fine_to_coarse(self) -> torch.Tensor:
-        """The superclass of each class, read off the labels (-1 for a class in neither split)."""
+        """The superclass of each class, read off the labels (-1 for a class in no split)."""
         mapping = torch.full((len(self.classes),), -1, dtype=torch.long)
-        for split in (self.train, self.test):
+        for split in (self.train, self.test, *([self.val] if self.val is not None else [])):
             mapping[split.labels] = split.coarse_labels
         return mapping
 

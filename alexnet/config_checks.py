@@ -76,6 +76,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr!r} is not allowed: it must be > 0, "
                           "e.g. optimizer.lr=0.01")
+    if not 0.0 <= cfg.loss.label_smoothing < 1.0:
+        raise ConfigError(f"loss.label_smoothing={cfg.loss.label_smoothing!r}: must be in [0, 1), "
+                          "e.g. loss.label_smoothing=0.1")
     _check_augmentation(cfg.augmentation, cfg.model.input_size)
     _check_resume(cfg)
     _check_launch(cfg)

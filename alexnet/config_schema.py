@@ -121,6 +121,11 @@ class SpeedSchema:
 
 
 @dataclass
+class LossSchema:
+    label_smoothing: float = 0.0
+
+
+@dataclass
 class NotebookSchema:
     """What the notebook reported for an experiment (experiment/alexnetN.yaml)."""
 
@@ -153,12 +158,14 @@ class ConfigSchema:
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
     model: Any = None  # typed by each option's schema below
     optimizer: Any = None
+    scheduler: Any = None
+    loss: LossSchema = field(default_factory=LossSchema)
     logger: Any = None
     notebook: NotebookSchema | None = None
     show_data: ShowDataSchema | None = None
 
 
-# The options of model/, optimizer/ and logger/: each yaml starts from its own.
+# The options of model/, optimizer/, scheduler/ and logger/: each yaml starts from its own.
 
 @dataclass
 class AlexNetSchema:
@@ -197,6 +204,31 @@ class AdamSchema:
 
 
 @dataclass
+class CosineSchema:
+    _target_: str = "alexnet.schedules.Cosine"
+    warmup_epochs: float = 0.0
+    warmup_start: float = 0.1
+    min_factor: float = 0.0
+
+
+@dataclass
+class OneCycleSchema:
+    _target_: str = "alexnet.schedules.OneCycle"
+    warmup_fraction: float = 0.3
+    warmup_start: float = 0.04
+    min_factor: float = 1e-4
+
+
+@dataclass
+class StepSchema:
+    _target_: str = "alexnet.schedules.Step"
+    warmup_epochs: float = 0.0
+    warmup_start: float = 0.1
+    every_epochs: int = 5
+    gamma: float = 0.1
+
+
+@dataclass
 class MlflowSchema:
     _target_: str = "alexnet.tracking.mlflow.MlflowTracker"
     tracking_uri: str = "sqlite:///outputs/mlflow.db"
@@ -216,6 +248,9 @@ SCHEMAS = {
     "model_alexnet_cifar_schema": AlexNetCifarSchema,
     "optimizer_sgd_schema": SgdSchema,
     "optimizer_adam_schema": AdamSchema,
+    "scheduler_cosine_schema": CosineSchema,
+    "scheduler_onecycle_schema": OneCycleSchema,
+    "scheduler_step_schema": StepSchema,
     "logger_mlflow_schema": MlflowSchema,
     "logger_tensorboard_schema": TensorBoardSchema,
 }

@@ -37,10 +37,10 @@ def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
 
 def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
                autocast_dtype: torch.dtype | None = None,
-               scaler: torch.amp.GradScaler | None = None) -> Tensor:
+               scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0) -> Tensor:
     """Forward, backward, update; returns the (detached) batch loss without syncing."""
     with autocast(x, autocast_dtype):
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -57,16 +57,21 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                     autocast_dtype: torch.dtype | None = None,
                     scaler: torch.amp.GradScaler | None = None, *,
                     resume: EpochProgress | None = None,
-                    on_step: Callable[[EpochProgress], None] | None = None) -> dict[str, float]:
+                    on_step: Callable[[EpochProgress], None] | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    label_smoothing: float = 0.0) -> dict[str, float]:
     """Update the model over every batch; return mean train loss, seconds and images/s.
 
     `resume` continues a pass from a mid-epoch checkpoint (the batches continue on their own);
-    `on_step` is called after every step, the run's safe point to stop at."""
+    `on_step` is called after every step, the run's safe point to stop at; `scheduler` steps
+    after every optimizer step."""
     model.train()
     state = resume or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
     start = time.perf_counter() - state.seconds
     for x, y in _bar(batches, "train", progress):
-        loss = train_step(model, x, y, optimizer, autocast_dtype, scaler)
+        loss = train_step(model, x, y, optimizer, autocast_dtype, scaler, label_smoothing)
+        if scheduler is not None:
+            scheduler.step()
         state.loss_sum += loss.double() * len(y)
         state.images += len(y)
         if on_step is not None:

@@ -41,6 +41,7 @@ from alexnet.resume.run_dir import Plan, RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, SweepStopped
 from alexnet.run.record import CONFUSION_FILE, RunRecord
 from alexnet.run.status import Status
+from alexnet.schedules import build_scheduler
 from alexnet.tracking.guard import Tracking, build_tracking
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,10 @@ def build_training(cfg: DictConfig, device: torch.device,
             candidate(sample).float().logsumexp(1).mean().backward()
 
     model = speed.prepare_model(network, settings, probe, cfg.batch_size)
+    scheduler = (build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer,
+                                 len(train_batches), cfg.epochs) if cfg.scheduler else None)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
-                                     train_batches)
+                                     train_batches, scheduler)
     return Training(data, test_batches, val_batches, model, state)
 
 
@@ -175,7 +178,8 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         epoch = len(record.epochs) + 1
         train_stats = train_one_epoch(model, train_batches, optimizer, device, cfg.progress,
                                       settings.autocast_dtype, scaler, resume=in_progress,
-                                      on_step=safe_point)
+                                      on_step=safe_point, scheduler=state.scheduler,
+                                      label_smoothing=cfg.loss.label_smoothing)
         in_progress = None
         test_start = time.perf_counter()
         val_stats = (evaluate(model, val_batches, NUM_CLASSES, device, cfg.progress,

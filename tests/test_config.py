@@ -17,7 +17,8 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["augmentation", "optimizer", "model", "data", "experiment"])
+@pytest.mark.parametrize("group", ["augmentation", "optimizer", "model", "data", "experiment",
+                                   "scheduler", "sweep"])
 def test_every_option_of_every_group_composes_and_validates(group):
     assert options(group), f"conf/{group}/ is empty"
     for option in options(group):

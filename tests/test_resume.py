@@ -314,10 +314,12 @@ def resume(cfg, run_dir: Path, saved=None) -> str:
     return fit(cfg, record, saved=saved)
 
 
+@pytest.mark.parametrize("schedule", [[], ["scheduler=onecycle", "loss.label_smoothing=0.1"]])
 def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
-        learnable_cifar_root, tmp_path):
+        learnable_cifar_root, tmp_path, schedule):
+    """... also in the middle of a learning-rate schedule (its step count is in the checkpoint)."""
     cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192",
-                      "augmentation=crop_flip")  # 3 steps an epoch: looks 2-4, 5 = its end
+                      "augmentation=crop_flip", *schedule)  # 3 steps an epoch: looks 2-4, 5 = end
     fit(cfg, new_record(cfg, tmp_path / "reference"))
     reference = metrics_without_timings(tmp_path / "reference")
     for at in range(2, 10):  # first step, last step, epoch end, in both epochs

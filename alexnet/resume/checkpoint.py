@@ -45,6 +45,7 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     train_batches: Batches
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # (scheduler=none: none)
 
 
 def save(path: Path, state: TrainingState, overrides: list[str], epochs: list[dict[str, Any]],
@@ -59,6 +60,7 @@ def save(path: Path, state: TrainingState, overrides: list[str], epochs: list[di
         "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(),
         "train_batches": state.train_batches.state_dict(),
+        "scheduler": None if state.scheduler is None else state.scheduler.state_dict(),
         "rng": _rng_states(device),
         "in_progress": None if in_progress is None else {
             "loss_sum": in_progress.loss_sum.detach().cpu(), "images": in_progress.images,
@@ -143,6 +145,8 @@ def restore(payload: dict[str, Any], state: TrainingState,
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scaler.load_state_dict(payload["scaler"])
     state.train_batches.load_state_dict(payload["train_batches"])
+    if state.scheduler is not None and payload.get("scheduler") is not None:
+        state.scheduler.load_state_dict(payload["scheduler"])
     _set_rng_states(payload["rng"], device)
     progress = payload.get("in_progress")
     if progress is not None:

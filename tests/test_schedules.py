@@ -1,0 +1,37 @@
+"""Learning-rate schedules: their shapes, and torch stepping them once per optimizer step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet.schedules import Cosine, OneCycle, Schedule, Step, build_scheduler
+
+
+def test_each_schedule_has_its_shape():
+    epochs = 10
+    cosine = Cosine(warmup_epochs=1, warmup_start=0.1, min_factor=0.0)
+    assert [cosine.factor(e, epochs) for e in (0, 0.5, 1)] == [0.1, 0.55, 1.0]  # linear warm-up
+    after = [cosine.factor(e, epochs) for e in (1, 3, 5.5, 8, 10)]
+    assert after == sorted(after, reverse=True) and after[2] == pytest.approx(0.5)
+    assert cosine.factor(10, epochs) == pytest.approx(0.0)
+    one_cycle = OneCycle()  # the peak after 30 % of the epochs, from 1/25 of it
+    assert one_cycle.factor(0, epochs) == pytest.approx(0.04)
+    assert one_cycle.factor(3, epochs) == pytest.approx(1.0)
+    assert one_cycle.factor(10, epochs) == pytest.approx(1e-4)
+    step = Step(every_epochs=2, gamma=0.5)
+    assert [step.factor(e, epochs) for e in (0, 1.9, 2, 4.5)] == [1.0, 1.0, 0.5, 0.25]
+    assert Schedule().factor(7, epochs) == 1.0
+
+
+def test_the_scheduler_steps_with_every_optimizer_step():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.2)
+    scheduler = build_scheduler(Step(every_epochs=1, gamma=0.5), optimizer, steps_per_epoch=4,
+                                epochs=3)
+    seen = []
+    for _ in range(8):
+        optimizer.step()
+        scheduler.step()
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.2] * 3 + [0.1] * 4 + [0.05])

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from alexnet import config_schema  # noqa: F401 - registers the schemas before any composition
+from alexnet.data.cifar import TRAIN_IMAGES
 from alexnet.models import MODELS
 
 
@@ -58,11 +59,12 @@ def validate(cfg: DictConfig) -> None:
     _check_positive_int("data.train_subset", cfg.data.train_subset, 5000, allow_none=True)
     _check_positive_int("data.test_subset", cfg.data.test_subset, 1000, allow_none=True)
     _check_positive_int("data.val_split", cfg.data.val_split, 500, allow_none=True)
-    if cfg.data.val_split is not None and cfg.data.train_subset is not None \
-            and cfg.data.val_split >= cfg.data.train_subset:
-        raise ConfigError(f"data.val_split={cfg.data.val_split} holds out all of the "
-                          f"{cfg.data.train_subset} training images (data.train_subset): hold out "
-                          f"fewer, e.g. data.val_split={max(1, cfg.data.train_subset // 10)}")
+    training = min(cfg.data.train_subset or TRAIN_IMAGES, TRAIN_IMAGES)
+    if cfg.data.val_split is not None and cfg.data.val_split >= training:
+        raise ConfigError(f"data.val_split={cfg.data.val_split} holds out all of the {training} "
+                          "training images (data.train_subset selects them): hold out fewer, e.g. "
+                          f"data.val_split={max(1, training // 10)}")
+    _check_scheduler(cfg.scheduler)
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers={cfg.data.num_workers!r}: must be >= 0, e.g. "
                           "data.num_workers=0")
@@ -82,6 +84,23 @@ def validate(cfg: DictConfig) -> None:
     _check_augmentation(cfg.augmentation, cfg.model.input_size)
     _check_resume(cfg)
     _check_launch(cfg)
+
+
+def _check_scheduler(scheduler: DictConfig | None) -> None:
+    """Ranges the schedules' types cannot say (alexnet/schedules.py)."""
+    if not scheduler:
+        return
+    for key, low, high in (("warmup_start", 0.0, 1.0), ("min_factor", 0.0, 1.0),
+                           ("warmup_fraction", 0.0, 1.0), ("gamma", 0.0, 1.0)):
+        value = scheduler.get(key)
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"scheduler.{key}={value!r}: must be in [{low}, {high}], e.g. "
+                              f"scheduler.{key}={0.1 if key != 'warmup_fraction' else 0.3}")
+    if scheduler.get("warmup_epochs", 0) < 0:
+        raise ConfigError(f"scheduler.warmup_epochs={scheduler.warmup_epochs!r}: must be >= 0, "
+                          "e.g. scheduler.warmup_epochs=1")
+    if scheduler.get("every_epochs") is not None:
+        _check_positive_int("scheduler.every_epochs", scheduler.every_epochs, 5)
 
 
 def _check_launch(cfg: DictConfig) -> None:

@@ -189,8 +189,9 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
                                          settings.autocast_dtype)
         row = {"epoch": epoch, **train_stats, **val_stats, **test_stats,
                "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
-        log.info("epoch %d/%d  train_loss %.4f  test_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
-                 "%.0f img/s", epoch, cfg.epochs, row["train_loss"], row["test_loss"],
+        log.info("epoch %d/%d  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
+                 "%.0f img/s", epoch, cfg.epochs, row["train_loss"],
+                 f"val_acc {row['val_acc']:.4f}  " if "val_acc" in row else "", row["test_loss"],
                  row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"])
         if not math.isfinite(row["train_loss"]):
             log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
@@ -225,12 +226,15 @@ def finally_call(function: Callable[..., Any], *args: Any) -> Iterator[None]:
 
 
 def _final_acc(summary: dict[str, Any]) -> float:
-    return float((summary.get("final") or {}).get("test_acc", float("nan")))
+    """What the run returns to a sweeper: its final accuracy on the validation split when it has
+    one (selecting on the test set would select on the test set), else on the test set."""
+    final = summary.get("final") or {}
+    return float(final.get("val_acc", final.get("test_acc", float("nan"))))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the final test accuracy so sweepers can optimize it."""
+    """Hydra entry point; returns the final validation (else test) accuracy for sweepers."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)

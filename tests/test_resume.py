@@ -322,6 +322,11 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
                       "augmentation=crop_flip", *schedule)  # 3 steps an epoch: looks 2-4, 5 = end
     fit(cfg, new_record(cfg, tmp_path / "reference"))
     reference = metrics_without_timings(tmp_path / "reference")
+    if schedule:  # (the schedule and the smoothing do change the training)
+        plain = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192",
+                            "augmentation=crop_flip")
+        fit(plain, new_record(plain, tmp_path / "plain"))
+        assert not metrics_without_timings(tmp_path / "plain").equals(reference)
     for at in range(2, 10):  # first step, last step, epoch end, in both epochs
         run_dir = tmp_path / f"stop-{at}"
         with pytest.raises(Interrupted):

@@ -24,14 +24,24 @@ def test_each_schedule_has_its_shape():
     assert Schedule().factor(7, epochs) == 1.0
 
 
-def test_the_scheduler_steps_with_every_optimizer_step():
+def test_the_scheduler_steps_with_every_optimizer_step_from_the_first():
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=0.2)
-    scheduler = build_scheduler(Step(every_epochs=1, gamma=0.5), optimizer, steps_per_epoch=4,
-                                epochs=3)
-    seen = []
+    scheduler = build_scheduler(Step(warmup_epochs=0.5, warmup_start=0.5, every_epochs=1,
+                                     gamma=0.5), optimizer, steps_per_epoch=4, epochs=3)
+    seen = []  # the lr each optimizer step uses
     for _ in range(8):
+        seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-        seen.append(optimizer.param_groups[0]["lr"])
-    assert seen == pytest.approx([0.2] * 3 + [0.1] * 4 + [0.05])
+    assert seen == pytest.approx([0.1, 0.15] + [0.2] * 4 + [0.1] * 2)  # warm-up, then steps
+
+
+def test_tables_name_the_schedule_so_runs_with_and_without_one_stay_apart():
+    from alexnet.results.collect import flatten
+
+    plain = flatten({"scheduler": {}, "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}})
+    cosine = flatten({"scheduler": {"_target_": "alexnet.schedules.Cosine", "warmup_epochs": 1},
+                      "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}})
+    assert plain == {"scheduler": "none", "optimizer": "sgd", "optimizer.lr": 0.1}
+    assert cosine["scheduler"] == "cosine" and cosine["scheduler.warmup_epochs"] == 1

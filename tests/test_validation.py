@@ -37,7 +37,7 @@ def test_the_held_out_images_are_disjoint_from_training_stratified_and_fixed_by_
     assert ids(hold_out(data, 50, seed=0)[1]) == ids(val)  # the same seed, the same images
     assert ids(hold_out(data, 50, seed=1)[1]) != ids(val)
     assert ids(val) == sorted(ids(val))  # each split keeps the files' order
-    with pytest.raises(ValueError, match="data.val_split=200 must be between 1 and"):
+    with pytest.raises(ValueError, match="data.val_split=200 must be at least 1 and fewer than"):
         hold_out(data, 200, seed=0)
 
 
@@ -50,11 +50,16 @@ def test_a_run_with_a_validation_split_scores_it_every_epoch(learnable_cifar_roo
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"val_loss", "val_acc", "val_top5", "val_f1", "test_acc"} <= set(metrics.columns)
     assert metrics["val_acc"].between(0, 1).all() and len(metrics) == 2
+    best = record.summary["best"]  # chosen on the validation split, not on the test set
+    assert best["val_acc"] == metrics["val_acc"].max()
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["early_stop.monitor=val_acc"], "needs a validation split: add data.val_split=N"),
     (["data.train_subset=100", "data.val_split=100"], "holds out all of the 100 training images"),
+    (["data.val_split=60000"], "holds out all of the 50000 training images"),
+    (["scheduler=step", "scheduler.every_epochs=0"], "scheduler.every_epochs=0 is not allowed"),
+    (["scheduler=onecycle", "scheduler.warmup_fraction=1.5"], "must be in \\[0.0, 1.0\\]"),
 ])
 def test_validation_settings_that_cannot_work_are_refused(cifar_root, overrides, message):
     with pytest.raises(ConfigError, match=message):

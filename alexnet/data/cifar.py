@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "cifar-100-python"
 NUM_CLASSES = 100
+TRAIN_IMAGES = 50_000  # in the official training file
 NUM_SUPERCLASSES = 20
 IMAGE_SHAPE = (3, 32, 32)
 

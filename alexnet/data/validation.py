@@ -17,14 +17,13 @@ from alexnet.data.cifar import Split
 def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
     """(the rest for training, `count` images for validation), each in the split's own order."""
     if not 0 < count < len(split):
-        raise ValueError(f"data.val_split={count} must be between 1 and the {len(split)} training "
-                         "images there are less one (data.train_subset selects them first)")
+        raise ValueError(f"data.val_split={count} must be at least 1 and fewer than the "
+                         f"{len(split)} training images (data.train_subset selects them first)")
     labels = split.labels.numpy()
     classes, sizes = np.unique(labels, return_counts=True)
-    shares = sizes * count / len(labels)
-    taken = np.floor(shares).astype(int)
+    taken, remainders = np.divmod(sizes * count, len(labels))  # exact shares, in integers
     rest = count - taken.sum()  # to the classes with the largest remainders (ties: lower class)
-    taken[np.argsort(-(shares - taken), kind="stable")[:rest]] += 1
+    taken[np.argsort(-remainders, kind="stable")[:rest]] += 1
     rng = np.random.default_rng(seed)
     chosen = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
                              for c, k in zip(classes, taken, strict=True)])

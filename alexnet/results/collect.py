@@ -63,13 +63,14 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys for the hyperparameters of a resolved config; the optimizer by its short name."""
-    out: dict[str, Any] = {}
+    """Dotted keys for the hyperparameters of a resolved config; the optimizer and the schedule
+    by their short names (`sgd`, `cosine`; `none` for no schedule), as the group options read."""
+    out: dict[str, Any] = {"scheduler": "none"} if "scheduler" in config else {}
     for key, value in dotted(config).items():
-        if not is_hyperparameter(key):
+        if not is_hyperparameter(key) or key == "scheduler":  # (an empty block: none)
             continue
-        if key == "optimizer._target_":
-            key, value = "optimizer", str(value).rsplit(".", 1)[-1].lower()
+        if key in ("optimizer._target_", "scheduler._target_"):
+            key, value = key.split(".")[0], str(value).rsplit(".", 1)[-1].lower()
         out[key] = str(value) if isinstance(value, list) else value
     return out
 

@@ -57,6 +57,8 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
             "best_epoch": best.get("epoch"), "final_top5": final.get("test_top5"),
             "final_f1": final.get("test_f1"), "final_train_loss": final.get("train_loss"),
             "final_test_loss": final.get("test_loss"),
+            **({"final_val_acc": final.get("val_acc"), "best_val_acc": best.get("val_acc")}
+               if "val_acc" in final else {}),
             "epochs_done": run.summary.get("epochs_done", len(run.metrics)),
             "epochs_planned": run.summary.get("epochs_planned"),
             "wall_time_s": run.summary.get("wall_time_s"), "images_per_s": speed,

@@ -145,7 +145,11 @@ def restore(payload: dict[str, Any], state: TrainingState,
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scaler.load_state_dict(payload["scaler"])
     state.train_batches.load_state_dict(payload["train_batches"])
-    if state.scheduler is not None and payload.get("scheduler") is not None:
+    if (state.scheduler is None) != (payload.get("scheduler") is None):
+        raise CheckpointError("the checkpoint was taken with a different learning-rate schedule "
+                              "setting (scheduler=...) than this run has: resume it with the "
+                              "scheduler it was started with")
+    if state.scheduler is not None:
         state.scheduler.load_state_dict(payload["scheduler"])
     _set_rng_states(payload["rng"], device)
     progress = payload.get("in_progress")

@@ -178,7 +178,9 @@ class RunRecord:
             self.summary.update(
                 epochs_done=len(self.epochs),
                 final=self.epochs[-1] if self.epochs else None,
-                best=max(self.epochs, key=lambda r: r["test_acc"]) if self.epochs else None,
+                # chosen on the validation split when there is one, not on the test set
+                best=max(self.epochs, key=lambda r: r.get("val_acc", r["test_acc"]))
+                if self.epochs else None,
             )
 
     def _save(self) -> None:

@@ -126,6 +126,17 @@ class LossSchema:
 
 
 @dataclass
+class SearchSchema:
+    """Set by hydra/sweeper=optuna on each trial's run: where its trial is, and what to report."""
+
+    study: str = ""
+    storage: str = ""
+    trial_id: int | None = None
+    monitor: str = "val_acc"
+    prune: bool = True
+
+
+@dataclass
 class NotebookSchema:
     """What the notebook reported for an experiment (experiment/alexnetN.yaml)."""
 
@@ -162,6 +173,7 @@ class ConfigSchema:
     loss: LossSchema = field(default_factory=LossSchema)
     logger: Any = None
     notebook: NotebookSchema | None = None
+    search: SearchSchema = field(default_factory=SearchSchema)  # (trial_id null: no trial)
     show_data: ShowDataSchema | None = None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s",
+NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "search", "progress", "heartbeat_s",
                        "torch_threads", "device", "data.root", "data.download", "data.num_workers")
 
 

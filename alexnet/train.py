@@ -205,14 +205,26 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         record.save_table(CONFUSION_FILE, pd.DataFrame(
             superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
             index=data.superclasses, columns=data.superclasses))
+        if cfg.search.trial_id is not None and cfg.search.prune and _pruned(cfg.search, epoch, row):
+            log.info("pruned after epoch %d by its search's pruner", epoch)
+            status = Status.pruned
+            break
         reason = stop.reason()
         if reason is not None:
             raise Interrupted(f"stopped by {reason} after epoch {epoch}")
     if cfg.checkpoint.keep == "weights":
         checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
-    record.finish(status, stopped_epoch=len(record.epochs) if status == Status.early_stopped else None)
+    stopped_early = status in (Status.early_stopped, Status.pruned)
+    record.finish(status, stopped_epoch=len(record.epochs) if stopped_early else None)
     checkpoint.remove(record.run_dir, keep_newest=cfg.checkpoint.keep == "full")
     return status
+
+
+def _pruned(search: DictConfig, epoch: int, row: dict[str, Any]) -> bool:
+    """Report the epoch to the run's trial (hydra/sweeper=optuna); True when it is pruned."""
+    from alexnet.search.study import report  # (optuna: the `search` extra, needed only here)
+
+    return report(search, epoch, row)
 
 
 @contextlib.contextmanager

@@ -61,7 +61,7 @@ def test_help_is_the_apps_own_and_lists_the_sweep_presets_not_the_schemas(tmp_pa
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("alexnet-sweeps: train AlexNet on CIFAR-100")
     assert "python -m alexnet.train -m sweep=notebook_cpu" in result.stdout
-    assert "sweep: notebook, notebook_cpu, notebook_cpu_seeds, notebook_fixed" in result.stdout
+    assert "sweep: notebook, notebook_cpu, notebook_cpu_seeds, notebook_fixed, search_cpu" in result.stdout
     assert "schema" not in result.stdout.split("== Config (")[0]
 
 

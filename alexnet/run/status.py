@@ -13,6 +13,7 @@ class Status(str, Enum):
     early_stopped = "early_stopped"  # its monitored score stopped improving
     failed = "failed"  # an error; the message is in results.json
     diverged = "diverged"  # its loss became NaN or infinite
+    pruned = "pruned"  # stopped by its search's pruner (hydra/sweeper=optuna): hopeless
     interrupted = "interrupted"  # stopped at a safe point (or its job lost): resumes on rerun
     stale = "stale"  # says running, but nobody holds its lock or its heartbeat stopped
     running = "running"
@@ -24,8 +25,8 @@ class Status(str, Enum):
 
 
 # Rerunning the sweep leaves these alone ...
-FINISHED = (Status.completed, Status.diverged, Status.early_stopped)
+FINISHED = (Status.completed, Status.diverged, Status.early_stopped, Status.pruned)
 # ... and in these a run also succeeded: its scores count, and its sweep exits 0.
-SUCCEEDED = (Status.completed, Status.early_stopped)
+SUCCEEDED = (Status.completed, Status.early_stopped, Status.pruned)
 # A record in these says a process is on it (liveness.py checks whether it still is).
 LIVE = (Status.waiting, Status.running)

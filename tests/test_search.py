@@ -1,0 +1,92 @@
+"""hydra/sweeper=optuna: the search space from Hydra's grammar, pruning through the study's
+storage from the run's own process, and a study that a rerun continues (tiny data, the real CLI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from alexnet.search.space import parse_space
+from helpers import records, train
+
+
+def test_the_search_space_reads_hydras_sweep_grammar():
+    space, fixed = parse_space(["optimizer.lr=tag(log, interval(1e-5, 0.1))",
+                                "batch_size=choice(32,64,128)", "optimizer=choice(sgd,adam)",
+                                "epochs=range(2,8,2)", "model.dropout=interval(0.1, 0.5)",
+                                "seed=1"])
+    assert space == {
+        "optimizer.lr": FloatDistribution(1e-5, 0.1, log=True),
+        "batch_size": CategoricalDistribution([32, 64, 128]),
+        "optimizer": CategoricalDistribution(["sgd", "adam"]),
+        "epochs": IntDistribution(2, 6, step=2),  # range's stop is excluded, as in Hydra
+        "model.dropout": FloatDistribution(0.1, 0.5)}
+    assert fixed == ["seed=1"]
+    with pytest.raises(ValueError, match="takes choice"):
+        parse_space(["optimizer=glob(*)"])
+
+
+def search(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(1e-3, 0.1))",
+            "batch_size=choice(32,64)", "model=alexnet_cifar", "data.val_split=32", "epochs=2",
+            f"data.root={root}", "data.download=false", "progress=false",
+            f"hydra.sweep.dir={out}", *extra]
+
+
+def test_a_run_reports_to_its_trial_and_stops_when_the_pruner_says_so(cifar_root, tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"  # any storage two processes share
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    study.set_user_attr("pruner", {"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0})
+    trial = study.ask()  # (its pruner, in the study for the run to build: prunes every trial)
+    run_dir = tmp_path / "run"
+    result = train("model=alexnet_cifar", "epochs=3", "data.val_split=16", f"data.root={cifar_root}",
+                   "data.download=false", "progress=false", "search.study=s",
+                   f"search.storage={url}", f"search.trial_id={trial._trial_id}",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "results.json").read_text())
+    assert summary["status"] == "pruned" and summary["epochs_done"] == 1 < summary["epochs_planned"]
+    reported = optuna.load_study(study_name="s", storage=url).trials[0].intermediate_values
+    assert reported == {1: summary["final"]["val_acc"]}  # written by the run's own process
+
+
+def test_a_search_leaves_its_study_and_the_same_command_continues_it(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    first = train(*search(cifar_root, out, "hydra.sweeper.n_trials=3"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert len(pd.read_csv(out / "results.csv")) == 3
+    best = study.best_trial
+    assert f"- trial {best.number}: val_acc {best.value:.4f}" in (out / "search.md").read_text()
+    before = {name: r["attempts"] for name, r in records(out).items()}
+
+    again = train(*search(cifar_root, out, "hydra.sweeper.n_trials=4"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    after = records(out)
+    assert {name: after[name]["attempts"] for name in before} == before  # none trained again
+    assert set(after) == {"0", "1", "2", "3"}
+
+
+def test_a_trial_an_earlier_start_left_running_is_run_again_as_the_same_trial(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    study = optuna.create_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}",
+                                direction="maximize")
+    orphan = study.ask({"optimizer.lr": FloatDistribution(1e-3, 0.1, log=True),
+                        "batch_size": CategoricalDistribution([32, 64])})  # its process died
+    result = train(*search(cifar_root, out, "hydra.sweeper.n_trials=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}").trials
+    assert len(trials) == 1 and trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert trials[0].number == orphan.number
+    run = json.loads((out / str(orphan.number) / "results.json").read_text())
+    assert f"batch_size={orphan.params['batch_size']}" in run["overrides"]

@@ -65,6 +65,7 @@ def test_a_search_leaves_its_study_and_the_same_command_continues_it(cifar_root,
     assert len(pd.read_csv(out / "results.csv")) == 3
     best = study.best_trial
     assert f"- trial {best.number}: val_acc {best.value:.4f}" in (out / "search.md").read_text()
+    assert (out / "search_history.png").stat().st_size > 0 and (out / "search.csv").is_file()
     before = {name: r["attempts"] for name, r in records(out).items()}
 
     again = train(*search(cifar_root, out, "hydra.sweeper.n_trials=4"), cwd=tmp_path)

@@ -141,7 +141,7 @@ def objective_value(summary: dict[str, Any], name: str) -> float:
 def write_search_report(study: optuna.Study, sweep_dir: Path, fixed: list[str],
                         objectives: list[str]) -> None:
     """search.csv (a row per trial) and search.md (the best trial, or the Pareto front, with the
-    command that reruns it, and the parameters' importances)."""
+    command that reruns it, and the parameters' importances), with the study's pictures."""
     rows = [{"trial": t.number, "state": t.state.name.lower(),
              **{name: (t.values or [math.nan] * len(objectives))[i]
                 for i, name in enumerate(objectives)},
@@ -165,4 +165,10 @@ def write_search_report(study: optuna.Study, sweep_dir: Path, fixed: list[str],
         lines += [f"- {name}: {value:.3f}" for name, value in importances.items()]
     except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
         lines += ["", f"(parameter importances: not computed: {err})"]
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if finished:
+        from alexnet.search.plots import plot_study
+
+        pictures = plot_study(study, sweep_dir, objectives)
+        lines += ["", "Pictures: " + ", ".join(f"`{p.name}`" for p in pictures)]
     write_text_atomic(sweep_dir / "search.md", "\n".join(lines) + "\n")

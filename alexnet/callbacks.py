@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexnet.configs import config_label
-from alexnet.run.status import SUCCEEDED, Status
+from alexnet.run.status import ENDED_WELL, Status
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ def report_sweep(sweep_dir: Path) -> bool:
     print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in order)
           + f"; results: {sweep_dir / 'results.csv'}", file=sys.stderr)
     for run in runs:
-        if run.status not in SUCCEEDED:
+        if run.status not in ENDED_WELL:
             error = (run.summary.get("error") or {}).get("message", "")
             print(f"  {run.status}: {run.path} ({' '.join(run.overrides)})"
                   + (f": {error.splitlines()[0]}" if error else ""), file=sys.stderr)
-    return all(run.status in SUCCEEDED for run in runs)
+    return all(run.status in ENDED_WELL for run in runs)
 
 
 class SweepCallback(Callback):

@@ -205,7 +205,7 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         record.save_table(CONFUSION_FILE, pd.DataFrame(
             superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
             index=data.superclasses, columns=data.superclasses))
-        if cfg.search.trial_id is not None and cfg.search.prune and _pruned(cfg.search, epoch, row):
+        if cfg.search.trial_id is not None and _pruned(cfg.search, epoch, row, last=epoch == cfg.epochs):
             log.info("pruned after epoch %d by its search's pruner", epoch)
             status = Status.pruned
             break
@@ -220,11 +220,17 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     return status
 
 
-def _pruned(search: DictConfig, epoch: int, row: dict[str, Any]) -> bool:
-    """Report the epoch to the run's trial (hydra/sweeper=optuna); True when it is pruned."""
+def _pruned(search: DictConfig, epoch: int, row: dict[str, Any], last: bool) -> bool:
+    """Report the epoch to the run's trial (hydra/sweeper=optuna); True when it is pruned (never
+    at the last epoch). A storage that fails (a locked database) costs the pruning, not the run."""
     from alexnet.search.study import report  # (optuna: the `search` extra, needed only here)
 
-    return report(search, epoch, row)
+    try:
+        return report(search, epoch, row, ask=search.prune and not last)
+    except Exception as err:  # the run's own record stays whole; the sweeper reads that
+        log.warning("could not report epoch %d to trial %s (%s: %s); the run goes on unpruned",
+                    epoch, search.trial_id, type(err).__name__, err)
+        return False
 
 
 @contextlib.contextmanager

@@ -9,9 +9,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from alexnet.search.space import parse_space
+from alexnet.search.space import as_override, parse_space
 from helpers import records, train
 
 
@@ -29,10 +30,18 @@ def test_the_search_space_reads_hydras_sweep_grammar():
     assert fixed == ["seed=1"]
     with pytest.raises(ValueError, match="takes choice"):
         parse_space(["optimizer=glob(*)"])
+    assert parse_space(["scheduler=choice(none,cosine)", "scheduler=cosine"]) == (
+        {}, ["scheduler=cosine"])  # the command line's value beats the preset's search
+
+
+@pytest.mark.parametrize("value", ["sgd", "x,y", "1", "null", "c=d", "it's", 0.001, 32, True])
+def test_a_sampled_value_goes_back_to_hydra_as_the_same_value(value):
+    override = as_override("key", value)
+    assert OverridesParser.create().parse_overrides([override])[0].value() == value
 
 
 def search(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
+    return ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra/sweeper/pruner=none",
             "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(1e-3, 0.1))",
             "batch_size=choice(32,64)", "model=alexnet_cifar", "data.val_split=32", "epochs=2",
             f"data.root={root}", "data.download=false", "progress=false",
@@ -91,3 +100,18 @@ def test_a_trial_an_earlier_start_left_running_is_run_again_as_the_same_trial(ci
     assert trials[0].number == orphan.number
     run = json.loads((out / str(orphan.number) / "results.json").read_text())
     assert f"batch_size={orphan.params['batch_size']}" in run["overrides"]
+
+
+def test_the_grid_sampler_runs_each_point_once_and_the_search_ends(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = [a for a in search(cifar_root, out, "hydra.sweeper.n_trials=20") if "lr=" not in a]
+    result = train(*[a.replace("sampler=random", "sampler=grid") for a in args], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(out / "search.csv")
+    assert sorted(trials["batch_size"]) == [32, 64] and set(trials["state"]) == {"complete"}
+
+
+def test_a_search_on_val_acc_without_a_validation_split_is_refused(cifar_root, tmp_path):
+    args = [a for a in search(cifar_root, tmp_path / "sweep") if not a.startswith("data.val_split")]
+    result = train(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "add data.val_split=N" in result.stderr

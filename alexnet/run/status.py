@@ -26,7 +26,9 @@ class Status(str, Enum):
 
 # Rerunning the sweep leaves these alone ...
 FINISHED = (Status.completed, Status.diverged, Status.early_stopped, Status.pruned)
-# ... and in these a run also succeeded: its scores count, and its sweep exits 0.
-SUCCEEDED = (Status.completed, Status.early_stopped, Status.pruned)
+# ... in these a run succeeded: its scores count (statistics, comparisons) ...
+SUCCEEDED = (Status.completed, Status.early_stopped)
+# ... and a sweep whose runs all ended in these exits 0 (a pruned trial is a search working).
+ENDED_WELL = (*SUCCEEDED, Status.pruned)
 # A record in these says a process is on it (liveness.py checks whether it still is).
 LIVE = (Status.waiting, Status.running)

@@ -5,6 +5,7 @@ is fixed for every trial."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,15 +24,21 @@ def parse_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], 
     `key=value`, then the command line's overrides)."""
     space: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
+    chosen: dict[str, BaseDistribution | str] = {}  # a key given twice: the later wins
     try:
         for override in OverridesParser.create().parse_overrides(list(arguments)):
-            if override.is_sweep_override():
-                space[override.get_key_element()] = distribution(override)
-            else:
-                fixed.append(override.input_line)
-    except HydraException as err:  # glob(...) needs the config's groups: not a search space
+            key = override.get_key_element()
+            chosen.pop(key, None)
+            chosen[key] = distribution(override) if override.is_sweep_override() else \
+                override.input_line
+    except HydraException as err:  # e.g. glob(...), which needs the config's groups
         raise ValueError(f"{err}: the Optuna sweeper takes choice(...), range(...), interval(...) "
-                         "or tag(log, interval(...)), not glob(...)") from err
+                         "or tag(log, interval(...))") from err
+    for key, value in chosen.items():
+        if isinstance(value, str):
+            fixed.append(value)
+        else:
+            space[key] = value
     return space, fixed
 
 
@@ -55,5 +62,14 @@ def distribution(override: Override) -> BaseDistribution:
 
 
 def as_override(key: str, value: object) -> str:
-    """`key=value` for a sampled value, in the grammar Hydra parses back to the same value."""
-    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
+    """`key=value` for a sampled value, in the grammar Hydra parses back to the same value: a
+    float in full, a string quoted unless it is a plain word Hydra would read as that string."""
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    if isinstance(value, str) and not (PLAIN_WORD.fullmatch(value) and value.lower() not in
+                                       ("true", "false", "null", "nan", "inf")):
+        return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}={value}"
+
+
+PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.config_checks import Refused
 from alexnet.files import write_text_atomic
+from alexnet.locks import try_lock
 from alexnet.run.record import read_summary
 from alexnet.run.status import Status
 from alexnet.search.space import as_override, parse_space
@@ -40,12 +42,64 @@ SEARCH_FILES = ("search.csv", "search.md")
 
 
 def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
-    """The whole search; `sweeper` is the plugin (its settings and launcher)."""
+    """The whole search; `sweeper` is the plugin (its settings and launcher). One start of it at a
+    time per sweep dir (a lock), since each start reruns the trials it finds running."""
     config: DictConfig = sweeper.config
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    objectives = _as_list(sweeper.objective)
-    directions = _as_list(sweeper.direction)
+    lock = try_lock(sweep_dir / SEARCH_LOCK)
+    if lock is None:
+        raise Refused(f"another start of this search is running (it holds {sweep_dir / SEARCH_LOCK})"
+                      ": wait for it, or stop it first")
+    with lock:
+        _search(sweeper, config, sweep_dir, arguments)
+
+
+def _search(sweeper: Any, config: DictConfig, sweep_dir: Path, arguments: Sequence[str]) -> None:
+    objectives, directions = _as_list(sweeper.objective), _as_list(sweeper.direction)
+    space, fixed = _checked_space(sweeper, config, arguments, objectives, directions)
+    url = str(sweeper.storage)
+    sampler, grid_size = _sampler(sweeper.sampler, space)
+    study = optuna.create_study(
+        study_name=sweeper.study_name, storage=storage(url), load_if_exists=True,
+        sampler=sampler, pruner=_built(sweeper.pruner), directions=directions)
+    _same_search(study, space, objectives, directions)
+    study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(config.hydra.sweeper.pruner,
+                                                            resolve=True))
+    prune = len(objectives) == 1 and objectives[0].startswith(EPOCH_METRICS)
+    if not prune:
+        log.warning("no pruning: it needs one objective that every epoch reports (%s)",
+                    ", ".join(f"{p}*" for p in EPOCH_METRICS))
+    shared = [f"search.study={sweeper.study_name}", f"search.storage={url}",
+              f"search.monitor={objectives[0]}", f"search.prune={prune}"]
+    n_trials = min(sweeper.n_trials, grid_size or sweeper.n_trials)
+    log.info("Optuna study %s in %s: %d trials, %d at a time, %s %s", sweeper.study_name, url,
+             n_trials, sweeper.n_jobs, "/".join(directions), "/".join(objectives))
+    # Trials an earlier start left running: the same trials again (a job's number is its trial's,
+    # so a batch holds trials whose numbers follow each other).
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    batches = _consecutive(running, sweeper.n_jobs)
+    while True:
+        for batch in batches:
+            overrides = [[*fixed, *(as_override(k, v) for k, v in t.params.items()), *shared,
+                          f"search.trial_id={t._trial_id}"] for t in batch]
+            returns = sweeper.launcher.launch(overrides, initial_job_idx=batch[0].number)
+            for trial, ret in zip(batch, returns, strict=True):
+                _tell(study, trial, ret, objectives)
+        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        if finished >= n_trials:
+            break
+        batches = [[study.ask(space) for _ in range(min(sweeper.n_jobs, n_trials - finished))]]
+    write_search_report(study, sweep_dir, fixed, objectives)
+
+
+SEARCH_LOCK = ".search.lock"
+EPOCH_METRICS = ("val_", "test_", "train_")  # metrics.csv's per-epoch scores
+
+
+def _checked_space(sweeper: Any, config: DictConfig, arguments: Sequence[str],
+                   objectives: list[str], directions: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The search space and fixed overrides; Refused for settings no trial could use."""
     if len(directions) != len(objectives):
         raise Refused(f"hydra.sweeper.direction has {len(directions)} values and "
                       f"hydra.sweeper.objective {len(objectives)}: give one direction each")
@@ -57,32 +111,37 @@ def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
     if not space:
         raise Refused("nothing to search: give hydra.sweeper.params or overrides such as "
                       "'optimizer.lr=tag(log, interval(1e-4, 0.1))'")
-    url = str(sweeper.storage)
-    study = optuna.create_study(
-        study_name=sweeper.study_name, storage=storage(url), load_if_exists=True,
-        sampler=_sampler(sweeper.sampler, space), pruner=_built(sweeper.pruner),
-        directions=[str(d) for d in directions])
-    study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(config.hydra.sweeper.pruner,
-                                                            resolve=True))
-    shared = [f"search.study={sweeper.study_name}", f"search.storage={url}",
-              f"search.monitor={objectives[0]}", f"search.prune={len(objectives) == 1}"]
-    log.info("Optuna study %s in %s: %d trials, %d at a time, %s %s", sweeper.study_name, url,
-             sweeper.n_trials, sweeper.n_jobs, "/".join(directions), "/".join(objectives))
-    # Trials an earlier start left running: the same trials again, one at a time (their numbers
-    # need not follow each other, and a job's number is its trial's).
-    batches = [[t] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
-    while True:
-        for batch in batches:
-            overrides = [[*fixed, *(as_override(k, v) for k, v in t.params.items()), *shared,
-                          f"search.trial_id={t._trial_id}"] for t in batch]
-            returns = sweeper.launcher.launch(overrides, initial_job_idx=batch[0].number)
-            for trial, ret in zip(batch, returns, strict=True):
-                _tell(study, trial, ret, objectives)
-        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        if finished >= sweeper.n_trials:
-            break
-        batches = [[study.ask(space) for _ in range(min(sweeper.n_jobs, sweeper.n_trials - finished))]]
-    write_search_report(study, sweep_dir, fixed, objectives)
+    val_split = OmegaConf.select(config, "data.val_split")
+    if any(o.startswith("val_") for o in objectives) and val_split is None \
+            and "data.val_split" not in space:
+        raise Refused(f"hydra.sweeper.objective={','.join(objectives)} is scored on a validation "
+                      "split: add data.val_split=N (e.g. data.val_split=500), so that the search "
+                      "does not select on the test set")
+    return space, fixed
+
+
+def _same_search(study: optuna.Study, space: dict[str, Any], objectives: list[str],
+                 directions: list[str]) -> None:
+    """A study continues only the search it was made for."""
+    this = {"space": {k: repr(v) for k, v in space.items()}, "objectives": objectives,
+            "directions": directions}
+    before = study.user_attrs.get("search")
+    if before is None:
+        study.set_user_attr("search", this)
+    elif before != this:
+        raise Refused(f"study {study.study_name} holds another search ({before}); this one is "
+                      f"{this}. Rerun the command that made it, or give a new hydra.sweep.dir")
+
+
+def _consecutive(trials: Sequence[Any], size: int) -> list[list[Any]]:
+    """Trials in batches of at most `size` whose numbers follow each other."""
+    batches: list[list[Any]] = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        if batches and len(batches[-1]) < size and batches[-1][-1].number + 1 == trial.number:
+            batches[-1].append(trial)
+        else:
+            batches.append([trial])
+    return batches
 
 
 def _built(node: Any) -> Any:
@@ -91,14 +150,18 @@ def _built(node: Any) -> Any:
     return instantiate(node) if OmegaConf.is_config(node) else node
 
 
-def _sampler(node: Any, space: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    """The sampler; the grid sampler (a partial) gets the grid from the choices."""
+def _sampler(node: Any, space: dict[str, Any]) -> tuple[optuna.samplers.BaseSampler, int | None]:
+    """The sampler, and for the grid sampler (a partial, given the grid from the choices) the
+    number of points in its grid."""
     sampler = _built(node)
-    if isinstance(sampler, functools.partial):
+    if not isinstance(sampler, functools.partial):
+        return sampler, None
+    try:
         grid = {key: list(d.choices) if hasattr(d, "choices") else _values(key, d)
                 for key, d in space.items()}
-        return sampler(search_space=grid)
-    return sampler
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    return sampler(search_space=grid), math.prod(len(values) for values in grid.values())
 
 
 def _values(key: str, distribution: Any) -> list[Any]:
@@ -121,6 +184,17 @@ def _tell(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial, r
     summary = read_summary(run_dir) or {}
     status = summary.get("status")
     number = trial.number
+    if study.get_trials(deepcopy=False)[number].state.is_finished():
+        return  # (told already: another start of an earlier search ran it)
+    try:
+        _close(study, number, status, summary, objectives)
+    except RuntimeError as err:  # the grid sampler stops its study at its last point
+        if "stop" not in str(err):
+            raise
+
+
+def _close(study: optuna.Study, number: int, status: Any, summary: dict[str, Any],
+           objectives: list[str]) -> None:
     if status == Status.pruned:
         study.tell(number, state=optuna.trial.TrialState.PRUNED)
         return
@@ -149,15 +223,19 @@ def write_search_report(study: optuna.Study, sweep_dir: Path, fixed: list[str],
             for t in study.get_trials(deepcopy=False)]
     table = pd.DataFrame(rows)
     write_text_atomic(sweep_dir / "search.csv", table.to_csv(index=False))
-    best = study.best_trials if len(objectives) > 1 else [study.best_trial]
+    complete = [t for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    best = (study.best_trials if len(objectives) > 1 else [study.best_trial]) if complete else []
     lines = [f"# Search: study `{study.study_name}`", "",
              f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in
                                                   table["state"].value_counts().items()), ""]
     lines += ["## Best trial" if len(objectives) == 1 else "## Pareto front", ""]
+    if not best:
+        lines.append("No trial has completed yet.")
     for trial in best:
         values = ", ".join(f"{n} {v:.4f}" for n, v in zip(objectives, trial.values, strict=True))
-        command = " ".join(["python -m alexnet.train", *fixed,
-                            *(as_override(k, v) for k, v in trial.params.items())])
+        command = " ".join(["python -m alexnet.train", *map(shlex.quote, fixed),
+                            *(shlex.quote(as_override(k, v)) for k, v in trial.params.items())])
         lines += [f"- trial {trial.number}: {values}", f"  `{command}`"]
     try:
         importances = optuna.importance.get_param_importances(study)
@@ -165,8 +243,7 @@ def write_search_report(study: optuna.Study, sweep_dir: Path, fixed: list[str],
         lines += [f"- {name}: {value:.3f}" for name, value in importances.items()]
     except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
         lines += ["", f"(parameter importances: not computed: {err})"]
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if finished:
+    if complete:
         from alexnet.search.plots import plot_study
 
         pictures = plot_study(study, sweep_dir, objectives)

@@ -71,7 +71,8 @@ def test_a_search_leaves_its_study_and_the_same_command_continues_it(cifar_root,
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
-    assert len(pd.read_csv(out / "results.csv")) == 3
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 3 and table["final_val_acc"].between(0, 1).all()  # the objective
     best = study.best_trial
     assert f"- trial {best.number}: val_acc {best.value:.4f}" in (out / "search.md").read_text()
     assert (out / "search_history.png").stat().st_size > 0 and (out / "search.csv").is_file()

@@ -30,6 +30,8 @@ SCALE = ("model.name", "data.train_subset", "data.test_subset")
 METRIC_COLUMNS = ["final_acc", "best_acc", "best_epoch", "final_top5", "final_f1",
                   "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
                   "wall_time_s", "images_per_s", "status", "overrides", "run_dir"]
+# ... and, where runs had a validation split (data.val_split), its scores after the test loss
+VAL_COLUMNS = ["final_val_acc", "best_val_acc"]
 
 
 def varying_columns(runs: Sequence[Run]) -> list[str]:
@@ -65,7 +67,9 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
             "status": run.status,
             "overrides": " ".join(run.overrides), "run_dir": str(where),
         })
-    return pd.DataFrame(rows, columns=[*columns, *METRIC_COLUMNS])
+    at = METRIC_COLUMNS.index("final_test_loss") + 1
+    val = VAL_COLUMNS if any("final_val_acc" in row for row in rows) else []
+    return pd.DataFrame(rows, columns=[*columns, *METRIC_COLUMNS[:at], *val, *METRIC_COLUMNS[at:]])
 
 
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -350,8 +351,8 @@ def _sweeps_values(argv: list[str]) -> bool:
 
 def cli() -> None:
     """`python -m alexnet.train`: a run or sweep stopped on purpose ends with a message, its table
-    brought up to date, and a non-zero exit status, not a traceback; a refused setting with one
-    `error:` line and exit status 2."""
+    brought up to date, and a non-zero exit status, not a traceback (a Ctrl-C at any moment
+    included); a refused setting with one `error:` line and exit status 2."""
     try:
         sys.argv[1:] = _multirun_config_request(sys.argv[1:])
         main()
@@ -365,6 +366,12 @@ def cli() -> None:
             report_sweep(Path(stopped.sweep_dir))
         print(f"stopped: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
+    except KeyboardInterrupt:  # a Ctrl-C outside any run's safe point (a second one, or while
+        # the table is written): every run keeps what it saved; the same command resumes and
+        # writes the table
+        print("stopped: interrupted (Ctrl-C). Finished runs and checkpoints are kept: rerun the "
+              "same command to resume and write the table.", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def partition_nodes(partition: str | None) -> list[Node]:
     """The partition's nodes (None: the default partition); empty when sinfo cannot say."""
     answer = _slurm(["sinfo", "-h", "-o", "%P|%G|%m|%c"])
     nodes = []
-    for line in (answer or "").splitlines():
+    for line in (answer.stdout if answer and answer.returncode == 0 else "").splitlines():
         name, gres, memory, cpus = (line.split("|") + ["", "", ""])[:4]
         if (partition is None and name.endswith("*")) or name.rstrip("*") == partition:
             with contextlib.suppress(ValueError):
@@ -134,10 +134,8 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
     SLURM still keeps them); a job missing from the answer has left the queue. None when squeue
     cannot answer (the controller is unreachable): nothing can be concluded then."""
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    command = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T|%r"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
+    done = _slurm(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T|%r"])
+    if done is None:
         return None
     if done.returncode != 0:
         # every job asked about has left SLURM's memory: they are all gone
@@ -149,12 +147,12 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
     return states
 
 
-def _slurm(command: list[str]) -> str | None:
+def _slurm(command: list[str]) -> subprocess.CompletedProcess | None:
+    """A SLURM command's answer; None when it cannot be run or does not answer in a minute."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout if done.returncode == 0 else None
 
 
 @dataclass

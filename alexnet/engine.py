@@ -60,7 +60,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                     on_step: Callable[[EpochProgress], None] | None = None,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     label_smoothing: float = 0.0) -> dict[str, float]:
-    """Update the model over every batch; return mean train loss, seconds and images/s.
+    """Update the model over every batch; return mean train loss, the learning rate it ended at,
+    seconds and images/s.
 
     `resume` continues a pass from a mid-epoch checkpoint (the batches continue on their own);
     `on_step` is called after every step, the run's safe point to stop at; `scheduler` steps
@@ -79,7 +80,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
             on_step(state)
     train_loss = float(state.loss_sum) / state.images  # the one host sync of the epoch
     seconds = time.perf_counter() - start
-    return {"train_loss": train_loss, "train_time_s": seconds,
+    return {"train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train_time_s": seconds,
             "images_per_s": state.images / seconds}
 
 

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from alexnet import speed
@@ -44,3 +45,17 @@ def test_sweep_throughput_section_times_both_launchers(cifar_root, tmp_path):
     assert figures["sweep_basic_s"] > 0 and figures["sweep_parallel_s"] > 0
     assert figures["sweep_parallel_speedup"] == figures["sweep_basic_s"] / figures["sweep_parallel_s"]
     assert "hydra/launcher=parallel" in result.stdout
+
+
+@pytest.mark.slow
+def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_root, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(slower_cifar_root),
+         "--device", "cpu", "--json", str(out), "--sections", "search"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for side in ("batches", "streamed"):
+        assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
+        assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each

@@ -42,7 +42,7 @@ def test_parallel_preset_runs_two_at_a_time_on_a_cpu_with_identical_metrics(
     out = tmp_path / "sweep"
     result = train(*small(cifar_root, out, "hydra/launcher=parallel", *SIX), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "n_jobs=2" in result.stdout and "6 runs: 6 completed" in result.stderr
+    assert "2 at a time" in result.stdout and "6 runs: 6 completed" in result.stderr
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 6 and (table["status"] == "completed").all()
 

@@ -327,6 +327,8 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
                             "augmentation=crop_flip")
         fit(plain, new_record(plain, tmp_path / "plain"))
         assert not metrics_without_timings(tmp_path / "plain").equals(reference)
+        assert list(metrics_without_timings(tmp_path / "plain")["lr"]) == [cfg.optimizer.lr] * 2
+        assert reference["lr"].iloc[-1] < 1e-3 * cfg.optimizer.lr < reference["lr"].iloc[0]
     for at in range(2, 10):  # first step, last step, epoch end, in both epochs
         run_dir = tmp_path / f"stop-{at}"
         with pytest.raises(Interrupted):

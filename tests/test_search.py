@@ -4,6 +4,9 @@ storage from the run's own process, and a study that a rerun continues (tiny dat
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import optuna
@@ -13,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from alexnet.search.space import as_override, parse_space
-from helpers import records, train
+from helpers import records, start, train
 
 
 def test_the_search_space_reads_hydras_sweep_grammar():
@@ -101,6 +104,41 @@ def test_a_trial_an_earlier_start_left_running_is_run_again_as_the_same_trial(ci
     assert trials[0].number == orphan.number
     run = json.loads((out / str(orphan.number) / "results.json").read_text())
     assert f"batch_size={orphan.params['batch_size']}" in run["overrides"]
+
+
+def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slower_cifar_root,
+                                                                            tmp_path):
+    """Seed 1 of the random sampler gives trials of 1, 6, 1, 6 epochs: with two workers, trial 2
+    starts and ends while trial 1 runs (no batch barrier). kill -9 then; the same command ends with
+    4 finished trials, trials 0 and 2 not trained again, trial 1 resumed from its checkpoint."""
+    out = tmp_path / "sweep"
+    args = search(slower_cifar_root, out, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+                  "hydra.sweeper.sampler.seed=1", "epochs=choice(1,6)", "hydra.sweeper.n_trials=4")
+    process = start(*args, cwd=tmp_path, own_group=True)
+    try:
+        deadline = time.monotonic() + 300
+        while (records(out).get("2") or {}).get("status") != "completed":
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.1)
+        run_1 = records(out)["1"]
+        assert run_1["status"] == "running" and run_1["epochs_planned"] == 6
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the sweeper and its workers, no handler runs
+        process.wait()
+    before = records(out)
+    study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert study.trials[1].state == optuna.trial.TrialState.RUNNING
+
+    again = train(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    after = records(out)
+    for name in ("0", "2"):
+        assert after[name]["attempts"] == before[name]["attempts"]  # not trained again
+    assert len(after["1"]["attempts"]) == 2 and after["1"]["attempts"][1]["resumed_from_epoch"]
+    epochs = pd.read_csv(out / "1" / "metrics.csv")["epoch"]
+    assert list(epochs) == [1, 2, 3, 4, 5, 6] and after["1"]["status"] == "completed"
 
 
 def test_the_grid_sampler_runs_each_point_once_and_the_search_ends(cifar_root, tmp_path):

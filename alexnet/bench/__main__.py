@@ -8,7 +8,8 @@ and their ratio, so machine noise hits both sides alike; one-time costs (compila
 capture, autotuning) are reported on their own. Figures: input pipeline images/s at 227x227
 output; training images/s at 227x227 for batch 32 and 128 (and bf16 autocast on a CPU that has
 it); one epoch (train + test) of a small config (`alexnet_cifar` on real data) end to end, with
-the share of it spent outside the model; a small sweep one run at a time vs two at a time."""
+the share of it spent outside the model; a small sweep one run at a time vs two at a time; a
+small Optuna search, two trials at a time, in batches vs a trial per free slot."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from alexnet.bench.sections import (
     SECTIONS,
     bench_epoch,
     bench_pipeline,
+    bench_search,
     bench_sweep,
     bench_train_227,
     memory,
@@ -111,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
               f"hydra/launcher=parallel {figures['sweep_parallel_s']:.1f} s -> "
               f"{figures['sweep_parallel_speedup']:.2f}x")
 
+    if "search" in args.sections:
+        figures |= (bench_search(args.data_root, 1, trials=4, epochs=2, train_images=300)
+                    if args.quick else bench_search(args.data_root, 2))
+        print(f"a {figures['search_trials']}-trial search, 2 at a time, ASHA pruning: in batches "
+              f"(hydra/launcher=joblib) "
+              f"{figures['search_batches_s']:.1f} s, slots idle "
+              f"{100 * figures['search_batches_idle']:.0f}%; a trial per free slot "
+              f"(hydra/launcher=parallel) {figures['search_streamed_s']:.1f} s, slots idle "
+              f"{100 * figures['search_streamed_idle']:.0f}%")
+
     figures |= memory(device, len(data.train))
     print(f"memory: peak RSS {figures['peak_rss_mb']:.0f} MB"
           + (f", peak GPU {figures['peak_gpu_mb']:.0f} MB" if gpu else "")
@@ -120,10 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

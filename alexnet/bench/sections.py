@@ -3,8 +3,10 @@ up, reports medians and ratios, and keeps the cold first call apart as a one-tim
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ from alexnet.data.pipelines import build_batches
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.models import build_model
 
-SECTIONS = ("pipeline", "train", "epoch", "sweep")
+SECTIONS = ("pipeline", "train", "epoch", "sweep", "search")
 
 
 def training_config(*overrides: str) -> DictConfig:
@@ -212,6 +214,48 @@ def bench_sweep(data_root: Path, train_images: int, test_images: int,
     return {"sweep_basic_s": result["basic"], "sweep_parallel_s": result["parallel"],
             "sweep_parallel_speedup": result["basic"] / result["parallel"], "sweep_runs": 6,
             "sweep_train_images": train_images, "sweep_test_images": test_images}
+
+
+def bench_search(data_root: Path, rounds: int, trials: int = 8, epochs: int = 4,
+                 train_images: int = 1000) -> dict[str, float]:
+    """An Optuna search (`alexnet_cifar`, random sampler with a fixed seed, ASHA pruning,
+    2 trials at a time, 1 thread each) through the real CLI, alternated: in batches of two that
+    wait for their slower trial (Hydra's joblib launcher, as Hydra's own Optuna sweeper does it) and
+    a new trial whenever a slot frees (ours, `hydra/launcher=parallel`). Idle: the share of
+    2 x the search's wall time in which no run of a slot was training (start-up counts as idle)."""
+    search = ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
+              "hydra.sweeper.sampler.seed=0", "hydra/sweeper/pruner=successive_halving",
+              f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2",
+              "optimizer.lr=tag(log, interval(1e-4, 0.1))", "optimizer=choice(sgd,adam)",
+              "batch_size=choice(32,64,128)", "model=alexnet_cifar", f"epochs={epochs}",
+              f"data.train_subset={train_images}", f"data.val_split={train_images // 5}",
+              f"data.test_subset={train_images // 5}",
+              f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
+    sides = {"batches": "hydra/launcher=joblib", "streamed": "hydra/launcher=parallel"}
+    seen: dict[str, list[tuple[float, float, int]]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, launcher in sides.items():
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "alexnet.train", *search, launcher,
+                                f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
+                wall = time.perf_counter() - start
+                busy, epochs = _training_time(Path(out) / "sweep")
+                seen[side].append((wall, 1 - busy / (2 * wall), epochs))
+    figures: dict[str, float] = {"search_trials": trials, "search_epochs_each": epochs,
+                                 "search_train_images": train_images}
+    for side, results in seen.items():
+        wall, idle, epochs = (statistics.median(values) for values in zip(*results, strict=True))
+        figures |= {f"search_{side}_s": wall, f"search_{side}_idle": idle,
+                    f"search_{side}_epochs": epochs}
+    return figures
+
+
+def _training_time(sweep_dir: Path) -> tuple[float, int]:
+    """Seconds the sweep's runs spent from their start to their last record, and epochs done."""
+    records = [json.loads(path.read_text()) for path in sweep_dir.glob("*/results.json")]
+    return (sum(r["heartbeat_at"] - r["attempts"][0]["start_unix"] for r in records),
+            sum(r["epochs_done"] for r in records))
 
 
 def memory(device: torch.device, train_images: int) -> dict[str, float]:

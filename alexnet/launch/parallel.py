@@ -1,25 +1,30 @@
-"""The parallel launcher's work (hydra/launcher=parallel, a joblib launcher): jobs in worker
-processes, n at a time, and stops that end every job the way the README promises.
+"""The parallel launcher's work (hydra/launcher=parallel): jobs in worker processes (loky's, as
+joblib's launcher), a new job as soon as a worker is free, and stops that end every job the way
+the README promises.
 
 joblib answers a KeyboardInterrupt in the parent, an exception from one job, or a worker killed by
-a signal by terminating every worker: running jobs would die mid-epoch, unsaved. So here:
-- Each worker's first task makes it ignore SIGINT and SIGTERM outside a job (a job's own handler
-  takes them), so no signal kills an idle worker. A signal while the workers start kills them
-  before any job has begun: the sweep then stops with nothing lost.
+a signal by terminating every worker: running jobs would die mid-epoch, unsaved; and it takes the
+jobs as one list. So the jobs go to loky's executor directly, one per free worker:
+- Each worker starts by ignoring SIGINT and SIGTERM outside a job (a job's own handler takes
+  them), so no signal kills an idle worker. A signal while the workers start kills them before
+  any job has begun: the sweep then stops with nothing lost.
 - The launcher takes the first SIGINT/SIGTERM itself and writes the sweep's stop request
   (alexnet/resume/stop.py); a job that stops the sweep (a signal, a full disk, a run dir of another
   run) writes it too and returns instead of raising. Every running job sees the request at its
   next safe point, saves its checkpoint and ends `interrupted`; jobs not started yet do not start.
   A Ctrl-C also reaches the running jobs directly, whose own handlers stop them the same way.
 - Then the launcher raises SweepStopped: the table is written and the command exits with 128 +
-  the signal (or 1). A second Ctrl-C stops everything at once."""
+  the signal (or 1). A second Ctrl-C stops everything at once.
+- `run_each` takes the jobs lazily and hands back each return as its job ends, for a sweeper that
+  picks the next job from the results so far (the Optuna sweeper: no batch barrier)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,8 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
+from joblib.externals.loky import get_reusable_executor
 from omegaconf import DictConfig
 
 from alexnet.resume.stop import GracefulStop, Stopped, SweepStopped, request_sweep_stop, sweep_stop_request
@@ -38,10 +44,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _started() -> None:
-    """A worker's first task: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
+    """Each worker's start: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
     handler takes them), so no signal kills it idle and breaks the pool; and it loads what every
     job loads (so the first jobs start together; and loky, with psutil installed, replaces a
-    worker whose memory grew by 300 MB since its first task)."""
+    worker whose memory grew by 300 MB since it started)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     import alexnet.train  # noqa: F401 - torch, hydra, the package
@@ -49,13 +55,10 @@ def _started() -> None:
 
 def run_in_worker(index: int, overrides: Sequence[str], hydra_context: HydraContext,
                   config: DictConfig, task_function: TaskFunction,
-                  singleton_state: dict[Any, Any], launcher_pid: int) -> JobReturn | Stopped | None:
-    """One job in a joblib worker: not started (None) once the sweep is stopping."""
+                  singleton_state: dict[Any, Any]) -> JobReturn | Stopped | None:
+    """One job in a worker: not started (None) once the sweep is stopping."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
-    if os.getpid() != launcher_pid:  # (joblib runs n_jobs=1 in the launcher itself)
-        for sig in STOP_SIGNALS:  # outside its run, a job ignores them; inside, its handler acts
-            signal.signal(sig, signal.SIG_IGN)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     if sweep_stop_request(sweep_dir) is not None:
         return None
@@ -68,41 +71,66 @@ def run_in_worker(index: int, overrides: Sequence[str], hydra_context: HydraCont
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    """hydra-joblib-launcher's launch, with the stops above (`launcher` is its JoblibLauncher)."""
-    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    """Hydra's launch: every job, their returns in order (SweepStopped as in `run_each`)."""
+    returns = dict(run_each(launcher, enumerate(job_overrides, start=initial_job_idx)))
+    return [returns[index] for index in sorted(returns)]
 
+
+def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
+             ) -> Iterator[tuple[int, JobReturn]]:
+    """Each (job number, overrides) of `jobs` in a worker as soon as one is free, yielding
+    (job number, its JobReturn) as each ends. `jobs` is read lazily, one job per free worker, after
+    the returns before it were handed on: the Optuna sweeper asks its study for the next trial
+    only when a worker is free, knowing every trial that has ended (no batch barrier). `at_most`
+    caps the workers below the launcher's n_jobs.
+
+    Once every job has ended: SweepStopped if the sweep was stopped (a signal, or a job that stopped
+    it), or if the pool of workers broke."""
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    joblib_cfg = launcher.joblib
-    joblib_cfg["backend"] = "loky"  # as the plugin: the threading backend cannot run Hydra jobs
-    if joblib_cfg.get("batch_size") == "auto":  # one job a task: the quick warm-up below must not
-        joblib_cfg["batch_size"] = 1  # make joblib bundle long training jobs together
-    process_joblib_cfg(joblib_cfg)
-    log.info("Joblib.Parallel(%s) is launching %d jobs",
-             ",".join(f"{k}={v}" for k, v in joblib_cfg.items()), len(job_overrides))
-    log.info("Launching jobs, sweep output dir : %s", sweep_dir)
-    for index, overrides in enumerate(job_overrides):
-        log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
+    n_jobs = min(effective_n_jobs(launcher.joblib.get("n_jobs")), at_most or sys.maxsize)
+    log.info("Launching jobs, %d at a time in worker processes, sweep output dir : %s", n_jobs,
+             sweep_dir)
     singleton_state = Singleton.get_state()
 
     def tell_jobs(sig: signal.Signals) -> None:
         request_sweep_stop(sweep_dir, sig.name, 128 + int(sig))
 
+    executor = get_reusable_executor(max_workers=n_jobs, initializer=_started)
+    pending: dict[Future, int] = {}
+    upcoming = iter(jobs)
+
+    def submit_next() -> None:
+        job = None if sweep_stop_request(sweep_dir) else next(upcoming, None)
+        if job is not None:
+            index, overrides = job
+            log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
+            pending[executor.submit(run_in_worker, index, overrides, launcher.hydra_context,
+                                    config, launcher.task_function, singleton_state)] = index
+
+    stopped: list[Stopped] = []
     broken = None
-    with Parallel(**joblib_cfg) as parallel, GracefulStop(on_signal=tell_jobs) as stop:
-        try:  # a task a worker first (loky starts every worker at the first task), then the jobs
-            parallel(delayed(_started)() for _ in range(effective_n_jobs(parallel.n_jobs)))
-            outcomes = parallel(
-                delayed(run_in_worker)(initial_job_idx + index, overrides, launcher.hydra_context,
-                                       config, launcher.task_function, singleton_state,
-                                       os.getpid())
-                for index, overrides in enumerate(job_overrides))
+    with GracefulStop(on_signal=tell_jobs) as stop:
+        try:
+            for _ in range(n_jobs):
+                submit_next()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, outcome = pending.pop(future), future.result()
+                    if isinstance(outcome, Stopped):
+                        stopped.append(outcome)
+                    elif outcome is not None:
+                        yield index, outcome
+                    submit_next()
         except BrokenProcessPool as err:  # a worker died: a Ctrl-C while the workers started
-            broken, outcomes = err, []  # (no job had begun), or killed by hand, out of memory
-    stopped = [outcome for outcome in outcomes if isinstance(outcome, Stopped)]
+            broken = err  # (no job had begun), or killed by hand, out of memory
+        except BaseException:  # a second Ctrl-C, or the caller gave up: stop everything at once
+            executor.shutdown(wait=False, kill_workers=True)
+            raise
     request = sweep_stop_request(sweep_dir)
     if stop.signal is not None:
         request = request or {"reason": stop.signal.name, "exit_code": 128 + int(stop.signal)}
@@ -114,9 +142,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
             f"({type(broken).__name__}: {broken}): any run it was training is `stale` and "
             "resumes from its last checkpoint. Rerun the same command.",
             int((request or {}).get("exit_code", 1)), str(sweep_dir))
-    if request is None:
-        return outcomes
-    skipped = sum(outcome is None for outcome in outcomes)
-    raise SweepStopped(f"{request['reason']}. {len(stopped)} job(s) stopped (interrupted), "
-                       f"{skipped} not started. Rerun the same command to resume.",
-                       int(request["exit_code"]), str(sweep_dir))
+    if request is not None:
+        raise SweepStopped(f"{request['reason']}. {len(stopped)} job(s) stopped (interrupted); "
+                           "the jobs not started then were not started. Rerun the same command "
+                           "to resume.", int(request["exit_code"]), str(sweep_dir))

@@ -8,17 +8,19 @@ N), where the run resumes from its checkpoint. Each run reports its monitored sc
 epoch to its trial through the storage and stops, `pruned`, when the pruner says so; that works
 with every launcher, as the run learns its study and trial from its overrides (`search.*`).
 
-Trials go to the launcher `n_jobs` at a time and the next batch starts when the batch has ended
-(as Hydra's own Optuna sweeper): with a pruner most of a batch ends early, but a slot freed by a
-pruned trial waits for the batch's slowest trial."""
+With `hydra/launcher=parallel`, a trial is asked for when a worker is free, knowing every trial
+that has ended, and starts at once: no batch barrier. Launchers that take a list of jobs and
+return when all have ended (basic, slurm, submitit_local) get trials `n_jobs` at a time, as Hydra's
+own Optuna sweeper does: a slot freed by a pruned trial waits for its batch's slowest trial."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,23 +75,26 @@ def _search(sweeper: Any, config: DictConfig, sweep_dir: Path, arguments: Sequen
     shared = [f"search.study={sweeper.study_name}", f"search.storage={url}",
               f"search.monitor={objectives[0]}", f"search.prune={prune}"]
     n_trials = min(sweeper.n_trials, grid_size or sweeper.n_trials)
-    log.info("Optuna study %s in %s: %d trials, %d at a time, %s %s", sweeper.study_name, url,
-             n_trials, sweeper.n_jobs, "/".join(directions), "/".join(objectives))
-    # Trials an earlier start left running: the same trials again (a job's number is its trial's,
-    # so a batch holds trials whose numbers follow each other).
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    batches = _consecutive(running, sweeper.n_jobs)
-    while True:
-        for batch in batches:
-            overrides = [[*fixed, *(as_override(k, v) for k, v in t.params.items()), *shared,
-                          f"search.trial_id={t._trial_id}"] for t in batch]
-            returns = sweeper.launcher.launch(overrides, initial_job_idx=batch[0].number)
-            for trial, ret in zip(batch, returns, strict=True):
-                _tell(study, trial, ret, objectives)
-        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        if finished >= n_trials:
-            break
-        batches = [[study.ask(space) for _ in range(min(sweeper.n_jobs, n_trials - finished))]]
+    log.info("Optuna study %s in %s: %d trials, %s at a time, %s %s", sweeper.study_name, url,
+             n_trials, sweeper.n_jobs or "as many as the launcher runs", "/".join(directions),
+             "/".join(objectives))
+    # Trials an earlier start left running go first, as the same trials (a job's number is its
+    # trial's); then new ones, asked one at a time when a slot is free.
+    trials = study.get_trials(deepcopy=False)
+    rerun = sorted((t for t in trials if t.state == optuna.trial.TrialState.RUNNING),
+                   key=lambda t: t.number)
+    to_ask = max(0, n_trials - sum(t.state.is_finished() for t in trials) - len(rerun))
+
+    def jobs() -> Iterator[tuple[int, list[str]]]:
+        for trial in itertools.chain(rerun, (study.ask(space) for _ in range(to_ask))):
+            yield trial.number, [*fixed, *(as_override(k, v) for k, v in trial.params.items()),
+                                 *shared, f"search.trial_id={trial._trial_id}"]
+
+    launcher = sweeper.launcher
+    ended = (launcher.run_each(jobs(), at_most=sweeper.n_jobs) if hasattr(launcher, "run_each")
+             else _in_batches(launcher, jobs(), sweeper.n_jobs or _batch_size(launcher)))
+    for number, ret in ended:
+        _tell(study, number, ret, objectives)
     write_search_report(study, sweep_dir, fixed, objectives)
 
 
@@ -133,15 +138,35 @@ def _same_search(study: optuna.Study, space: dict[str, Any], objectives: list[st
                       f"{this}. Rerun the command that made it, or give a new hydra.sweep.dir")
 
 
-def _consecutive(trials: Sequence[Any], size: int) -> list[list[Any]]:
-    """Trials in batches of at most `size` whose numbers follow each other."""
-    batches: list[list[Any]] = []
-    for trial in sorted(trials, key=lambda t: t.number):
-        if batches and len(batches[-1]) < size and batches[-1][-1].number + 1 == trial.number:
-            batches[-1].append(trial)
-        else:
-            batches.append([trial])
-    return batches
+def _in_batches(launcher: Any, jobs: Iterable[tuple[int, list[str]]], size: int
+                ) -> Iterator[tuple[int, JobReturn]]:
+    """For launchers that take a list of jobs and return when all have ended (basic, SLURM,
+    submitit): `size` jobs at a time, whose numbers follow each other (Hydra numbers a batch's jobs
+    from its first); the next batch waits for the slowest job of the one before."""
+    batch: list[tuple[int, list[str]]] = []
+
+    def launched() -> list[tuple[int, JobReturn]]:
+        returns = launcher.launch([overrides for _, overrides in batch],
+                                  initial_job_idx=batch[0][0])
+        numbers = [number for number, _ in batch]
+        batch.clear()
+        return list(zip(numbers, returns, strict=True))
+
+    for number, overrides in jobs:
+        if batch and batch[-1][0] + 1 != number:
+            yield from launched()
+        batch.append((number, overrides))
+        if len(batch) == size:
+            yield from launched()
+    if batch:
+        yield from launched()
+
+
+def _batch_size(launcher: Any) -> int:
+    """Trials at a time where hydra.sweeper.n_jobs is null: a SLURM or submitit launcher's
+    array_parallelism, else one (the basic launcher runs one job at a time anyway)."""
+    params = getattr(launcher, "params", None) or {}
+    return int(params.get("array_parallelism") or 1)
 
 
 def _built(node: Any) -> Any:
@@ -177,13 +202,11 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _tell(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial, ret: JobReturn,
-          objectives: list[str]) -> None:
+def _tell(study: optuna.Study, number: int, ret: JobReturn, objectives: list[str]) -> None:
     """Close the trial as its run ended: its objective values, PRUNED, or FAIL."""
     run_dir = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
     summary = read_summary(run_dir) or {}
     status = summary.get("status")
-    number = trial.number
     if study.get_trials(deepcopy=False)[number].state.is_finished():
         return  # (told already: another start of an earlier search ran it)
     try:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 class OptunaSweeper(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, objective: Any, study_name: str,
-                 storage: str, n_trials: int, n_jobs: int, params: Any = None) -> None:
+                 storage: str, n_trials: int, n_jobs: int | None, params: Any = None) -> None:
         self.sampler, self.pruner = sampler, pruner
         self.direction, self.objective = direction, objective
         self.study_name, self.storage = study_name, storage

@@ -458,3 +458,15 @@ def test_a_gpu_runs_random_state_resumes_on_whatever_gpu_it_gets():
     first = torch.device("cuda:0")  # resumed where only one GPU is visible: cuda:0
     checkpoint._set_rng_states(states, first)
     assert torch.equal(torch.rand(4, device=first).cpu(), expected.cpu())
+
+
+def test_a_run_resumed_by_a_version_that_records_more_columns_keeps_its_csv_aligned(cifar_root,
+                                                                                     tmp_path):
+    """Epochs of an older version (no `lr`), then one with it: every value stays in its column."""
+    record = new_record(tiny_config(cifar_root), tmp_path / "run")
+    old = {"epoch": 1, "train_loss": 4.6, "test_acc": 0.01}
+    record.resumed_from([old])
+    record.add_epoch({"epoch": 2, "train_loss": 4.5, "lr": 0.1, "test_acc": 0.02})
+    table = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(table["test_acc"]) == [0.01, 0.02] and list(table["train_loss"]) == [4.6, 4.5]
+    assert table["lr"].isna().tolist() == [True, False] and table["lr"].iloc[1] == 0.1

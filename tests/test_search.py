@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from alexnet.search.space import as_override, parse_space
-from helpers import records, start, train
+from helpers import records, train
 
 
 def test_the_search_space_reads_hydras_sweep_grammar():
@@ -114,11 +116,14 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slo
     out = tmp_path / "sweep"
     args = search(slower_cifar_root, out, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
                   "hydra.sweeper.sampler.seed=1", "epochs=choice(1,6)", "hydra.sweeper.n_trials=4")
-    process = start(*args, cwd=tmp_path, own_group=True)
+    with open(tmp_path / "first.log", "w") as log:  # (a pipe nobody reads could fill and stall it)
+        process = subprocess.Popen([sys.executable, "-m", "alexnet.train", *args], cwd=tmp_path,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while (records(out).get("2") or {}).get("status") != "completed":
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            assert process.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "first.log").read_text()
             time.sleep(0.1)
         run_1 = records(out)["1"]
         assert run_1["status"] == "running" and run_1["epochs_planned"] == 6
@@ -141,6 +146,23 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slo
     assert list(epochs) == [1, 2, 3, 4, 5, 6] and after["1"]["status"] == "completed"
 
 
+def test_trials_under_submitit_are_pruned_from_their_jobs(cifar_root, tmp_path):
+    """The run in a submitit job learns its trial from its overrides and reports through the
+    storage; a pruner that stops every trial at its first epoch (ThresholdPruner) stops both."""
+    out = tmp_path / "sweep"
+    result = train(*search(cifar_root, out, "hydra/launcher=submitit_local", "epochs=3",
+                           "hydra.sweeper.n_trials=2", "torch_threads=1",
+                           "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+                           "+hydra.sweeper.pruner.lower=2.0"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="alexnet", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    runs = records(out)
+    assert {name: (r["status"], r["epochs_done"]) for name, r in runs.items()} == {
+        "0": ("pruned", 1), "1": ("pruned", 1)}
+    assert any((out / ".submitit").rglob("*_log.out"))  # (they did run as submitit jobs)
+
+
 def test_the_grid_sampler_runs_each_point_once_and_the_search_ends(cifar_root, tmp_path):
     out = tmp_path / "sweep"
     args = [a for a in search(cifar_root, out, "hydra.sweeper.n_trials=20") if "lr=" not in a]
@@ -150,7 +172,37 @@ def test_the_grid_sampler_runs_each_point_once_and_the_search_ends(cifar_root, t
     assert sorted(trials["batch_size"]) == [32, 64] and set(trials["state"]) == {"complete"}
 
 
-def test_a_search_on_val_acc_without_a_validation_split_is_refused(cifar_root, tmp_path):
-    args = [a for a in search(cifar_root, tmp_path / "sweep") if not a.startswith("data.val_split")]
-    result = train(*args, cwd=tmp_path)
-    assert result.returncode == 2 and "add data.val_split=N" in result.stderr
+@pytest.mark.parametrize(("change", "said"), [
+    ("data.val_split=null", "add data.val_split=N"), ("hydra.sweeper.n_jobs=0", "(1 or more)")])
+def test_searches_that_cannot_work_are_refused_before_any_trial(cifar_root, tmp_path, change,
+                                                                said):
+    result = train(*search(cifar_root, tmp_path / "sweep"), change, cwd=tmp_path)
+    assert result.returncode == 2 and said in result.stderr
+    assert not (tmp_path / "sweep" / "0").exists()
+
+
+class ListLauncher:
+    """A stand-in for a launcher that takes a list of jobs (Hydra's contract): records each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, list]] = []
+
+    def launch(self, job_overrides, initial_job_idx):
+        self.calls.append((initial_job_idx, [o[0] for o in job_overrides]))
+        return [f"return of {o[0]}" for o in job_overrides]
+
+
+def test_launchers_without_a_stream_get_batches_of_consecutive_jobs_asked_for_lazily():
+    from alexnet.search.sweeper import _in_batches
+
+    launcher, asked = ListLauncher(), []
+
+    def jobs():  # trials 2 and 5 rerun, then new ones 6-8, each asked when its batch forms
+        for number in (2, 5, 6, 7, 8):
+            asked.append((number, len(launcher.calls)))
+            yield number, [f"job {number}"]
+
+    ended = list(_in_batches(launcher, jobs(), size=2))
+    assert launcher.calls == [(2, ["job 2"]), (5, ["job 5", "job 6"]), (7, ["job 7", "job 8"])]
+    assert ended == [(n, f"return of job {n}") for n in (2, 5, 6, 7, 8)]
+    assert asked == [(2, 0), (5, 0), (6, 1), (7, 2), (8, 2)]  # 7 only once batch (5, 6) had ended

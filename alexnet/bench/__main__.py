@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if "search" in args.sections:
         figures |= (bench_search(args.data_root, 1, trials=4, epochs=2, train_images=300)
                     if args.quick else bench_search(args.data_root, 2))
-        print(f"a {figures['search_trials']}-trial search, 2 at a time, ASHA pruning: in batches "
+        print(f"a search of {figures['search_trials']} trials, 2 at a time, ASHA pruning: in batches "
               f"(hydra/launcher=joblib) "
               f"{figures['search_batches_s']:.1f} s, slots idle "
               f"{100 * figures['search_batches_idle']:.0f}%; a trial per free slot "

@@ -219,10 +219,11 @@ def bench_sweep(data_root: Path, train_images: int, test_images: int,
 def bench_search(data_root: Path, rounds: int, trials: int = 8, epochs: int = 4,
                  train_images: int = 1000) -> dict[str, float]:
     """An Optuna search (`alexnet_cifar`, random sampler with a fixed seed, ASHA pruning,
-    2 trials at a time, 1 thread each) through the real CLI, alternated: in batches of two that
+    2 trials at a time, cores / 2 threads each) through the real CLI, alternated: in batches of two that
     wait for their slower trial (Hydra's joblib launcher, as Hydra's own Optuna sweeper does it) and
     a new trial whenever a slot frees (ours, `hydra/launcher=parallel`). Idle: the share of
-    2 x the search's wall time in which no run of a slot was training (start-up counts as idle)."""
+    2 x the search's wall time in which no run of a slot was training (from a run's record to its
+    last word: a job's start-up before its record counts as idle)."""
     search = ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
               "hydra.sweeper.sampler.seed=0", "hydra/sweeper/pruner=successive_halving",
               f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2",
@@ -240,14 +241,14 @@ def bench_search(data_root: Path, rounds: int, trials: int = 8, epochs: int = 4,
                 subprocess.run([sys.executable, "-m", "alexnet.train", *search, launcher,
                                 f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
                 wall = time.perf_counter() - start
-                busy, epochs = _training_time(Path(out) / "sweep")
-                seen[side].append((wall, 1 - busy / (2 * wall), epochs))
+                busy, trained = _training_time(Path(out) / "sweep")
+                seen[side].append((wall, 1 - busy / (2 * wall), trained))
     figures: dict[str, float] = {"search_trials": trials, "search_epochs_each": epochs,
                                  "search_train_images": train_images}
     for side, results in seen.items():
-        wall, idle, epochs = (statistics.median(values) for values in zip(*results, strict=True))
+        wall, idle, trained = (statistics.median(values) for values in zip(*results, strict=True))
         figures |= {f"search_{side}_s": wall, f"search_{side}_idle": idle,
-                    f"search_{side}_epochs": epochs}
+                    f"search_{side}_epochs": trained}
     return figures
 
 

@@ -21,6 +21,7 @@ jobs as one list. So the jobs go to loky's executor directly, one per free worke
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,18 +37,23 @@ from joblib import effective_n_jobs
 from joblib.externals.loky import get_reusable_executor
 from omegaconf import DictConfig
 
+from alexnet.launch.placement import cores
 from alexnet.resume.stop import GracefulStop, Stopped, SweepStopped, request_sweep_stop, sweep_stop_request
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+IDLE_WORKER_S = 300  # an idle worker quits after this long (joblib's loky backend's value)
+# The numeric libraries' thread counts, set for each worker to its share of the cores unless the
+# environment sets them (as joblib does).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def _started() -> None:
     """Each worker's start: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
     handler takes them), so no signal kills it idle and breaks the pool; and it loads what every
-    job loads (so the first jobs start together; and loky, with psutil installed, replaces a
-    worker whose memory grew by 300 MB since it started)."""
+    job loads, so the first jobs start together."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     import alexnet.train  # noqa: F401 - torch, hydra, the package
@@ -85,7 +91,8 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
     caps the workers below the launcher's n_jobs.
 
     Once every job has ended: SweepStopped if the sweep was stopped (a signal, or a job that stopped
-    it), or if the pool of workers broke."""
+    it), or if the pool of workers broke; a job's own error (outside its run) stops the others at
+    their safe point and is raised then."""
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -99,7 +106,10 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
     def tell_jobs(sig: signal.Signals) -> None:
         request_sweep_stop(sweep_dir, sig.name, 128 + int(sig))
 
-    executor = get_reusable_executor(max_workers=n_jobs, initializer=_started)
+    threads = str(max(1, cores() // n_jobs))  # as joblib: each worker's share of the cores
+    executor = get_reusable_executor(
+        max_workers=n_jobs, timeout=IDLE_WORKER_S, initializer=_started,
+        env={var: threads for var in THREAD_VARIABLES if var not in os.environ})
     pending: dict[Future, int] = {}
     upcoming = iter(jobs)
 
@@ -112,6 +122,7 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                                     config, launcher.task_function, singleton_state)] = index
 
     stopped: list[Stopped] = []
+    failed: Exception | None = None
     broken = None
     with GracefulStop(on_signal=tell_jobs) as stop:
         try:
@@ -119,18 +130,37 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                 submit_next()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                ended = []
                 for future in done:
-                    index, outcome = pending.pop(future), future.result()
+                    index = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as err:  # the job failed outside its run (Hydra could not
+                        # compose its config...): the others stop at their safe point, then it
+                        # is raised
+                        request_sweep_stop(sweep_dir, f"job #{index} failed: {err!r}", 1)
+                        failed = failed or err
+                        continue
                     if isinstance(outcome, Stopped):
                         stopped.append(outcome)
                     elif outcome is not None:
-                        yield index, outcome
+                        ended.append((index, outcome))
+                yield from ended  # (every return told before the next job is taken)
+                for _ in done:
                     submit_next()
         except BrokenProcessPool as err:  # a worker died: a Ctrl-C while the workers started
             broken = err  # (no job had begun), or killed by hand, out of memory
-        except BaseException:  # a second Ctrl-C, or the caller gave up: stop everything at once
+        except GeneratorExit:  # the caller stopped reading (an error of its own): the running
+            request_sweep_stop(sweep_dir, "the sweeper stopped", 1)  # jobs stop at a safe point
+            wait(pending)
+            raise
+        except BaseException:  # a second Ctrl-C: stop everything at once
             executor.shutdown(wait=False, kill_workers=True)
             raise
+    if failed is not None:
+        raise failed
     request = sweep_stop_request(sweep_dir)
     if stop.signal is not None:
         request = request or {"reason": stop.signal.name, "exit_code": 128 + int(stop.signal)}

@@ -140,9 +140,14 @@ class RunRecord:
         self._save()
 
     def add_epoch(self, row: dict[str, Any]) -> None:
-        """Append the epoch to metrics.csv and refresh results.json."""
+        """Append the epoch to metrics.csv and refresh results.json. Where its columns differ from
+        the rows before it (a run resumed by a version that records more), the file is written
+        whole again with every column."""
         path = self.run_dir / METRICS_FILE
-        append_line(path, _csv([row], header=not path.exists()))
+        if self.epochs and list(row) != list(self.epochs[-1]):
+            write_text_atomic(path, _csv([*self.epochs, row], header=True))
+        else:
+            append_line(path, _csv([row], header=not path.exists()))
         self.epochs.append(row)
         self._refresh_scores()
         self._save()
@@ -193,7 +198,8 @@ class RunRecord:
 
 def _csv(rows: list[dict[str, Any]], header: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's, in order
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
     writer.writerows(rows)

@@ -15,6 +15,7 @@ own Optuna sweeper does: a slot freed by a pruned trial waits for its batch's sl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -93,8 +94,9 @@ def _search(sweeper: Any, config: DictConfig, sweep_dir: Path, arguments: Sequen
     launcher = sweeper.launcher
     ended = (launcher.run_each(jobs(), at_most=sweeper.n_jobs) if hasattr(launcher, "run_each")
              else _in_batches(launcher, jobs(), sweeper.n_jobs or _batch_size(launcher)))
-    for number, ret in ended:
-        _tell(study, number, ret, objectives)
+    with contextlib.closing(ended):  # (an error here stops the launcher's running jobs cleanly)
+        for number, ret in ended:
+            _tell(study, number, ret, objectives)
     write_search_report(study, sweep_dir, fixed, objectives)
 
 
@@ -105,6 +107,9 @@ EPOCH_METRICS = ("val_", "test_", "train_")  # metrics.csv's per-epoch scores
 def _checked_space(sweeper: Any, config: DictConfig, arguments: Sequence[str],
                    objectives: list[str], directions: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The search space and fixed overrides; Refused for settings no trial could use."""
+    if sweeper.n_jobs is not None and int(sweeper.n_jobs) < 1:
+        raise Refused(f"hydra.sweeper.n_jobs={sweeper.n_jobs}: give the trials to run at a time "
+                      "(1 or more), or null for as many as the launcher runs")
     if len(directions) != len(objectives):
         raise Refused(f"hydra.sweeper.direction has {len(directions)} values and "
                       f"hydra.sweeper.objective {len(objectives)}: give one direction each")
@@ -163,10 +168,15 @@ def _in_batches(launcher: Any, jobs: Iterable[tuple[int, list[str]]], size: int
 
 
 def _batch_size(launcher: Any) -> int:
-    """Trials at a time where hydra.sweeper.n_jobs is null: a SLURM or submitit launcher's
-    array_parallelism, else one (the basic launcher runs one job at a time anyway)."""
+    """Trials at a time where hydra.sweeper.n_jobs is null: as many as the launcher runs at once
+    (Hydra's joblib launcher: its n_jobs; SLURM: its array_parallelism), else one (the basic
+    launcher runs one job at a time; submitit_local would start every job of a batch at once)."""
+    if getattr(launcher, "joblib", None) is not None:
+        from joblib import effective_n_jobs  # (there with the joblib launcher only)
+
+        return effective_n_jobs(launcher.joblib.get("n_jobs"))
     params = getattr(launcher, "params", None) or {}
-    return int(params.get("array_parallelism") or 1)
+    return int(params.get("array_parallelism") or 1) if "partition" in params else 1
 
 
 def _built(node: Any) -> Any:

@@ -64,6 +64,28 @@ def test_a_sweep_runs_as_a_slurm_array_and_aggregates(cifar_root, tmp_path):
     assert "sacct" not in result.stdout + result.stderr  # no accounting here, and no complaint
 
 
+def test_a_search_sends_its_trials_as_an_array_and_prunes_them_inside_their_jobs(cifar_root,
+                                                                                 tmp_path):
+    """hydra/sweeper=optuna on SLURM: a batch of trials is one array (n_jobs null: SLURM's
+    array_parallelism); each job's run reports to its trial through the shared storage, and a
+    pruner that stops every trial at its first epoch stops both inside SLURM."""
+    out = tmp_path / "sweep"
+    result = train(*on_slurm(cifar_root, out, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                             "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
+                             "hydra/sweeper/pruner=none",
+                             "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+                             "+hydra.sweeper.pruner.lower=2.0", "optimizer=choice(sgd,adam)",
+                             "data.val_split=16", "epochs=3"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = records(out)
+    assert {name: (r["status"], r["epochs_done"]) for name, r in runs.items()} == {
+        "0": ("pruned", 1), "1": ("pruned", 1)}
+    jobs = sorted(r["slurm_job"] for r in runs.values())
+    assert jobs[0].split("_")[0] == jobs[1].split("_")[0]  # one array
+    study = (out / "search.csv").read_text().splitlines()
+    assert len(study) == 3 and all(",pruned," in line for line in study[1:])
+
+
 @pytest.mark.parametrize(("setting", "refusal"), [
     (["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60"],
      "SLURM may send that signal up to 60 s early"),

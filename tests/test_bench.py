@@ -11,14 +11,19 @@ import torch
 from alexnet import speed
 
 
-def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
+def quick_bench(root, tmp_path, *sections: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m alexnet.bench --quick` on the CPU for these sections: its output and figures."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
-         "--device", "cpu", "--json", str(out), "--sections", "pipeline", "train", "epoch"],
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(root),
+         "--device", "cpu", "--json", str(out), "--sections", *sections],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
+    result, figures = quick_bench(cifar_root, tmp_path, "pipeline", "train", "epoch")
     for key in ("pipeline_notebook_227_img_s", "pipeline_ours_227_img_s", "pipeline_speedup_227",
                 "train_notebook_227_b32_img_s", "train_ours_227_b32_img_s",
                 "train_speedup_227_b128", "epoch_small_notebook_s", "epoch_small_ours_s",
@@ -35,13 +40,7 @@ def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
 
 
 def test_sweep_throughput_section_times_both_launchers(cifar_root, tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
-         "--device", "cpu", "--json", str(out), "--sections", "sweep"],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    result, figures = quick_bench(cifar_root, tmp_path, "sweep")
     assert figures["sweep_basic_s"] > 0 and figures["sweep_parallel_s"] > 0
     assert figures["sweep_parallel_speedup"] == figures["sweep_basic_s"] / figures["sweep_parallel_s"]
     assert "hydra/launcher=parallel" in result.stdout
@@ -49,13 +48,7 @@ def test_sweep_throughput_section_times_both_launchers(cifar_root, tmp_path):
 
 @pytest.mark.slow
 def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_root, tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(slower_cifar_root),
-         "--device", "cpu", "--json", str(out), "--sections", "search"],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    _, figures = quick_bench(slower_cifar_root, tmp_path, "search")
     for side in ("batches", "streamed"):
         assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
         assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each

@@ -466,7 +466,8 @@ def test_a_run_resumed_by_a_version_that_records_more_columns_keeps_its_csv_alig
     record = new_record(tiny_config(cifar_root), tmp_path / "run")
     old = {"epoch": 1, "train_loss": 4.6, "test_acc": 0.01}
     record.resumed_from([old])
-    record.add_epoch({"epoch": 2, "train_loss": 4.5, "lr": 0.1, "test_acc": 0.02})
+    for epoch in (2, 3):
+        record.add_epoch({"epoch": epoch, "train_loss": 4.5, "lr": 0.1, "test_acc": epoch / 100})
     table = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert list(table["test_acc"]) == [0.01, 0.02] and list(table["train_loss"]) == [4.6, 4.5]
-    assert table["lr"].isna().tolist() == [True, False] and table["lr"].iloc[1] == 0.1
+    assert list(table["test_acc"]) == [0.01, 0.02, 0.03] and list(table["epoch"]) == [1, 2, 3]
+    assert table["lr"].isna().tolist() == [True, False, False] and table["lr"].iloc[2] == 0.1

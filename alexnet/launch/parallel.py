@@ -152,12 +152,13 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                     submit_next()
         except BrokenProcessPool as err:  # a worker died: a Ctrl-C while the workers started
             broken = err  # (no job had begun), or killed by hand, out of memory
-        except GeneratorExit:  # the caller stopped reading (an error of its own): the running
-            request_sweep_stop(sweep_dir, "the sweeper stopped", 1)  # jobs stop at a safe point
-            wait(pending)
-            raise
-        except BaseException:  # a second Ctrl-C: stop everything at once
+        except KeyboardInterrupt:  # a second Ctrl-C: stop everything at once
             executor.shutdown(wait=False, kill_workers=True)
+            raise
+        except BaseException as err:  # the sweeper's own error (reading `jobs`, or it stopped
+            # reading): the running jobs stop at their safe point first
+            request_sweep_stop(sweep_dir, f"the sweeper stopped: {err!r}", 1)
+            wait(pending)
             raise
     if failed is not None:
         raise failed

@@ -144,10 +144,11 @@ class RunRecord:
         the rows before it (a run resumed by a version that records more), the file is written
         whole again with every column."""
         path = self.run_dir / METRICS_FILE
-        if self.epochs and list(row) != list(self.epochs[-1]):
+        columns = _columns([*self.epochs, row])  # the file's, in the file's order
+        if self.epochs and columns != _columns(self.epochs):
             write_text_atomic(path, _csv([*self.epochs, row], header=True))
         else:
-            append_line(path, _csv([row], header=not path.exists()))
+            append_line(path, _csv([row], header=not path.exists(), columns=columns))
         self.epochs.append(row)
         self._refresh_scores()
         self._save()
@@ -196,10 +197,14 @@ class RunRecord:
             write_json_atomic(self.run_dir / RESULTS_FILE, self.summary)
 
 
-def _csv(rows: list[dict[str, Any]], header: bool) -> str:
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in the order they first appear."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def _csv(rows: list[dict[str, Any]], header: bool, columns: list[str] | None = None) -> str:
     buffer = io.StringIO()
-    columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's, in order
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns or _columns(rows), lineterminator="\n")
     if header:
         writer.writeheader()
     writer.writerows(rows)

@@ -86,14 +86,19 @@ def _search(sweeper: Any, config: DictConfig, sweep_dir: Path, arguments: Sequen
                    key=lambda t: t.number)
     to_ask = max(0, n_trials - sum(t.state.is_finished() for t in trials) - len(rerun))
 
-    def jobs() -> Iterator[tuple[int, list[str]]]:
-        for trial in itertools.chain(rerun, (study.ask(space) for _ in range(to_ask))):
+    def jobs(chosen: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
+        for trial in chosen:
             yield trial.number, [*fixed, *(as_override(k, v) for k, v in trial.params.items()),
                                  *shared, f"search.trial_id={trial._trial_id}"]
 
+    asked = (study.ask(space) for _ in range(to_ask))  # (lazily: when a slot is free)
     launcher = sweeper.launcher
-    ended = (launcher.run_each(jobs(), at_most=sweeper.n_jobs) if hasattr(launcher, "run_each")
-             else _in_batches(launcher, jobs(), sweeper.n_jobs or _batch_size(launcher)))
+    if hasattr(launcher, "run_each"):
+        ended = launcher.run_each(jobs(itertools.chain(rerun, asked)), at_most=sweeper.n_jobs)
+    else:  # the reruns' batches end before the first new trial is asked for
+        size = sweeper.n_jobs or _batch_size(launcher)
+        ended = (done for part in (_in_batches(launcher, jobs(rerun), size),
+                                   _in_batches(launcher, jobs(asked), size)) for done in part)
     with contextlib.closing(ended):  # (an error here stops the launcher's running jobs cleanly)
         for number, ret in ended:
             _tell(study, number, ret, objectives)
@@ -175,8 +180,9 @@ def _batch_size(launcher: Any) -> int:
         from joblib import effective_n_jobs  # (there with the joblib launcher only)
 
         return effective_n_jobs(launcher.joblib.get("n_jobs"))
-    params = getattr(launcher, "params", None) or {}
-    return int(params.get("array_parallelism") or 1) if "partition" in params else 1
+    if getattr(launcher, "_EXECUTOR", None) == "slurm":  # (hydra-submitit-launcher's mark)
+        return int(launcher.params.get("array_parallelism") or 1)
+    return 1
 
 
 def _built(node: Any) -> Any:

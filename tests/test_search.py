@@ -147,11 +147,13 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slo
     assert list(epochs) == [1, 2, 3, 4, 5, 6] and after["1"]["status"] == "completed"
 
 
-def test_trials_under_submitit_are_pruned_from_their_jobs(cifar_root, tmp_path):
-    """The run in a submitit job learns its trial from its overrides and reports through the
-    storage; a pruner that stops every trial at its first epoch (ThresholdPruner) stops both."""
+@pytest.mark.parametrize("launcher", ["submitit_local", "parallel"])
+def test_trials_are_pruned_inside_their_launchers_jobs(cifar_root, tmp_path, launcher):
+    """The run in a submitit job or a parallel worker learns its trial from its overrides and
+    reports through the storage; a pruner that stops every trial at its first epoch
+    (ThresholdPruner) stops both."""
     out = tmp_path / "sweep"
-    result = train(*search(cifar_root, out, "hydra/launcher=submitit_local", "epochs=3",
+    result = train(*search(cifar_root, out, f"hydra/launcher={launcher}", "epochs=3",
                            "hydra.sweeper.n_trials=2", "torch_threads=1",
                            "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
                            "+hydra.sweeper.pruner.lower=2.0"), cwd=tmp_path)
@@ -161,7 +163,10 @@ def test_trials_under_submitit_are_pruned_from_their_jobs(cifar_root, tmp_path):
     runs = records(out)
     assert {name: (r["status"], r["epochs_done"]) for name, r in runs.items()} == {
         "0": ("pruned", 1), "1": ("pruned", 1)}
-    assert any((out / ".submitit").rglob("*_log.out"))  # (they did run as submitit jobs)
+    if launcher == "submitit_local":  # (they did run as the launcher's jobs)
+        assert any((out / ".submitit").rglob("*_log.out"))
+    else:
+        assert "at a time in worker processes" in result.stdout
 
 
 def test_the_grid_sampler_runs_each_point_once_and_the_search_ends(cifar_root, tmp_path):

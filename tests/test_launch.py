@@ -186,8 +186,9 @@ def test_a_job_that_stops_the_sweep_stops_its_running_siblings_at_a_safe_point(
     intruder = out / "2"  # job 2's dir holds another run: job 2 stops the sweep as it starts,
     RunRecord(intruder, {"epochs": 1}, ["optimizer=rmsprop"]).finish("completed")
     result = train(*two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
-                             sweep=("optimizer=sgd", "epochs=3,1,2")),
-                   cwd=tmp_path)  # ... when job 1 (1 epoch) is done and job 0 (3) is training
+                             sweep=("optimizer=sgd", "epochs=30,1,2")),
+                   cwd=tmp_path)  # ... when job 1 (1 epoch) is done and job 0 (30) is training
+    # (job 0 has 30 epochs, not 3: the workers may start their first jobs seconds apart)
     assert result.returncode == 1, result.stderr
     assert f"{intruder} holds another run" in result.stderr
     record = json.loads((out / "0" / "results.json").read_text())

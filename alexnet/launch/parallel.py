@@ -53,7 +53,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 def _started() -> None:
     """Each worker's start: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
     handler takes them), so no signal kills it idle and breaks the pool; and it loads what every
-    job loads, so the first jobs start together."""
+    job loads before it takes one."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     import alexnet.train  # noqa: F401 - torch, hydra, the package

@@ -1,21 +1,49 @@
-"""The app's configs ship inside the package (alexnet/conf/), so an installed wheel has them. This
-composes them outside a Hydra app (benchmarks, tests) exactly as `python -m alexnet.train` does."""
+"""Where the app's configs come from: `conf/` (every config group) and `sweeps/` (the sweep
+presets, the `sweep` group) at the top of the repository. The wheel carries both as package data
+(`alexnet.conf` and `alexnet.sweeps`, mapped in pyproject.toml), so the installed app finds them
+by package, from any folder. This also composes them outside a Hydra app (benchmarks, tests)
+exactly as `python -m alexnet.train` does."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.resources
+import re
 
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from alexnet import config_schema  # noqa: F401 - registers the schemas the configs start from
 
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_MODULE = "alexnet.conf"  # conf/: Hydra's primary config dir, as pkg://alexnet.conf
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+PRESETS_MODULE = "alexnet.sweeps"  # sweeps/: the `sweep` group's options
+PACKAGE_HEADER = re.compile(r"^#\s*@package\s+(\S+)", re.MULTILINE)
+
+
+def register_sweep_presets() -> list[str]:
+    """Put every `sweeps/*.yaml` into Hydra's config store as an option of the `sweep` group (a
+    search path entry names its groups after its folders, and the folder is `sweeps/`); their
+    `# @package` line is kept. Returns the presets' names."""
+    names = []
+    for entry in sorted(importlib.resources.files(PRESETS_MODULE).iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        text = entry.read_text()
+        package = PACKAGE_HEADER.search(text)
+        ConfigStore.instance().store(group="sweep", name=entry.name.removesuffix(".yaml"),
+                                     node=OmegaConf.create(text),
+                                     package=package.group(1) if package else None)
+        names.append(entry.name.removesuffix(".yaml"))
+    return names
+
+
+register_sweep_presets()
 
 
 def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
     """The composed config (Hydra's own keys left out) for these overrides."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from alexnet.config_checks import validate  # noqa: E402
+from alexnet.configs import CONFIG_PATH  # noqa: E402
 from alexnet.data.cifar import load_cifar100  # noqa: E402
 from alexnet.data.pipelines import preview  # noqa: E402
 
@@ -52,7 +53,7 @@ def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
     plt.close(fig)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="show_data")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="show_data")
 def main(cfg: DictConfig) -> None:
     validate(cfg)
     torch.manual_seed(cfg.seed)

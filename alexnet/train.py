@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet import early_stop, speed
 from alexnet.allocator import keep_freed_memory
 from alexnet.config_checks import ConfigError, Refused, resolve_device, validate
-from alexnet.configs import config_label
+from alexnet.configs import CONFIG_PATH, config_label
 from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cifar100
 from alexnet.data.pipelines import Batches, build_batches
 from alexnet.data.validation import hold_out
@@ -251,7 +251,7 @@ def _final_acc(summary: dict[str, Any]) -> float:
     return float(final.get("val_acc", final.get("test_acc", float("nan"))))
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the final validation (else test) accuracy for sweepers."""
     hydra_cfg = HydraConfig.get()

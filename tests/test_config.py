@@ -4,17 +4,19 @@ import re
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from alexnet.config_checks import ConfigError, validate
-from alexnet.configs import CONFIG_DIR as CONF
-from alexnet.configs import compose_config
+from alexnet.configs import CONFIG_MODULE, compose_config
+from conftest import REPO
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The group's options as files: conf/<group>/, and the sweep presets in sweeps/."""
+    folder = REPO / "sweeps" if group == "sweep" else REPO / "conf" / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group", ["augmentation", "optimizer", "model", "data", "experiment",
@@ -115,7 +117,7 @@ def test_unknown_group_option_lists_the_choices():
 def test_launcher_presets_compose_with_their_values(preset, target):
     import alexnet.launch.placement  # noqa: F401 - registers the n_jobs resolver
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"hydra/launcher={preset}"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher

@@ -60,7 +60,9 @@ def test_the_run_record_does_not_depend_on_the_analysis_of_finished_runs():
             assert not {t for t in graph[name] if t.startswith("alexnet.results")}, name
 
 
-def test_the_configs_and_sweep_presets_ship_inside_the_package():
-    conf = PACKAGE / "conf"
-    assert (conf / "config.yaml").is_file() and (conf / "__init__.py").is_file()
-    assert {p.stem for p in (conf / "sweep").glob("*.yaml")} >= {"notebook", "notebook_cpu"}
+def test_the_design_cards_layout_holds_at_the_top():
+    top = {p.name for p in PACKAGE.parent.iterdir()}
+    assert {"pyproject.toml", "conf", "alexnet", "sweeps", "tests", "README.md"} <= top
+    assert (PACKAGE.parent / "conf" / "config.yaml").is_file()
+    assert {p.stem for p in (PACKAGE.parent / "sweeps").glob("*.yaml")} >= {"notebook", "notebook_cpu"}
+    assert not (PACKAGE / "conf").exists()  # one copy of each file

@@ -154,6 +154,10 @@ class ShowDataSchema:
 
 @dataclass
 class ConfigSchema:
+    # What the run is judged by (alexnet/scores.py): auto = val_acc with data.val_split, else
+    # test_acc; or a metrics.csv column (test_loss, val_f1...) or wall_time_s; or a list of them
+    # for several objectives (a Pareto search). The run returns its final value(s) to a sweeper.
+    objective: Any = "auto"
     batch_size: int = 32
     epochs: int = 20
     seed: int = 0

@@ -1,0 +1,72 @@
+"""Which score counts: the one place that decides what a run is judged by.
+
+A run's `objective` setting names it: `auto` means `val_acc` when the run holds out a validation
+split (`data.val_split`), else `test_acc` (choosing settings by their test scores would choose them
+on the test set). The run returns it to a sweeper, early stopping watches it
+(`early_stop.monitor=auto`), the run's best epoch is the epoch where it is best, and the tables,
+plots and statistics rank and compare runs by it. Only runs that ended well have scores that count:
+a failed, diverged, pruned or unfinished run's last epoch is not a result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alexnet.run.status import SUCCEEDED
+
+AUTO = "auto"
+# Metrics where less is better; every other one (accuracy, top-5, F1) is better higher.
+LOWER_IS_BETTER = ("_loss", "_time_s")
+# What a run's record holds besides its epochs' metrics.csv columns.
+RECORD_METRICS = ("wall_time_s",)
+# metrics.csv's per-epoch scores: train_loss, lr, then each split's loss, acc, top5 and f1.
+EPOCH_METRICS = ("train_loss", *(f"{split}_{name}" for split in ("val", "test")
+                                 for name in ("loss", "acc", "top5", "f1")))
+
+
+def objectives(config: Mapping[str, Any]) -> list[str]:
+    """The metrics a run of this (resolved) config is judged by, the first of them chief."""
+    value = config.get("objective", AUTO)
+    names = [value] if isinstance(value, str) or value is None else list(value)
+    held_out = (config.get("data") or {}).get("val_split") is not None
+    return [("val_acc" if held_out else "test_acc") if name in (AUTO, None) else str(name)
+            for name in names]
+
+
+def selection_metric(config: Mapping[str, Any]) -> str:
+    """The one metric runs are ranked by: the first objective."""
+    return objectives(config)[0]
+
+
+def higher_is_better(metric: str) -> bool:
+    return not str(metric).endswith(LOWER_IS_BETTER)
+
+
+def best_epoch(epochs: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+    """The epoch where `metric` is best (the first of equal ones); None while no epoch has it."""
+    scored = [row for row in epochs if isinstance(row.get(metric), int | float)]
+    if not scored:
+        return None
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return max(scored, key=lambda row: sign * float(row[metric]))
+
+
+def value(summary: Mapping[str, Any], metric: str, epoch: str = "final") -> float | None:
+    """`metric` of the run's final (or best) epoch, or of its record (wall_time_s); None when it
+    has none."""
+    found = (summary.get(epoch) or {}).get(metric)
+    if found is None and metric in RECORD_METRICS:
+        found = summary.get(metric)
+    return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+
+
+def counts(summary: Mapping[str, Any]) -> bool:
+    """Whether the run's scores are results: it completed, or stopped early on its own rule."""
+    return summary.get("status") in SUCCEEDED
+
+
+def selection_score(summary: Mapping[str, Any]) -> float | None:
+    """The run's final value of the metric it is ranked by, where its scores count; else None."""
+    if not counts(summary):
+        return None
+    return value(summary, selection_metric(summary.get("config") or {}))

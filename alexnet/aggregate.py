@@ -1,8 +1,15 @@
-"""Gather finished, failed, running, killed and planned runs into one table:
-`python -m alexnet.aggregate [DIR ...]`.
+"""Gather a sweep's runs (finished, failed, pruned, still running, killed, not yet started) into
+tables and pictures, and say how far a sweep still running has got.
 
-Writes results.csv (a row per run), results.md (the same sorted by final accuracy) and plots
-into the sweep directory, or --out. Also runs by itself at the end of every multirun."""
+python -m alexnet.aggregate [DIR ...]
+
+Writes into the sweep dir (or --out): results.csv / results.md (a row per run, ranked by each
+run's selection score: val_acc with a validation split, else test_acc), summary.csv / .md (runs
+that differ only in seed taken together: mean and 95% intervals), effects.csv / .md (what each
+swept setting did, from one linear model over the sweep), with --compare-notebook the notebook's
+table beside ours, and the plots. Prints results.md, the effects in a sentence and, while runs
+are unfinished, each one's epochs done of planned and the sweep's estimated time left. Every
+multirun does this by itself at its end; run it by hand on any runs, or while a sweep runs."""
 
 from __future__ import annotations
 
@@ -12,12 +19,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alexnet.results import progress
+from alexnet.results.effects import sweep_sentence
 from alexnet.results.report import aggregate, newest_sweep
 from alexnet.run.liveness import MISSED_BEATS
 
+EXAMPLE = """examples:
+  python -m alexnet.aggregate                          # the sweep under outputs/sweeps started last
+  python -m alexnet.aggregate outputs/sweeps/mine --compare-notebook
+  python -m alexnet.aggregate outputs/sweeps/2026-11-27 --out outputs/today   # many sweeps, one table"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alexnet.aggregate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m alexnet.aggregate", description=__doc__,
+                                     epilog=EXAMPLE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="*", type=Path,
                         help="sweep dirs, run dirs, or parents of many (default: newest sweep)")
     parser.add_argument("--out", type=Path, help="where to write (default: the single DIR)")
@@ -39,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = args.out or (roots[0] if len(roots) == 1 else None)
         if out_dir is None:
             raise FileNotFoundError("several DIRs given: say where to write with --out DIR")
-        aggregate(roots, out_dir, args.compare_notebook, plots=not args.no_plots,
-                  stale_after_s=args.stale_after)
+        runs = aggregate(roots, out_dir, args.compare_notebook, plots=not args.no_plots,
+                         stale_after_s=args.stale_after).runs
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -49,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparison = out_dir / "notebook_comparison.md"
         print(comparison.read_text() if comparison.is_file() else
               "no run here is one of the notebook's experiments (experiment=alexnet1..alexnet8)")
-    print(f"wrote {out_dir / 'results.csv'}", file=sys.stderr)
+    print(sweep_sentence(runs))
+    where = progress.progress(runs)
+    if where is not None:
+        print(progress.describe(where, relative_to=out_dir))
+    print(f"wrote {out_dir / 'results.csv'} (effects: {out_dir / 'effects.md'})", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Hydra callbacks of every multirun (conf/config.yaml, hydra.callbacks): check the data once
-before any job starts, and end with the sweep's table, a one-line summary and an exit status
-that says whether every run succeeded."""
+before any job starts, put a job whose process died on record, and end with the sweep's table, a
+summary and an exit status that says whether every run succeeded."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexnet.configs import config_label
+from alexnet.resume.stop import Stop, refused
 from alexnet.run.status import ENDED_WELL, Status
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,6 @@ class SweepCallback(Callback):
         from alexnet.data.cifar import DataError, load_cifar100
         from alexnet.hyperparameters import identity
         from alexnet.results.planned import jobs_of, original_command, planned_jobs, write_planned
-        from alexnet.resume.stop import clear_sweep_stop
 
         _check_launcher(config.hydra.launcher)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -78,21 +79,38 @@ class SweepCallback(Callback):
         earlier = planned_jobs(sweep_dir)
         if earlier is not None and jobs is not None \
                 and [identity(job) for job in earlier] != [identity(job) for job in jobs]:
-            raise SystemExit(
-                f"error: {sweep_dir} holds another sweep (it planned other jobs). To resume it, "
-                f"rerun the command it was made with:\n  {original_command(sweep_dir)}\nFor a new "
-                "sweep, give a new hydra.sweep.dir.")
+            raise Stop(
+                f"{sweep_dir} holds another sweep (it planned other jobs). To resume it, rerun the "
+                f"command it was made with:\n  {original_command(sweep_dir)}\nFor a new sweep, "
+                "give a new hydra.sweep.dir.", exit_code=2)
         if not sweep_varies(config, "data"):
             try:
                 load_cifar100(config.data.root, config.data.download, train_subset=1,
                               test_subset=1)
             except DataError as err:
-                raise SystemExit(f"error: no run of this sweep can start: {err}") from None
+                raise refused(f"no run of this sweep can start: {err}") from None
         if jobs is not None:
             write_planned(sweep_dir, jobs)
-        clear_sweep_stop(sweep_dir)
         _track_sweep(config, lambda mlflow, settings: mlflow.start_sweep_run(
             settings, config_label(config.hydra), sweep_dir))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """A job whose process died (hydra/launcher=parallel: out of memory, kill -9) is a failed
+        run like any other: its record says how it ended, and its return is the NaN of a failed
+        run, so that the sweep goes on to its table. Other jobs' ends: nothing to do here."""
+        from alexnet.launch.parallel import JobDied
+
+        if job_return.status != JobStatus.FAILED:
+            return
+        died = _error_of(job_return)
+        if not isinstance(died, JobDied):
+            return
+        from alexnet.run.record import mark_abandoned
+
+        mark_abandoned(Path(died.run_dir), Status.failed,
+                       f"{died}. Rerun the same command to resume it from its last checkpoint.")
+        job_return.status = JobStatus.COMPLETED
+        job_return.return_value = float("nan")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """results.csv/.md, summary and plots into the sweep dir, the summary line, the MLflow
@@ -106,13 +124,23 @@ class SweepCallback(Callback):
 
 
 def _check_launcher(launcher: DictConfig) -> None:
-    """Our SLURM launcher's settings, checked before anything is read or submitted."""
-    if str(launcher.get("_target_", "")).endswith("alexnet_sweeps.slurm_launcher.SlurmLauncher"):
-        from omegaconf import OmegaConf
+    """The launcher's settings, checked before anything is read or submitted, where the launcher
+    says it can (our SLURM launcher: `check_settings`)."""
+    from omegaconf import OmegaConf
 
-        from alexnet.launch.slurm import check_settings
+    from alexnet.launch.placement import launcher_class
 
-        check_settings(OmegaConf.to_container(launcher, resolve=True))
+    check = getattr(launcher_class(launcher), "check_settings", None)
+    if check is not None:
+        check(OmegaConf.to_container(launcher, resolve=True))
+
+
+def _error_of(job_return: JobReturn) -> BaseException | None:
+    """The error a FAILED job ended with (JobReturn.return_value raises it, after writing to stderr
+    that the job failed: this reads it quietly)."""
+    from alexnet.hydra_internals import job_error
+
+    return job_error(job_return)
 
 
 def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:

@@ -1,11 +1,17 @@
-"""Is a difference between two settings real? `python -m alexnet.compare DIR --by KEY`
+"""Is the difference between two values of one setting real, or run-to-run noise?
 
-Splits the finished runs under DIR by the two values of KEY (e.g. augmentation.normalize), and
-prints the difference of a score (default final_acc) with its 95% interval and p-value: a paired
-t-test when the runs pair up (same other hyperparameters and seed), else Welch's t-test, which is
-refused while the runs also differ in other hyperparameters than seed (they would be pooled as
-repeats) unless --pool. Run a sweep with seeds first:
-python -m alexnet.train -m seed=0,1,2 augmentation.normalize=true,false"""
+python -m alexnet.compare DIR [DIR ...] --by KEY
+
+Takes the runs under the DIRs whose scores count (completed or stopped early; not failed, diverged,
+pruned or unfinished), splits them by the two values KEY takes (e.g. augmentation.normalize), and
+prints the difference of a score between them with its 95% confidence interval and p-value. The
+score is each run's selection score by default (val_acc where the runs hold out a validation
+split, else test_acc; --metric for another). Runs that pair up (the same other hyperparameters
+and seed) get a paired t-test; otherwise Welch's t-test, which treats each side's runs as repeats
+of one setting and is therefore refused while they also differ in another hyperparameter than
+seed (--pool compares them anyway). Where the runs show no spread at all (every pair differs by
+exactly the same amount), no test can judge the difference: it says so and exits 1.
+Exit status: 0 judged, 1 cannot judge, 2 bad input."""
 
 from __future__ import annotations
 
@@ -15,16 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alexnet.results.collect import collect
-from alexnet.results.report import varying_columns
-from alexnet.results.stats import SCORES, compare_settings
+from alexnet.results.labels import varying_columns
+from alexnet.results.stats import COLUMNS, SCORE, compare_settings
+
+EXAMPLE = """example (a sweep with seeds first):
+  python -m alexnet.train -m seed=0,1,2 augmentation.normalize=true,false
+  python -m alexnet.compare outputs/sweeps/2026-11-27/15-04-01 --by augmentation.normalize"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alexnet.compare", description=__doc__,
+                                     epilog=EXAMPLE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs or run dirs")
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs, run dirs, or parents of many")
     parser.add_argument("--by", required=True, help="the hyperparameter whose two values to compare")
-    parser.add_argument("--metric", default="final_acc", choices=list(SCORES))
+    parser.add_argument("--metric", default=SCORE, choices=[SCORE, *COLUMNS],
+                        help="the score to compare (default: score, each run's selection score)")
     parser.add_argument("--pool", action="store_true",
                         help="when the runs do not pair up, compare them even if they also differ "
                              "in other hyperparameters than seed (refused otherwise)")
@@ -39,9 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     first, second = result.values
-    print(f"{result.metric}: {args.by}={first} minus {args.by}={second} = {result.difference:+.4f} "
-          f"(95% CI {result.low:+.4f} to {result.high:+.4f}), {result.test}, "
-          f"n = {result.n[0]} vs {result.n[1]}, p = {result.p_value:.3g}")
+    said = (f"{result.metric}: {args.by}={first} minus {args.by}={second} = "
+            f"{result.difference:+.4f}")
+    sizes = f"{result.test}, n = {result.n[0]} vs {result.n[1]}"
+    if not result.judged:
+        print(f"{said}, {sizes}: cannot judge: {result.cannot_judge}")
+        return 1
+    print(f"{said} (95% CI {result.low:+.4f} to {result.high:+.4f}), {sizes}, "
+          f"p = {result.p_value:.3g}")
     return 0
 
 

@@ -33,19 +33,22 @@ def _check_positive_int(key: str, value: Any, example: int, allow_none: bool = F
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` means CUDA when available, else the CPU; an unusable explicit device is an error."""
+    """`auto` means CUDA when available, else the CPU; an unusable explicit device is an error.
+    Runs train on the CPU or CUDA only: MPS lacks the float64 the loss and metric sums keep on the
+    device, and nobody here can test on it, so device=mps is refused rather than offered."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ConfigError(
-            f"device={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
-        ) from err
+        raise ConfigError(f"device={name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
+    if device.type == "mps":
+        raise ConfigError(f"device={name!r} is not supported (MPS has no float64, which the loss and "
+                          "metric sums need, and is untested here): use device=cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name!r} is not supported: use device=auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here: use device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={name!r} but MPS is not available here: use device=auto or cpu")
     return device
 
 
@@ -105,7 +108,6 @@ def _check_scheduler(scheduler: DictConfig | None) -> None:
 
 def _check_launch(cfg: DictConfig) -> None:
     _check_positive_int("torch_threads", cfg.torch_threads, 2, allow_none=True)
-    _check_positive_int("launch.jobs_per_gpu", cfg.launch.jobs_per_gpu, 2)
 
 
 def _check_resume(cfg: DictConfig) -> None:

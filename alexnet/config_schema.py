@@ -32,6 +32,7 @@ class Keep(Choice):
 
 
 class Mode(Choice):
+    auto = "auto"  # higher is better, except for losses (alexnet/scores.py)
     max = "max"
     min = "min"
 
@@ -39,6 +40,7 @@ class Mode(Choice):
 class Monitor(Choice):
     """The metrics.csv columns early stopping can watch."""
 
+    auto = "auto"  # the run's objective (alexnet/scores.py)
     test_acc = "test_acc"
     test_loss = "test_loss"
     test_f1 = "test_f1"
@@ -72,14 +74,13 @@ class CheckpointSchema:
 @dataclass
 class EarlyStopSchema:
     patience: int | None = None
-    monitor: Monitor = Monitor.test_acc
-    mode: Mode = Mode.max
+    monitor: Monitor = Monitor.auto
+    mode: Mode = Mode.auto
     min_delta: float = 0.0
 
 
 @dataclass
 class LaunchSchema:
-    jobs_per_gpu: int = 1
     slots_dir: str | None = None
     queue_poll_s: float = 10.0
     result_wait_s: float = 30.0

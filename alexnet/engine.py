@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from alexnet.metrics import EvalAccumulator
+from alexnet.metrics import EvalAccumulator, Predictions
 
 
 @dataclass
@@ -88,13 +88,18 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
              device: torch.device, progress: bool = True,
              autocast_dtype: torch.dtype | None = None,
-             split: str = "test") -> tuple[dict[str, float], Tensor]:
+             split: str = "test", *,
+             predictions: Predictions | None = None) -> tuple[dict[str, float], Tensor]:
     """Loss, top-1, top-5 and macro-F1 over the whole split (keys named after it), plus its
-    confusion matrix."""
+    confusion matrix. `predictions`, when given, is filled with each image's predicted class and
+    confidence (kept on the device, read back with the metrics: no sync per batch)."""
     model.eval()
-    accumulator = EvalAccumulator(num_classes, device)
+    accumulator = EvalAccumulator(num_classes, device, keep_predictions=predictions is not None)
     for x, y in _bar(batches, split, progress):
         with autocast(x, autocast_dtype):
             logits = model(x).float()
         accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
+    if predictions is not None:
+        kept = accumulator.predictions()
+        predictions.predicted, predictions.confidence = kept.predicted, kept.confidence
     return accumulator.compute(split), accumulator.confusion_matrix()

@@ -1,10 +1,13 @@
-"""Writing a run's files so that a kill or a full disk never leaves half a file behind."""
+"""Writing a run's files so that a kill or a full disk never leaves half a file behind. They are
+written for people (tables, plots, records, weights), so they get the modes the user's umask gives
+(what `open(path, "w")` would), for teammates on a shared machine to read: only lock files are
+private (alexnet/locks.py)."""
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -31,7 +34,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _create_beside(path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -46,15 +49,29 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new temp file beside `path` (never an existing file, nor through a symbolic link), its
+    mode 0666 less the umask, applied by the kernel as open() does (tempfile.mkstemp makes 0600)."""
+    while True:
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """write_atomic for text (tables, Markdown)."""
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def append_line(path: Path, text: str) -> None:
-    """Append text to a log-like file (metrics.csv); OutputError naming `path` when refused."""
+    """Append text to a log-like file (metrics.csv), never through a symbolic link; OutputError
+    naming `path` when refused."""
     try:
-        with open(path, "a", newline="") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666)
+        with open(fd, "a", newline="") as f:
             f.write(text)
     except OSError as err:
         raise OutputError(Path(path), err) from err

@@ -5,10 +5,12 @@ between runs in the tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "search", "progress", "heartbeat_s",
-                       "torch_threads", "device", "data.root", "data.download", "data.num_workers")
+NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s",
+                       "torch_threads", "device", "data.root", "data.download", "data.num_workers",
+                       "show_data")
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -18,6 +20,28 @@ def is_hyperparameter(key: str) -> bool:
 
 
 def identity(overrides: Iterable[str]) -> tuple[str, ...]:
-    """The overrides that decide a run's result, in a fixed order: two jobs with the same identity
-    are the same run."""
+    """The overrides that decide a run's result, in a fixed order: two jobs of one sweep with the
+    same identity are the same run."""
     return tuple(sorted(o for o in overrides if is_hyperparameter(o.split("=", 1)[0])))
+
+
+def hyperparameters(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A resolved config's keys that decide the result, dotted (`optimizer.lr`), with their values:
+    what makes a run the same run, however its command line said it."""
+    found: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if not is_hyperparameter(dotted):
+            continue
+        if isinstance(value, Mapping) and value:
+            found |= hyperparameters(value, f"{dotted}.")
+        else:
+            found[dotted] = value
+    return found
+
+
+def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """`key: recorded -> current` for each hyperparameter both configs have with other values
+    (a key only one of them has comes from another version of the app, not another run)."""
+    return [f"{key}: {recorded[key]!r} -> {current[key]!r}" for key in sorted(recorded)
+            if key in current and recorded[key] != current[key]]

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 
-class EvalAccumulator:
-    """Sums loss, top-5 hits and a confusion matrix over batches without a host sync per batch."""
+@dataclass
+class Predictions:
+    """Each image's predicted class and confidence (its largest softmax probability) from the last
+    pass that filled it (`evaluate(..., predictions=)`), on the CPU, in the order the batches came:
+    for a test split, its own order. What the run's mistakes grid is drawn from."""
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
+    predicted: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    confidence: Tensor = field(default_factory=lambda: torch.empty(0))
+
+
+class EvalAccumulator:
+    """Sums loss, top-5 hits and a confusion matrix over batches without a host sync per batch;
+    with `keep_predictions`, also keeps each image's prediction and confidence on the device."""
+
+    def __init__(self, num_classes: int, device: torch.device, keep_predictions: bool = False) -> None:
         self.num_classes = num_classes
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.top5_hits = torch.zeros((), dtype=torch.long, device=device)
+        self.keep_predictions = keep_predictions
+        self._predicted: list[Tensor] = []
+        self._confidence: list[Tensor] = []
 
     def update(self, logits: Tensor, targets: Tensor, loss_sum: Tensor) -> None:
         """Add one batch: `loss_sum` is the summed (not averaged) loss over its samples."""
@@ -24,6 +40,9 @@ class EvalAccumulator:
         k = min(5, logits.shape[1])
         self.top5_hits += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
         self.loss_sum += loss_sum.double()
+        if self.keep_predictions:
+            self._predicted.append(predictions)
+            self._confidence.append(logits.float().softmax(dim=1).amax(dim=1))
 
     def compute(self, split: str = "test") -> dict[str, float]:
         """Loss per image, top-1/top-5 accuracy over the true image count, and macro-F1, named
@@ -40,6 +59,12 @@ class EvalAccumulator:
     def confusion_matrix(self) -> Tensor:
         """Rows are true classes, columns predicted classes."""
         return self.confusion.view(self.num_classes, self.num_classes).cpu()
+
+    def predictions(self) -> Predictions:
+        """The kept predictions of every image so far, read back in one go (keep_predictions)."""
+        if not self._predicted:
+            return Predictions()
+        return Predictions(torch.cat(self._predicted).cpu(), torch.cat(self._confidence).cpu())
 
 
 def macro_f1(confusion: Tensor) -> float:

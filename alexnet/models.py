@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -89,3 +90,10 @@ def build_model(name: str, **options: Any) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; choose one of {sorted(MODELS)}")
     return MODELS[name](**options)
+
+
+def from_config(model: Mapping[str, Any]) -> nn.Module:
+    """The network a resolved `model` config block describes: its `name`, and every other key but
+    `crop_resize` (an input-pipeline setting) as a constructor argument."""
+    return build_model(str(model["name"]),
+                       **{k: v for k, v in model.items() if k not in ("name", "crop_resize")})

@@ -2,7 +2,11 @@
 optimizer is: a factor of `optimizer.lr` for every point of training, stepped after every
 optimizer step (torch's LambdaLR), so a checkpoint taken mid-epoch resumes the schedule exactly.
 Each starts with an optional linear warm-up from `warmup_start` x lr. `scheduler=none` (the
-default, as the notebook) builds none."""
+default, as the notebook) builds none.
+
+The factors are ours, in closed form of the fractional epoch; torch's LambdaLR applies them. None
+of torch's own schedulers (LinearLR, CosineAnnealingLR, SequentialLR, OneCycleLR, StepLR) computes
+the same factor at every step (tests/test_schedules.py compares them); each class says why."""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import torch
 
 @dataclass
 class Schedule:
-    """A constant factor after the warm-up; subclasses shape what follows it."""
+    """A constant factor after the warm-up; subclasses shape what follows it. Not torch's
+    LinearLR: it warms up over whole steps, not fractional epochs, and multiplies lr step by step,
+    which leaves other last bits than this closed form."""
 
     warmup_epochs: float = 0.0
     warmup_start: float = 0.1
@@ -39,7 +45,9 @@ class Schedule:
 
 @dataclass
 class Cosine(Schedule):
-    """Half a cosine from 1 down to `min_factor` over the epochs after the warm-up."""
+    """Half a cosine from 1 down to `min_factor` over the epochs after the warm-up. Not torch's
+    CosineAnnealingLR (after a LinearLR, in a SequentialLR): it steps its lr recursively, off this
+    closed form in the last bits, and hands over at a whole step."""
 
     min_factor: float = 0.0
 
@@ -50,7 +58,9 @@ class Cosine(Schedule):
 @dataclass
 class OneCycle(Cosine):
     """The one-cycle policy: lr is the peak, reached after a long warm-up (default 30 % of the
-    epochs), then annealed to almost nothing."""
+    epochs), then annealed to almost nothing. Not torch's OneCycleLR: its warm-up and annealing
+    share one shape (both cosine or both linear; here linear, then cosine), and it peaks and ends
+    a step earlier."""
 
     warmup_fraction: float = 0.3
     warmup_start: float = 0.04  # 1/25 of the peak, as torch's OneCycleLR
@@ -62,7 +72,9 @@ class OneCycle(Cosine):
 
 @dataclass
 class Step(Schedule):
-    """lr x `gamma` every `every_epochs` epochs after the warm-up."""
+    """lr x `gamma` every `every_epochs` epochs after the warm-up. Not torch's StepLR: it has no
+    warm-up, and it multiplies lr by gamma at each decay, whose last bits differ from lr x gamma**k
+    for most values."""
 
     every_epochs: int = 5
     gamma: float = 0.1

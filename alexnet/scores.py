@@ -9,6 +9,7 @@ a failed, diverged, pruned or unfinished run's last epoch is not a result."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,3 +71,15 @@ def selection_score(summary: Mapping[str, Any]) -> float | None:
     if not counts(summary):
         return None
     return value(summary, selection_metric(summary.get("config") or {}))
+
+
+def best(summaries: Sequence[Mapping[str, Any]]) -> int | None:
+    """The index of the run ranked first by its selection score (the first of equal ones), among
+    the runs whose scores count; None when none does."""
+    ranked = []
+    for index, summary in enumerate(summaries):
+        score = selection_score(summary)
+        if score is not None and not math.isnan(score):
+            metric = selection_metric(summary.get("config") or {})
+            ranked.append((score if higher_is_better(metric) else -score, -index))
+    return -max(ranked)[1] if ranked else None

@@ -42,7 +42,7 @@ done
 timeout 240 $PY -m alexnet.bench --data-root "$DATA" "${BENCH[@]}" --json "$OUT/gpu.json"
 # 3. The notebook's eight experiments, one epoch each: one after another vs all packed on the GPU.
 for launcher in basic parallel; do
-  extra=(); [ $launcher = parallel ] && extra=(hydra/launcher=parallel launch.jobs_per_gpu=8)
+  extra=(); [ $launcher = parallel ] && extra=(hydra/launcher=parallel hydra.launcher.jobs_per_gpu=8)
   start=$(date +%s.%N)
   timeout 300 $PY -m alexnet.train -m sweep=notebook "${SIZE[@]}" \
     "${COMMON[@]}" epochs=1 "${extra[@]}" hydra.sweep.dir="$WORK/notebook_$launcher"

@@ -1,6 +1,7 @@
 """The aggregator on sweeps made by the real CLI and on hand-made broken run directories."""
 
 import json
+import math
 import os
 
 import pandas as pd
@@ -9,6 +10,15 @@ import pytest
 from alexnet.aggregate import main
 from alexnet.locks import try_lock
 from alexnet.results.collect import collect
+from alexnet.results.labels import varying_columns
+from alexnet.results.planned import write_planned
+from alexnet.results.plots import (
+    final_scores_figure,
+    label_keys,
+    learning_curves_figure,
+    run_label,
+    superclass_heatmap,
+)
 from alexnet.results.report import aggregate, newest_sweep, notebook_table
 from alexnet.run.liveness import RUN_LOCK
 from alexnet.run.record import RunRecord
@@ -43,12 +53,19 @@ def test_multirun_leaves_results_and_plots_without_a_second_command(sweep_dir):
                    "final_test_loss", "wall_time_s", "images_per_s"):
         assert table[column].notna().all(), column
     assert "optimizer.momentum" not in table  # only SGD has it: not a difference between runs
-    markdown = (sweep_dir / "results.md").read_text().splitlines()
-    assert len(markdown) == 2 + 4
-    accuracies = [float(line.split("|")[3]) for line in markdown[2:]]
-    assert accuracies == sorted(accuracies, reverse=True)
-    for picture in ("learning_curves.png", "final_scores.png", "confusion_superclass.png"):
+    assert (table["score_metric"] == "test_acc").all()  # no validation split: the test score
+    assert table["score"].tolist() == table["final_acc"].tolist()
+    markdown = [line for line in (sweep_dir / "results.md").read_text().splitlines()
+                if line.startswith("|")]
+    assert len(markdown) == 2 + 4 and "selection score" in (sweep_dir / "results.md").read_text()
+    column = [cell.strip() for cell in markdown[0].split("|")].index("score")
+    ranked = [float(line.split("|")[column]) for line in markdown[2:]]
+    assert ranked == sorted(ranked, reverse=True)
+    for picture in ("learning_curves.png", "final_scores.png", "confusion_superclass.png",
+                    "effects.png"):
         assert (sweep_dir / picture).stat().st_size > 10_000, picture
+    effects = (sweep_dir / "effects.md").read_text()  # one run per setting: means, no interval
+    assert "no interval can be given" in effects and "95% CI [" not in effects
 
 
 def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplog):
@@ -110,6 +127,10 @@ def test_notebook_sweep_gives_the_eight_row_table(cifar_root, tmp_path):
     assert list(table["notebook_accuracy"])[6] == 0.482
     assert table["accuracy_diff"].notna().all()
     assert "| AlexNet 7 |" in printed and "notebook_accuracy" in printed
+    effects = (out / "effects.md").read_text()  # the experiments change several knobs at once
+    assert ("augmentation.normalize, optimizer.lr, batch_size and epochs: the runs never change "
+            "one of them alone") in effects
+    assert "cannot separate the effects of augmentation.normalize" in printed  # the sentence
 
 
 def test_show_data_labels_the_grid_with_class_names(cifar_root, tmp_path):
@@ -140,3 +161,106 @@ def test_newest_sweep_is_the_last_started_wherever_its_dir_is(tmp_path):
     os.utime(base / "mine" / "multirun.yaml", (2e9, 2e9))  # started last, though named, not dated
     assert newest_sweep(base) == base / "mine"
 
+
+
+def record(root, name, config, epochs, status=None, overrides=()):
+    """A run's record as training leaves it: `epochs` (dicts of scores), then `status`."""
+    entry = RunRecord(root / name, config, list(overrides))
+    entry.set_device("cpu (2 threads)")
+    for number, scores in enumerate(epochs, start=1):
+        entry.add_epoch({"epoch": number, "train_loss": 4.0, "test_loss": 4.0, "test_top5": 0.5,
+                         "test_f1": 0.05, "images_per_s": 100.0, **scores})
+    if status is not None:
+        entry.finish(status)
+    return entry
+
+
+def config_of(sweep_dir, **changes):
+    config = json.loads((sweep_dir / "0" / "results.json").read_text())["config"]
+    return {**config, **changes}
+
+
+def test_a_sweep_still_running_gives_each_runs_epochs_and_the_time_left(sweep_dir, tmp_path):
+    root = tmp_path / "running_sweep"
+    config = config_of(sweep_dir, epochs=3)
+    record(root, "0", config, [{"test_acc": 0.2, "epoch_time_s": 10.0}] * 3, "completed",
+           ["batch_size=16"])
+    record(root, "1", config, [{"test_acc": 0.1, "epoch_time_s": 20.0}], None, ["batch_size=32"])
+    trainer = try_lock(root / "1" / RUN_LOCK)  # job 1 is training its second epoch
+    write_planned(root, [["batch_size=16"], ["batch_size=32"], ["batch_size=64"]])  # 2: not begun
+    printed = cli("alexnet.aggregate", str(root), "--no-plots", cwd=tmp_path).stdout
+    trainer.close()
+    assert "not finished: 1 running, 1 not_started (of 3 runs)" in printed
+    assert "1: running, 1 of 3 epochs, 20 s an epoch" in printed
+    # job 2 has no epoch of its own: the median of the others' seconds per epoch, (10 + 20) / 2
+    assert "2: not_started, 0 of 3 epochs, 15 s an epoch (the other runs')" in printed
+    # 2 epochs x 20 s + 3 epochs x 15 s, one run at a time
+    assert "estimated time left: about 85 s (5 epochs to go, 1 run at a time)" in printed
+
+
+def test_the_tables_and_pictures_go_by_the_selection_score_among_runs_that_count(sweep_dir, tmp_path):
+    root = tmp_path / "held_out"
+    config = config_of(sweep_dir, data={**config_of(sweep_dir)["data"], "val_split": 8})
+    confusion = (sweep_dir / "0" / "confusion_superclass.csv").read_text()
+    runs = {"a": ({"val_acc": 0.30, "test_acc": 0.10}, "completed", 16),  # best by validation
+            "b": ({"val_acc": 0.20, "test_acc": 0.40}, "completed", 32),  # best by test
+            "c": ({"val_acc": 0.90, "test_acc": 0.90}, "failed", 64),  # scores that do not count
+            "d": ({"val_acc": 0.80, "test_acc": 0.80}, "pruned", 128)}
+    for name, (scores, status, batch) in runs.items():
+        record(root, name, {**config, "batch_size": batch}, [scores], status, [f"batch_size={batch}"])
+        (root / name / "confusion_superclass.csv").write_text(confusion)
+    aggregate([root], root)
+    table = pd.read_csv(root / "results.csv").set_index("run_dir")
+    assert table["score_metric"].eq("val_acc").all()
+    assert table["score"].fillna(-1).to_dict() == pytest.approx({"a": 0.3, "b": 0.2, "c": -1, "d": -1})
+    assert table.loc["c", "final_acc"] == 0.90  # the test scores stay, beside their status
+    order = [line.split("|")[-2].strip() for line in (root / "results.md").read_text().splitlines()
+             if line.startswith("| ") and "run_dir" not in line]
+    assert order == ["a", "b", "c", "d"]
+    summary = pd.read_csv(root / "summary.csv").set_index("batch_size")
+    assert summary.loc[64, "n"] == 0 and pd.isna(summary.loc[64, "score_mean"])
+    effects = (root / "effects.md").read_text()
+    assert "2 runs count; left out: 1 failed, 1 pruned" in effects
+    # the heatmap is the best run's by validation accuracy: drawn for run a, not b, c or d
+    runs_read = {run.path.name: run for run in collect([root]).runs}
+    expected = tmp_path / "expected.png"
+    superclass_heatmap(runs_read["a"], label_keys(list(runs_read.values()), ["batch_size"]), expected)
+    assert (root / "confusion_superclass.png").read_bytes() == expected.read_bytes()
+
+
+def test_plots_draw_runs_whose_scores_do_not_count_as_such_and_round_their_legends(sweep_dir,
+                                                                                   tmp_path):
+    root = tmp_path / "search_like"
+    config = config_of(sweep_dir, data={**config_of(sweep_dir)["data"], "val_split": 8})
+    lr = 0.0005297719971005209
+    adam = {**config["optimizer"], "_target_": "torch.optim.Adam", "lr": lr}
+    record(root, "done", {**config, "optimizer": adam},
+           [{"val_acc": 0.1, "test_acc": 0.3}, {"val_acc": 0.2, "test_acc": 0.4}], "completed",
+           ["optimizer=adam", f"optimizer.lr={lr}"])  # as a search's trial has it
+    record(root, "pruned", config, [{"val_acc": 0.05, "test_acc": 0.5}], "pruned")
+    record(root, "failed", {**config, "batch_size": 64}, [], "failed")
+    runs = sorted(collect([root]).runs, key=lambda run: run.path.name)  # done, failed, pruned
+    keys = label_keys(runs, varying_columns(runs))
+    assert run_label(runs[0], ["optimizer.lr"]) == "lr=0.00053"
+    curves = learning_curves_figure(runs, keys)
+    scored = curves.axes[0]
+    assert scored.get_ylabel() == "val_acc" and "selection score" in scored.get_title()
+    lines = {line.get_label(): line for line in scored.get_lines()}
+    pruned = next(line for label, line in lines.items() if "(pruned at epoch 1)" in label)
+    assert pruned.get_linestyle() == "--" and list(pruned.get_ydata()) == [0.05]
+    done = next(line for label, line in lines.items() if "lr=0.00053" in label)
+    assert list(done.get_ydata()) == [0.1, 0.2] and done.get_linestyle() == "-"
+    assert not any("0.000529771" in label for label in lines)
+    bars = final_scores_figure(runs, keys).axes[0]
+    rows = [label.get_text() for label in bars.get_yticklabels()]  # bottom to top
+    notes = {round(text.get_position()[1]): text.get_text() for text in bars.texts}
+    widths = {}
+    for patch in bars.patches:
+        row = round(patch.get_y() + patch.get_height() / 2)
+        widths[row] = max(widths.get(row, 0.0), patch.get_width())
+    for position, label in enumerate(rows):
+        if "lr=0.00053" in label:
+            assert widths[position] > 0 and position not in notes
+        else:  # no bar that reads as 0 %, but how the run ended, where its bar would be
+            assert widths.get(position, 0.0) == 0 or math.isnan(widths[position])
+            assert notes[position] in ("no score: failed", "no score: pruned at epoch 1")

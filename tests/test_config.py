@@ -115,16 +115,14 @@ def test_unknown_group_option_lists_the_choices():
 @pytest.mark.parametrize(("preset", "target"), [("parallel", "ParallelLauncher"),
                                                 ("slurm", "SlurmLauncher")])
 def test_launcher_presets_compose_with_their_values(preset, target):
-    import alexnet.launch.placement  # noqa: F401 - registers the n_jobs resolver
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"hydra/launcher={preset}"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith(target)
-    if preset == "parallel":  # GPUs x jobs_per_gpu, or 2 without a GPU
-        assert launcher.n_jobs == (2 if not torch.cuda.is_available() else
-                                   torch.cuda.device_count())
+    if preset == "parallel":  # null: one per GPU slot (GPUs x jobs_per_gpu), or 2 without a GPU
+        assert launcher.n_jobs is None and launcher.jobs_per_gpu == 1
     else:
         assert launcher.max_num_timeout > 0 and launcher.gpus_per_task == 1
         assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"
@@ -140,10 +138,10 @@ def test_logger_options_compose(logger):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("checkpoint.keep=al", r"Invalid value 'al', expected one of \[weights, full\]"),
-    ("early_stop.mode=up", r"Invalid value 'up', expected one of \[max, min\]"),
-    ("early_stop.monitor=acc", r"expected one of \[test_acc, test_loss"),
+    ("early_stop.mode=up", r"Invalid value 'up', expected one of \[auto, max, min\]"),
+    ("early_stop.monitor=acc", r"expected one of \[auto, test_acc, test_loss"),
     ("early_stop.patience=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
-    ("launch.jobs_per_gpu=two", r"could not be converted to Integer"),
+    ("hydra/launcher=parallel hydra.launcher.jobs_per_gpu=two", r"could not be converted to Integer"),
     ("batch_size=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
     ("seed=abc", r"could not be converted to Integer\s+full_key: seed"),
     ("optimizer.momentum=abc", r"could not be converted to Float\s+full_key: optimizer.momentum"),
@@ -166,7 +164,6 @@ def test_wrong_types_and_choices_are_refused_at_composition_naming_the_key(overr
     ("early_stop.patience=-2", "early_stop.patience=-2 is not allowed: it must be a positive "
                                "integer or null, e.g. early_stop.patience=3"),
     ("early_stop.min_delta=-1", "early_stop.min_delta=-1.0: must be >= 0"),
-    ("launch.jobs_per_gpu=0", "launch.jobs_per_gpu=0 is not allowed"),
     ("heartbeat_s=0", "heartbeat_s=0.0: must be a number of seconds > 0"),
     ("torch_threads=-2", "torch_threads=-2 is not allowed"),
 ])

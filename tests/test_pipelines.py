@@ -1,4 +1,7 @@
-"""The tensor pipeline means what the torchvision pipeline means, switch by switch."""
+"""The tensor pipeline means what the torchvision pipeline means, switch by switch; both continue
+exactly from their saved state."""
+
+import struct
 
 import pytest
 import torch
@@ -129,3 +132,78 @@ def test_a_pass_saved_half_way_continues_exactly_and_an_abandoned_one_is_not(cif
 
 def make_passes(batches, count):
     return [batch for _ in range(count) for batch in batches]
+
+
+def test_a_pass_planned_for_another_device_continues_exactly_on_the_cpu(cifar_root, tmp_path):
+    """The plan is drawn on the CPU whatever the device (meta stands in for a GPU here: the same
+    code, no data), so its state, written to a real file, continues a CPU pipeline exactly."""
+    split = load_cifar100(cifar_root).train
+    aug = augmentation(resize=36)
+
+    def make(device):
+        return tensor_pipeline.TensorBatches(split, aug, 32, 10, True, torch.device(device), seed=4)
+
+    reference = [(x.clone(), y.clone()) for x, y in make_passes(make("cpu"), 2)]
+    elsewhere = make("meta")
+    batches = iter(elsewhere)
+    next(batches), next(batches)  # two batches served there
+    torch.save(elsewhere.state_dict(), tmp_path / "state.pt")
+    resumed = make("cpu")
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    served = reference[:2] + [(x.clone(), y.clone()) for x, y in make_passes(resumed, 2)]
+    assert len(served) == len(reference) == 10
+    assert all(torch.equal(a, b) and torch.equal(c, d)
+               for (a, c), (b, d) in zip(served, reference, strict=True))
+
+
+def test_a_gpu_generator_state_from_before_continues_with_a_warning(cifar_root, caplog):
+    """Checkpoints of GPU runs before the plan was drawn on the CPU hold a CUDA generator's state:
+    16 bytes, its seed and offset. The pass goes on from a generator seeded from it."""
+    split = load_cifar100(cifar_root).train
+    cuda_state = torch.frombuffer(bytearray(struct.pack("<Qq", 4, 4096)), dtype=torch.uint8)
+
+    def passes_after(state):
+        batches = tensor_pipeline.TensorBatches(split, augmentation(resize=36), 32, 10, True,
+                                                torch.device("cpu"), seed=4)
+        batches.load_state_dict({"generator": state.clone()})
+        return [y.clone() for _, y in make_passes(batches, 2)]
+
+    first = passes_after(cuda_state)
+    assert "not a CPU generator's (16 bytes" in caplog.text
+    assert sorted(torch.cat(first[:5]).tolist()) == sorted(split.labels.tolist())
+    assert all(torch.equal(a, b) for a, b in zip(first, passes_after(cuda_state), strict=True))
+
+
+def torchvision_passes(batches, count):
+    return [(x.clone(), y.clone()) for x, y in make_passes(batches, count)]
+
+
+def same_batches(served, reference):
+    return len(served) == len(reference) and all(
+        torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(served, reference, strict=True))
+
+
+def test_the_torchvision_pipeline_resumes_exactly_with_workers_and_any_number_of_them(cifar_root,
+                                                                                     tmp_path):
+    """Persistent workers' own random state drifts from pass to pass and is in no checkpoint:
+    each image's crop and flip come from a seed the pass draws for it in the trainer instead."""
+    split = load_cifar100(cifar_root).train
+    aug = augmentation(resize=36, normalize=False)
+
+    def make(workers):
+        return torchvision_pipeline.TorchvisionBatches(split, aug, 32, 16, True, torch.device("cpu"),
+                                                       seed=3, num_workers=workers)
+
+    uninterrupted = make(2)
+    reference = torchvision_passes(uninterrupted, 3)
+    assert not same_batches(reference[:3], reference[3:6])  # each pass draws anew
+    first = make(2)
+    torchvision_passes(first, 1)
+    torch.save(first.state_dict(), tmp_path / "state.pt")  # between passes, as a checkpoint does
+    for workers in (2, 0, 1):  # resumed in a new pipeline, with as many workers as this attempt has
+        resumed = make(workers)
+        resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+        assert same_batches(torchvision_passes(resumed, 2), reference[3:]), workers
+    outside = torch.get_rng_state()
+    torchvision_passes(make(0), 1)  # in the trainer's own process
+    assert torch.equal(torch.get_rng_state(), outside)  # its generator (dropout's) left as it was

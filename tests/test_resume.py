@@ -19,14 +19,14 @@ from omegaconf import OmegaConf
 import helpers  # noqa: I001
 from alexnet import early_stop
 from alexnet.files import OutputError
+from alexnet.fit import fit
 from alexnet.results.collect import collect
 from alexnet.results.report import results_table
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
-from alexnet.resume.stop import GracefulStop
+from alexnet.resume.stop import GracefulStop, Stop
 from alexnet.run.liveness import RUN_LOCK, boot_id, effective_status
 from alexnet.run.record import RunRecord
-from alexnet.train import Interrupted, fit
 from helpers import metrics_without_timings, start, train, wait_for_epochs
 
 
@@ -95,7 +95,8 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, output
-    assert "stopped by SIGTERM" in output and "Rerun the same command to resume" in output
+    assert "stopped: SIGTERM in epoch 2" in output  # ... and the exact command that resumes it:
+    assert f"Resume it with:\n  python -m alexnet.train {' '.join(args)}" in output
     summary = json.loads((run_dir / "results.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
@@ -131,7 +132,7 @@ def test_a_sweep_dir_of_another_sweep_is_refused_and_left_as_it_was(
     before = {p: p.stat().st_mtime_ns for p in uninterrupted.rglob("*") if p.is_file()}
     result = train(*sweep_args(slower_cifar_root, uninterrupted, "batch_size=64"),
                    cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{uninterrupted} holds another sweep" in result.stderr
     made_with = f"python -m alexnet.train -m hydra.sweep.dir={uninterrupted} optimizer=sgd,adam"
     assert made_with in result.stderr  # the command to resume it
@@ -149,7 +150,7 @@ def test_a_run_dir_of_another_run_is_refused(slower_cifar_root, uninterrupted, t
 def test_missing_data_stops_the_sweep_before_any_run(tmp_path):
     out = tmp_path / "sweep"
     result = train(*sweep_args(tmp_path / "nowhere", out), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no run of this sweep can start: CIFAR-100 not found" in result.stderr
     assert "nowhere/cifar-100-python lacks train, test, meta" in result.stderr
     assert not out.exists()
@@ -265,15 +266,15 @@ def test_a_fresh_record_of_another_machine_is_refused_unless_this_is_its_slurm_r
     summary.update(boot_id="the-lost-node", host="node7", slurm_job="4242_3")
     (tmp_path / "results.json").write_text(json.dumps(summary))
     with pytest.raises(RunDirConflict, match="being trained right now by process .* on node7"):
-        plan(tmp_path, ["epochs=3"])
+        plan(tmp_path, {"epochs": 3})
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")  # SLURM requeued that job: the same id
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    decision = plan(tmp_path, ["epochs=3"])
+    decision = plan(tmp_path, {"epochs": 3})
     assert decision.action == "start" and decision.lock is not None
     with pytest.raises(RunDirConflict, match="being trained right now by another process"):
-        plan(tmp_path, ["epochs=3"])  # we hold its lock now: nobody else may start it
+        plan(tmp_path, {"epochs": 3})  # we hold its lock now: nobody else may start it
     decision.release()
-    assert plan(tmp_path, ["epochs=3"]).action == "start"
+    assert plan(tmp_path, {"epochs": 3}).action == "start"
 
 
 def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once(
@@ -285,7 +286,7 @@ def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once
     first = start(*args, cwd=tmp_path)
     wait_for_epochs(run_dir / "metrics.csv", 1, first)
     with pytest.raises(RunDirConflict, match="being trained right now by another process"):
-        plan(run_dir, [a for a in args if not a.startswith("hydra.")])  # a second trainer
+        plan(run_dir, {"epochs": 3})  # a second trainer
     first.kill()  # SIGKILL: no record update, the heartbeat still looks fresh
     first.wait()
     again = train(*args, cwd=tmp_path)  # ... but the lock is free: it resumes now
@@ -302,9 +303,9 @@ class StopAtSafePoint(GracefulStop):
         super().__init__()
         self.at, self.seen = at, 0
 
-    def reason(self) -> str | None:
+    def requested(self) -> signal.Signals | None:
         self.seen += 1
-        return "SIGTERM" if self.seen == self.at else None
+        return signal.SIGTERM if self.seen == self.at else None
 
 
 def resume(cfg, run_dir: Path, saved=None) -> str:
@@ -331,7 +332,7 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
         assert reference["lr"].iloc[-1] < 1e-3 * cfg.optimizer.lr < reference["lr"].iloc[0]
     for at in range(2, 10):  # first step, last step, epoch end, in both epochs
         run_dir = tmp_path / f"stop-{at}"
-        with pytest.raises(Interrupted):
+        with pytest.raises(Stop):
             fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
         assert resume(cfg, run_dir, checkpoint.load_latest(run_dir)) == "completed"
         pd.testing.assert_frame_equal(metrics_without_timings(run_dir), reference, obj=f"stop {at}")
@@ -339,7 +340,7 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
 
 def test_a_restart_without_its_checkpoint_leaves_each_epoch_once(learnable_cifar_root, tmp_path):
     cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=128")
-    with pytest.raises(Interrupted):
+    with pytest.raises(Stop):
         fit(cfg, new_record(cfg, tmp_path), StopAtSafePoint(4))  # start, 2 steps, epoch 1 ends
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
     checkpoint.remove(tmp_path)  # deleted, as an unreadable checkpoint's message advises
@@ -351,7 +352,7 @@ def test_a_torn_checkpoint_falls_back_to_the_one_before_it(learnable_cifar_root,
     cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192")
     fit(cfg, new_record(cfg, tmp_path / "reference"))
     run_dir = tmp_path / "run"
-    with pytest.raises(Interrupted):
+    with pytest.raises(Stop):
         fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(6))  # epoch 2's first step
     newest = run_dir / checkpoint.CHECKPOINT_FILE
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a disk or copy fault
@@ -389,7 +390,7 @@ def test_resuming_accepts_other_values_of_keys_that_do_not_change_results(cifar_
     assert train(*args, "progress=false", cwd=tmp_path).returncode == 0
     finished = (out / "0" / "results.json").read_text()
     again = train(*args, "progress=true", "torch_threads=1", "logger=none", "heartbeat_s=5",
-                  "launch.jobs_per_gpu=2", "hydra/launcher=parallel", cwd=tmp_path)
+                  "hydra/launcher=parallel", "hydra.launcher.jobs_per_gpu=2", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "2 runs: 2 completed" in again.stderr
     assert (out / "0" / "results.json").read_text() == finished  # recognised, not trained again
@@ -471,3 +472,23 @@ def test_a_run_resumed_by_a_version_that_records_more_columns_keeps_its_csv_alig
     table = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert list(table["test_acc"]) == [0.01, 0.02, 0.03] and list(table["epoch"]) == [1, 2, 3]
     assert table["lr"].isna().tolist() == [True, False, False] and table["lr"].iloc[2] == 0.1
+
+
+def test_the_torchvision_pipeline_with_workers_resumes_to_exactly_the_uninterrupted_metrics(
+        learnable_cifar_root, tmp_path):
+    """Its persistent workers' random state is in no checkpoint, and needs not be: every image's
+    crop and flip come from a seed its pass draws in the trainer. So a resume is exact, with as
+    many workers as the rerun has (data.num_workers may change between attempts)."""
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192",
+                      "augmentation=crop_flip", "data.pipeline=torchvision", "data.num_workers=2")
+    fit(cfg, new_record(cfg, tmp_path / "reference"))
+    reference = metrics_without_timings(tmp_path / "reference")
+    for at, workers in ((5, 2), (7, 0)):  # epoch 1's end; epoch 2 half-way (redone from its start)
+        run_dir = tmp_path / f"stop-{at}"
+        with pytest.raises(Stop):
+            fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
+        again = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192",
+                            "augmentation=crop_flip", "data.pipeline=torchvision",
+                            f"data.num_workers={workers}")
+        assert resume(again, run_dir, checkpoint.load_latest(run_dir)) == "completed"
+        pd.testing.assert_frame_equal(metrics_without_timings(run_dir), reference, obj=f"stop {at}")

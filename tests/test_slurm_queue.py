@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from alexnet.launch.slurm import Gone, LaunchRefused, QueueLost, check_settings, queue_states, wait
-from alexnet.resume.stop import Stopped
+from alexnet.launch.slurm import Gone, check_settings, queue_states, wait
+from alexnet.resume.stop import Stop
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_squeue_answers_become_states_and_an_unknown_job_means_all_gone(commands
 def test_settings_no_node_or_time_limit_can_meet_are_refused(commands, settings, refusal):
     commands("sbatch")
     commands("sinfo", "debug*|(null)|24105|2\ngpu|gpu:h100:8|2000000|64\n")
-    with pytest.raises(LaunchRefused, match=refusal):
+    with pytest.raises(Stop, match=refusal):
         check_settings(settings)
     check_settings({"timeout_min": 3, "signal_delay_s": 60, "mem_gb": 4, "cpus_per_task": 1})
     check_settings({"timeout_min": 60, "signal_delay_s": 120, "gpus_per_task": 1,
@@ -58,7 +58,7 @@ def test_settings_no_node_or_time_limit_can_meet_are_refused(commands, settings,
 
 def test_without_sbatch_the_slurm_launcher_says_where_to_run(commands, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # (this machine may have a real one)
-    with pytest.raises(LaunchRefused, match="sbatch is not on PATH here"):
+    with pytest.raises(Stop, match="sbatch is not on PATH here"):
         check_settings({"timeout_min": 60, "signal_delay_s": 120})
 
 
@@ -77,19 +77,21 @@ def test_the_wait_ends_for_a_job_that_left_no_result_and_for_a_silent_queue(comm
     assert wait([job(tmp_path, "7_0"), done], 0.1, 0.0, 60) == [
         Gone("7_0", "CANCELLED"), "a JobReturn"]
     commands("squeue", code=1, stderr="Unable to contact slurm controller")
-    with pytest.raises(QueueLost, match="squeue has not answered for"):
+    with pytest.raises(Stop, match="squeue has not answered for"):
         wait([job(tmp_path, "8_0")], 0.1, 0.0, 0.5)
 
 
 def test_a_stopped_run_whose_job_went_back_to_the_queue_is_waited_for(commands, tmp_path):
     """SIGTERM then a requeue (a preemption with PreemptMode=REQUEUE) is not the end of the run:
     its result counts only once SLURM says the job has ended (here at squeue's third answer)."""
-    stopped = job(tmp_path, "9_0", Stopped("stopped by SIGTERM", 143))
+    stopped = job(tmp_path, "9_0", Stop("SIGTERM in epoch 1", exit_code=143))
     commands("squeue")
     calls = tmp_path / "calls"
     (tmp_path / "bin" / "squeue").write_text(
         f"#!/bin/sh\necho x >> {calls}\n"
         f"if [ $(wc -l < {calls}) -lt 3 ]; then echo '9_0|PENDING|BeginTime'; "
         "else echo '9_0|CANCELLED|None'; fi\n")
-    assert wait([stopped], 0.1, 0.0, 60) == [Stopped("stopped by SIGTERM", 143)]
+    (outcome,) = wait([stopped], 0.1, 0.0, 60)
+    assert isinstance(outcome, Stop) and (outcome.reason, outcome.exit_code) == (
+        "SIGTERM in epoch 1", 143)
     assert len(calls.read_text().splitlines()) == 3

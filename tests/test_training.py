@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from alexnet import speed
+from alexnet import compiling, speed
+from alexnet.fit import fit
 from alexnet.run.record import RunRecord
-from alexnet.train import fit
 from helpers import tiny_config
 
 
@@ -90,23 +90,22 @@ def test_auto_autocast_is_bf16_only_where_the_gpu_has_it_natively():
 
 
 class Counting(torch.nn.Module):
-    """Stands in for torch.compile's output (mode=reduce-overhead): the graphed callable, with
-    the eager module under `_orig_mod` as torch.compile keeps it."""
+    """Stands in for torch.compile's output (mode=reduce-overhead): the graphed callable."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()
-        self._orig_mod = module
+        self.module = module
         self.shapes: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.shapes.append(x.shape[0])
-        return self._orig_mod(x)
+        return self.module(x)
 
 
 def test_cuda_graphs_take_full_batches_and_the_last_short_batch_runs_eagerly():
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
     graphed = Counting(network)
-    model = speed.FullBatchGraphs(graphed, batch_size=4)
+    model = compiling.FullBatchGraphs(graphed, network, batch_size=4)
     full, short = torch.randn(4, 3, 2, 2), torch.randn(3, 3, 2, 2)
     assert torch.equal(model(full), network(full)) and torch.equal(model(short), network(short))
     assert graphed.shapes == [4]  # only the full batch went to the graphs
@@ -114,7 +113,7 @@ def test_cuda_graphs_take_full_batches_and_the_last_short_batch_runs_eagerly():
 
 def test_the_compile_probe_runs_a_full_batch_and_leaves_no_trace():
     sample = torch.randn(3, 3, 8, 8)  # a test split smaller than one batch
-    assert speed.probe_batch(sample, 8).shape[0] == 8
+    assert compiling.probe_batch(sample, 8).shape[0] == 8
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5),
                                   torch.nn.Linear(192, 5), torch.nn.BatchNorm1d(5))
@@ -122,13 +121,13 @@ def test_the_compile_probe_runs_a_full_batch_and_leaves_no_trace():
     shapes: list[int] = []
 
     def probe(candidate: torch.nn.Module) -> None:
-        batch = speed.probe_batch(sample, 8)
+        batch = compiling.probe_batch(sample, 8)
         shapes.append(batch.shape[0])
         candidate(batch).logsumexp(1).mean().backward()
 
     settings = speed.SpeedSettings(channels_last=False, autocast_dtype=None, compile=False,
                                    compile_backend="eager", cuda_graphs=True)
-    model = speed.prepare_model(network, settings, probe, batch_size=8)
-    assert isinstance(model, speed.FullBatchGraphs) and shapes == [8]
+    model = compiling.prepare_model(network, settings, probe, batch_size=8)
+    assert isinstance(model, compiling.FullBatchGraphs) and shapes == [8]
     assert all(torch.equal(v, before[0][k]) for k, v in network.state_dict().items())
     assert torch.equal(torch.get_rng_state(), before[1])  # dropout's draws were put back

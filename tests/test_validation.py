@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from alexnet.config_checks import ConfigError, validate
 from alexnet.data.cifar import Split
 from alexnet.data.validation import hold_out
+from alexnet.fit import fit
 from alexnet.run.record import RunRecord
-from alexnet.train import fit
 from helpers import tiny_config
 
 
@@ -33,12 +33,24 @@ def test_the_held_out_images_are_disjoint_from_training_stratified_and_fixed_by_
     train, val = hold_out(data, 50, seed=0)
     assert len(val) == 50 and len(train) == 150
     assert set(ids(train)).isdisjoint(ids(val)) and set(ids(train)) | set(ids(val)) == set(range(200))
-    assert torch.bincount(val.labels).tolist() == [25, 15, 8, 2]  # a quarter of each (7.5 -> 8)
+    shares = torch.bincount(val.labels).tolist()  # a quarter of each: 25, 15, 7.5, 2.5
+    assert shares[:2] == [25, 15] and shares[2] in (7, 8) and shares[2] + shares[3] == 10
     assert ids(hold_out(data, 50, seed=0)[1]) == ids(val)  # the same seed, the same images
     assert ids(hold_out(data, 50, seed=1)[1]) != ids(val)
-    assert ids(val) == sorted(ids(val))  # each split keeps the files' order
+    assert ids(val) == sorted(ids(val)) and ids(train) == sorted(ids(train))  # the files' order
     with pytest.raises(ValueError, match="data.val_split=200 must be at least 1 and fewer than"):
         hold_out(data, 200, seed=0)
+
+
+@pytest.mark.parametrize(("labels", "count", "message"), [
+    ([0] * 10 + [1] + [2] * 10, 6, "class 1 has a single image among the 21 training images"),
+    ([0] * 10 + [1] * 10 + [2] * 10, 2, "data.val_split=2 is fewer than the 3 classes .* "
+                                        "e.g. data.val_split=3"),
+    ([0] * 10 + [1] * 10 + [2] * 10, 28, "leaves 2 training images, fewer than their 3 classes"),
+])
+def test_images_that_cannot_be_stratified_are_refused_saying_what_to_change(labels, count, message):
+    with pytest.raises(ValueError, match=message):
+        hold_out(split_of(labels), count, seed=0)
 
 
 def test_a_run_with_a_validation_split_scores_it_every_epoch(learnable_cifar_root, tmp_path):

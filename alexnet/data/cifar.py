@@ -60,6 +60,19 @@ class Cifar100:
         return mapping
 
 
+def check_present(root: str | Path, download: bool) -> None:
+    """DataError, before anything is read, when the files are missing and may not be fetched."""
+    folder = Path(root).expanduser() / FOLDER
+    missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
+    if missing and not download:
+        raise DataError(_not_found(folder, missing))
+
+
+def _not_found(folder: Path, missing: list[str]) -> str:
+    return (f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Point data.root at a "
+            f"folder that holds {FOLDER}/ (data.root=DIR), or set data.download=true to fetch it.")
+
+
 def load_cifar100(
     root: str | Path,
     download: bool = False,
@@ -71,11 +84,7 @@ def load_cifar100(
     missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
     if missing:
         if not download:
-            raise DataError(
-                f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Point data.root at the "
-                f"folder that holds {FOLDER}/ (e.g. data.root=../shared/data), or set "
-                "data.download=true to fetch it."
-            )
+            raise DataError(_not_found(folder, missing))
         _download(Path(root).expanduser())
     meta = _read_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
     classes = _names(meta, "fine_label_names", NUM_CLASSES, folder / "meta")

@@ -3,11 +3,17 @@ augmented there by a few whole-batch tensor ops (no PIL, no per-image Python, no
 
 The switches mean what they mean in the torchvision pipeline: crop = resize to `resize`, then a
 random (train) or center (test) crop of `input_size`; flip = random horizontal flip (train);
-normalize = (x - mean) / std."""
+normalize = (x - mean) / std.
+
+Every random choice (order, crop corners, flips) is drawn on the CPU, a pass at a time, and moved
+to the device once per pass: the draws, and the generator state a checkpoint keeps, are the same
+on every device, so a run resumed on another device goes on with the same data."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +24,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from alexnet.data.cifar import Split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,23 +40,26 @@ class Draws:
     def __getitem__(self, rows: slice) -> Draws:
         return Draws(self.top[rows], self.left[rows], None if self.flip is None else self.flip[rows])
 
+    def to(self, device: torch.device) -> Draws:
+        return Draws(self.top.to(device), self.left.to(device),
+                     None if self.flip is None else self.flip.to(device))
+
 
 def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
-         generator: torch.Generator | None = None, device: torch.device | None = None) -> Draws:
+         generator: torch.Generator | None = None) -> Draws:
     """Crop corners uniform over every valid position (train) or torchvision's center (test);
-    flips with probability 0.5 (train with flip on)."""
-    zeros = torch.zeros(count, dtype=torch.long, device=device)
+    flips with probability 0.5 (train with flip on). On the CPU (`generator` is a CPU one)."""
+    zeros = torch.zeros(count, dtype=torch.long)
     top = left = zeros
     if augmentation.crop:
         margin = augmentation.resize - input_size
         if train:
-            top, left = torch.randint(0, margin + 1, (2, count), generator=generator,
-                                      device=device)
+            top, left = torch.randint(0, margin + 1, (2, count), generator=generator)
         else:  # torchvision's CenterCrop rounds the same way
             top = left = zeros + int(round(margin / 2.0))
     flip = None
     if train and augmentation.flip:
-        flip = torch.rand(count, generator=generator, device=device) < 0.5
+        flip = torch.rand(count, generator=generator) < 0.5
     return Draws(top, left, flip)
 
 
@@ -118,10 +129,11 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
 class TensorBatches:
     """A split held on `device`, served as augmented batches in a fresh shuffled order each pass.
 
-    Each pass is planned at its start in a few whole-pass calls (the order, every image's crop
-    corner and flip, and from them every image's resize-matrix rows and columns) and then served
-    in slices, so a batch costs a handful of kernels and no host sync, and a checkpoint can save
-    a pass half-way: the plan's draws and the next position."""
+    Each pass is planned at its start in a few whole-pass draws on the CPU (the order, every
+    image's crop corner and flip), moved to the device in one copy, and turned there into every
+    image's resize-matrix rows and columns; it is then served in slices, so a batch costs a handful
+    of kernels and no host sync, and a checkpoint can save a pass half-way: the plan's draws and
+    the next position."""
 
     resumes_mid_pass = True
 
@@ -134,9 +146,10 @@ class TensorBatches:
         self.augmentation, self.input_size = augmentation, input_size
         self.batch_size, self.train, self.device = batch_size, train, device
         self.dtype, self.memory_format = dtype, memory_format
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        # The pass being served (its order and draws) and where its next batch starts; a pass
-        # restored by load_state_dict waits in _resumed until the next iteration takes it up.
+        self.generator = torch.Generator().manual_seed(seed)  # the CPU's, whatever `device` is
+        # The pass being served (its order and draws, as drawn on the CPU) and where its next
+        # batch starts; a pass restored by load_state_dict waits in _resumed until the next
+        # iteration takes it up.
         self._plan: tuple[Tensor, Draws] | None = None
         self._next = 0
         self._resumed: tuple[tuple[Tensor, Draws], int] | None = None
@@ -149,12 +162,11 @@ class TensorBatches:
         if self._resumed is not None:
             (self._plan, self._next), self._resumed = self._resumed, None
         else:
-            order = (torch.randperm(count, device=self.device, generator=self.generator)
-                     if self.train else torch.arange(count, device=self.device))
-            draws = draw(count, self.augmentation, self.input_size, self.train, self.generator,
-                         self.device)
+            order = (torch.randperm(count, generator=self.generator) if self.train
+                     else torch.arange(count))
+            draws = draw(count, self.augmentation, self.input_size, self.train, self.generator)
             self._plan, self._next = (order, draws), 0
-        order, draws = self._plan
+        order, draws = self._plan[0].to(self.device), self._plan[1].to(self.device)  # once a pass
         rows_index, cols_index = window_indices(draws, self.input_size)
         while self._next < count:
             rows = slice(self._next, self._next + self.batch_size)
@@ -168,21 +180,35 @@ class TensorBatches:
     def state_dict(self) -> dict[str, Any]:
         """The generator, and the pass being served when there is one: half-way, or with every
         batch handed out but the epoch not yet closed (a stop at its last step), which a resume
-        must finish, not draw again."""
+        must finish, not draw again. All of it on the CPU, the same on every device."""
         state: dict[str, Any] = {"generator": self.generator.get_state()}
         if self._plan is not None:
             order, draws = self._plan
-            state["pass"] = {"order": order.cpu(), "top": draws.top.cpu(),
-                             "left": draws.left.cpu(),
-                             "flip": None if draws.flip is None else draws.flip.cpu(),
-                             "next": self._next}
+            state["pass"] = {"order": order, "top": draws.top, "left": draws.left,
+                             "flip": draws.flip, "next": self._next}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self._set_generator(state["generator"])
         plan = state.get("pass")
         self._plan, self._next, self._resumed = None, 0, None
         if plan is not None:
-            flip = None if plan["flip"] is None else plan["flip"].to(self.device)
-            draws = Draws(plan["top"].to(self.device), plan["left"].to(self.device), flip)
-            self._resumed = (plan["order"].to(self.device), draws), int(plan["next"])
+            draws = Draws(plan["top"].cpu(), plan["left"].cpu(),
+                          None if plan["flip"] is None else plan["flip"].cpu())
+            self._resumed = (plan["order"].cpu(), draws), int(plan["next"])
+
+    def _set_generator(self, saved: Tensor) -> None:
+        """A CPU generator's state is carried over as it is. A checkpoint written on a GPU before
+        the pipeline drew on the CPU holds a CUDA generator's state (16 bytes, not a CPU one's
+        5,056), which a CPU generator cannot take: the next passes are then drawn from a CPU
+        generator seeded from it, so the run goes on, with other draws than it would have made."""
+        if saved.numel() == self.generator.get_state().numel():
+            self.generator.set_state(saved)
+            return
+        seed = int.from_bytes(hashlib.sha256(saved.cpu().numpy().tobytes()).digest()[:8], "little")
+        self.generator.manual_seed(seed)
+        log.warning("the checkpoint's input-pipeline generator state is not a CPU generator's "
+                    "(%d bytes: a GPU run's, from before the pipeline drew on the CPU); the pass in "
+                    "progress finishes as saved, the next ones are drawn from a generator seeded "
+                    "from it: the run continues, but not with the draws it would have made",
+                    saved.numel())

@@ -1,5 +1,11 @@
 """The reference input pipeline: per-image PIL transforms in a DataLoader, as the notebook ran it
-(with a real random crop instead of its two resizes)."""
+(with a real random crop instead of its two resizes).
+
+Each pass draws its order and one seed per image from the pipeline's own generator, in the main
+process; an image's random crop and flip are drawn from its seed, wherever it is transformed. So
+a pass is the same with any number of workers, and persistent workers (whose own random state
+drifts from pass to pass and is in no checkpoint) change nothing: a checkpoint's generator state
+is the whole of what the next passes draw."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from torchvision import transforms as T
 
 from alexnet.data.cifar import Split
@@ -32,7 +38,8 @@ def build_transform(augmentation: DictConfig, input_size: int, train: bool) -> T
 
 
 class SplitDataset(Dataset):
-    """A CIFAR split as PIL images, the way torchvision's CIFAR100 dataset hands them out."""
+    """A CIFAR split as PIL images, the way torchvision's CIFAR100 dataset hands them out; each
+    image is asked for with the seed its random transforms draw from."""
 
     def __init__(self, split: Split, transform: T.Compose) -> None:
         self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
@@ -42,26 +49,59 @@ class SplitDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A batch's images (the DataLoader asks for a batch at a time): the trainer's own random
+        state is put back once per batch, not per image; a worker's serves nothing else."""
+        with torch.random.fork_rng(devices=[], enabled=get_worker_info() is None):
+            return [self._transformed(index, seed) for index, seed in keys]
+
+    def _transformed(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.default_generator.manual_seed(seed)
         return self.transform(Image.fromarray(self.images[index])), self.labels[index]
 
 
+class SeededOrder(Sampler[tuple[int, int]]):
+    """(image, seed) for every image of a pass: shuffled, with a seed each (train), or in the
+    split's order (test, whose transforms draw nothing), from `generator`."""
+
+    def __init__(self, count: int, shuffle: bool, generator: torch.Generator) -> None:
+        self.count, self.shuffle, self.generator = count, shuffle, generator
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if not self.shuffle:
+            return iter([(index, 0) for index in range(self.count)])
+        order = torch.randperm(self.count, generator=self.generator)
+        seeds = torch.randint(0, 2**63 - 1, (self.count,), generator=self.generator)
+        return iter(list(zip(order.tolist(), seeds.tolist(), strict=True)))
+
+
 class TorchvisionBatches:
-    """Batches from a DataLoader, moved to the training device. A checkpoint saves the shuffling
-    generator between passes; a pass interrupted half-way is redone from its start."""
+    """Batches from a DataLoader, moved to the training device. A checkpoint saves the generator
+    each pass's order and seeds are drawn from, between passes; a pass interrupted half-way is
+    redone from its start."""
 
     resumes_mid_pass = False
 
     def __init__(self, split: Split, augmentation: DictConfig, input_size: int, batch_size: int,
                  train: bool, device: torch.device, seed: int, num_workers: int = 0) -> None:
         dataset = SplitDataset(split, build_transform(augmentation, input_size, train))
+        self.generator = torch.Generator().manual_seed(seed)
         self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=train, num_workers=num_workers,
-            generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda",
+            dataset, batch_size=batch_size, sampler=SeededOrder(len(dataset), train, self.generator),
+            num_workers=num_workers, pin_memory=device.type == "cuda",
+            # The loader's own draw (its workers' base seed, once per pass without workers, once
+            # with persistent ones) from a generator of its own: else it would take a number
+            # from the trainer's (dropout's, on the CPU) that depends on num_workers.
+            generator=torch.Generator().manual_seed(seed),
             persistent_workers=num_workers > 0,  # no new worker processes every epoch
         )
         self.device = device
-        self.generator = self.loader.generator
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -72,7 +112,8 @@ class TorchvisionBatches:
                    labels.to(self.device, non_blocking=True))
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffling generator, between passes (this pipeline cannot save a pass half-way)."""
+        """The generator of the passes' orders and seeds, between passes (this pipeline cannot
+        save a pass half-way)."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -2,36 +2,52 @@
 their test scores selects on the test set, so a search scores runs on images they never trained
 on and reports the test scores beside.
 
-Stratified: every class keeps its share of the N images (largest remainders round), and which
-images go is fixed by `data.val_seed` alone, so two runs with other seeds, batch sizes or
-optimizers hold out the same images."""
+Stratified by class, with scikit-learn's train_test_split(stratify=): every class keeps its share
+of the N images, and which images go is fixed by `data.val_seed` alone, so two runs with other
+seeds, batch sizes or optimizers hold out the same images."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 from alexnet.data.cifar import Split
 
 
 def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
-    """(the rest for training, `count` images for validation), each in the split's own order."""
+    """(the rest for training, `count` images for validation), each in the split's own order.
+    ValueError, saying what to change, where the images cannot be stratified: a class with one
+    image (it cannot be on both sides), or fewer images on a side than there are classes."""
     if not 0 < count < len(split):
         raise ValueError(f"data.val_split={count} must be at least 1 and fewer than the "
                          f"{len(split)} training images (data.train_subset selects them first)")
     labels = split.labels.numpy()
     classes, sizes = np.unique(labels, return_counts=True)
-    taken, remainders = np.divmod(sizes * count, len(labels))  # exact shares, in integers
-    rest = count - taken.sum()  # to the classes with the largest remainders (ties: lower class)
-    taken[np.argsort(-remainders, kind="stable")[:rest]] += 1
-    rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
-                             for c, k in zip(classes, taken, strict=True)])
-    is_val = np.zeros(len(labels), dtype=bool)
-    is_val[chosen] = True
-    keep, val = torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
-    return _take(split, keep), _take(split, val)
+    _check_stratifiable(count, len(labels), classes, sizes)
+    keep, val = train_test_split(np.arange(len(labels)), test_size=count, stratify=labels,
+                                 random_state=seed)
+    return _take(split, np.sort(keep)), _take(split, np.sort(val))
 
 
-def _take(split: Split, index: torch.Tensor) -> Split:
-    return Split(split.images[index], split.labels[index], split.coarse_labels[index])
+def _check_stratifiable(count: int, total: int, classes: np.ndarray, sizes: np.ndarray) -> None:
+    """What train_test_split(stratify=) needs, said in the run's own keys."""
+    lonely = classes[sizes < 2]
+    if len(lonely):
+        raise ValueError(f"data.val_split={count}: class {int(lonely[0])} has a single image among the "
+                         f"{total} training images ({len(lonely)} classes have one), and a stratified "
+                         "hold-out needs two of each: use more training images (data.train_subset) "
+                         "or no validation split (data.val_split=null)")
+    if count < len(classes):
+        raise ValueError(f"data.val_split={count} is fewer than the {len(classes)} classes of the "
+                         "training images, and a stratified hold-out takes at least one of each: "
+                         f"hold out more, e.g. data.val_split={len(classes)}")
+    if total - count < len(classes):
+        raise ValueError(f"data.val_split={count} leaves {total - count} training images, fewer than "
+                         f"their {len(classes)} classes, and a stratified hold-out keeps at least one "
+                         f"of each: hold out at most data.val_split={total - len(classes)}")
+
+
+def _take(split: Split, index: np.ndarray) -> Split:
+    rows = torch.from_numpy(index)
+    return Split(split.images[rows], split.labels[rows], split.coarse_labels[rows])

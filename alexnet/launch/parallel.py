@@ -1,179 +1,275 @@
-"""The parallel launcher's work (hydra/launcher=parallel): jobs in worker processes (loky's, as
-joblib's launcher), a new job as soon as a worker is free, and stops that end every job the way
-the README promises.
+"""The parallel launcher's work (hydra/launcher=parallel): each job in a process of its own, a new
+one as soon as a place is free, and stops that reach every running job at its safe point.
 
-joblib answers a KeyboardInterrupt in the parent, an exception from one job, or a worker killed by
-a signal by terminating every worker: running jobs would die mid-epoch, unsaved; and it takes the
-jobs as one list. So the jobs go to loky's executor directly, one per free worker:
-- Each worker starts by ignoring SIGINT and SIGTERM outside a job (a job's own handler takes
-  them), so no signal kills an idle worker. A signal while the workers start kills them before
-  any job has begun: the sweep then stops with nothing lost.
-- The launcher takes the first SIGINT/SIGTERM itself and writes the sweep's stop request
-  (alexnet/resume/stop.py); a job that stops the sweep (a signal, a full disk, a run dir of another
-  run) writes it too and returns instead of raising. Every running job sees the request at its
-  next safe point, saves its checkpoint and ends `interrupted`; jobs not started yet do not start.
-  A Ctrl-C also reaches the running jobs directly, whose own handlers stop them the same way.
-- Then the launcher raises SweepStopped: the table is written and the command exits with 128 +
-  the signal (or 1). A second Ctrl-C stops everything at once.
-- `run_each` takes the jobs lazily and hands back each return as its job ends, for a sweeper that
-  picks the next job from the results so far (the Optuna sweeper: no batch barrier)."""
+One process per job, as Ray Tune runs a trial: a job killed by the OOM killer, `kill -9` or a
+segfault costs that job alone, its siblings train on, and it comes back as a failed job whose error
+says how it ended (`JobDied`, through Hydra's job-end callbacks too, so the app can put it on
+record). Each job's process is a fresh interpreter (spawn: no threads, CUDA context or memory of
+another job), its task sent with cloudpickle (so the task function may live anywhere, `__main__`
+included) and its JobReturn sent back over a pipe. Its numeric libraries get their share of the
+cores (OMP_NUM_THREADS and friends, as joblib sets them) unless the environment sets them.
+
+Stopping: the first SIGINT, SIGTERM or SIGHUP to the launcher is passed on to the running jobs as
+SIGTERM (a Ctrl-C reaches every process of the terminal's group by itself), which an app's runs take
+at their next safe point; no new job starts. A job that ends by raising a BaseException (our runs'
+`Stop`, a KeyboardInterrupt) stops its siblings the same way, and the launcher raises it once every
+job has ended. A second Ctrl-C kills the jobs at once. Stop signals are blocked while a job's
+process starts: one that comes then waits in the new process and stops it as its job begins,
+instead of killing it half-way through an import."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
-from hydra.types import HydraContext, TaskFunction
-from joblib import effective_n_jobs
-from joblib.externals.loky import get_reusable_executor
-from omegaconf import DictConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, open_dict
 
-from alexnet.launch.placement import cores
-from alexnet.resume.stop import GracefulStop, Stopped, SweepStopped, request_sweep_stop, sweep_stop_request
+from alexnet.launch.placement import cores, slots_for
+from alexnet.resume.stop import GracefulStop, Stop
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-IDLE_WORKER_S = 300  # an idle worker quits after this long (joblib's loky backend's value)
-# The numeric libraries' thread counts, set for each worker to its share of the cores unless the
-# environment sets them (as joblib does).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The numeric libraries' thread counts, set for each job to its share of the cores unless the
+# environment sets them (as joblib does for its workers).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _started() -> None:
-    """Each worker's start: from now on it ignores SIGINT and SIGTERM outside a job (a job's own
-    handler takes them), so no signal kills it idle and breaks the pool; and it loads what every
-    job loads before it takes one."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    import alexnet.train  # noqa: F401 - torch, hydra, the package
+class JobDied(CompactHydraException):
+    """A job's process ended without handing back a result: killed by a signal (the OOM killer,
+    kill -9, a segfault) or exited on its own before its task returned."""
+
+    def __init__(self, index: int, run_dir: str, exit_code: int | None) -> None:
+        if exit_code is not None and exit_code < 0:
+            name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else "?"
+            how = f"was killed by {name} (signal {-exit_code})"
+            if -exit_code == signal.SIGKILL:
+                how += ": out of memory, or kill -9"
+        else:
+            how = f"exited with status {exit_code} before its task returned"
+        super().__init__(f"job #{index} ({run_dir}) {how}; it has no result")
+        self.index, self.run_dir, self.exit_code = index, run_dir, exit_code
 
 
-def run_in_worker(index: int, overrides: Sequence[str], hydra_context: HydraContext,
-                  config: DictConfig, task_function: TaskFunction,
-                  singleton_state: dict[Any, Any]) -> JobReturn | Stopped | None:
-    """One job in a worker: not started (None) once the sweep is stopping."""
-    from hydra_plugins.hydra_joblib_launcher._core import execute_job
+@dataclass
+class Job:
+    """A job's process while it runs, and where its result comes from."""
 
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    if sweep_stop_request(sweep_dir) is not None:
-        return None
-    try:
-        return execute_job(index, overrides, hydra_context, config, task_function, singleton_state)
-    except SweepStopped as stopped:
-        request_sweep_stop(sweep_dir, str(stopped), stopped.exit_code)
-        return Stopped(str(stopped), stopped.exit_code)
+    index: int
+    config: DictConfig  # its composed sweep config (hydra.runtime.output_dir: its run dir)
+    process: multiprocessing.process.BaseProcess
+    results: Connection  # the launcher's end of the job's pipe
+
+
+def jobs_at_once(n_jobs: int | None, jobs_per_gpu: int = 1, at_most: int | None = None) -> int:
+    """The launcher's n_jobs: null = one per GPU slot (GPUs x jobs_per_gpu, or 2 without a GPU);
+    negative as joblib reads it (cores + 1 + n_jobs: -1 = one per core); capped at `at_most`."""
+    count = slots_for(jobs_per_gpu) if n_jobs is None else int(n_jobs)
+    if count < 0:
+        count = max(1, cores() + 1 + count)
+    return max(1, min(count, at_most or sys.maxsize))
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    """Hydra's launch: every job, their returns in order (SweepStopped as in `run_each`)."""
+    """Hydra's launch: every job, their returns in job order (stops as in `run_each`)."""
     returns = dict(run_each(launcher, enumerate(job_overrides, start=initial_job_idx)))
     return [returns[index] for index in sorted(returns)]
 
 
 def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
              ) -> Iterator[tuple[int, JobReturn]]:
-    """Each (job number, overrides) of `jobs` in a worker as soon as one is free, yielding
-    (job number, its JobReturn) as each ends. `jobs` is read lazily, one job per free worker, after
-    the returns before it were handed on: the Optuna sweeper asks its study for the next trial
-    only when a worker is free, knowing every trial that has ended (no batch barrier). `at_most`
-    caps the workers below the launcher's n_jobs.
+    """Each (job number, overrides) of `jobs` in a process of its own as soon as a place is free,
+    yielding (job number, its JobReturn) as each ends. `jobs` is read lazily, one job per free
+    place, after the returns before it were handed on: a sweeper can choose the next job from the
+    results so far (no batch barrier). `at_most` caps the places below the launcher's n_jobs.
 
-    Once every job has ended: SweepStopped if the sweep was stopped (a signal, or a job that stopped
-    it), or if the pool of workers broke; a job's own error (outside its run) stops the others at
-    their safe point and is raised then."""
+    Once every job has ended: a job's own stop (a BaseException it raised) is raised, or a Stop
+    when the launcher was signalled."""
     setup_globals()
-    config = launcher.config
+    config: DictConfig = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    n_jobs = min(effective_n_jobs(launcher.joblib.get("n_jobs")), at_most or sys.maxsize)
-    log.info("Launching jobs, %d at a time in worker processes, sweep output dir : %s", n_jobs,
-             sweep_dir)
-    singleton_state = Singleton.get_state()
-
-    def tell_jobs(sig: signal.Signals) -> None:
-        request_sweep_stop(sweep_dir, sig.name, 128 + int(sig))
-
-    threads = str(max(1, cores() // n_jobs))  # as joblib: each worker's share of the cores
-    executor = get_reusable_executor(
-        max_workers=n_jobs, timeout=IDLE_WORKER_S, initializer=_started,
-        env={var: threads for var in THREAD_VARIABLES if var not in os.environ})
-    pending: dict[Future, int] = {}
+    n_jobs = jobs_at_once(launcher.n_jobs, launcher.jobs_per_gpu, at_most)
+    log.info("Launching jobs, %d at a time, each in its own process, sweep output dir : %s",
+             n_jobs, sweep_dir)
+    threads = str(max(1, cores() // n_jobs))
+    environment = {var: threads for var in THREAD_VARIABLES if var not in os.environ}
+    context = multiprocessing.get_context("spawn")
+    running: dict[int, Job] = {}
+    stops: list[BaseException] = []
     upcoming = iter(jobs)
 
-    def submit_next() -> None:
-        job = None if sweep_stop_request(sweep_dir) else next(upcoming, None)
-        if job is not None:
-            index, overrides = job
-            log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
-            pending[executor.submit(run_in_worker, index, overrides, launcher.hydra_context,
-                                    config, launcher.task_function, singleton_state)] = index
+    def pass_on(sig: signal.Signals) -> None:
+        for job in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job.process.pid, signal.SIGTERM)
 
-    stopped: list[Stopped] = []
-    failed: Exception | None = None
-    broken = None
-    with GracefulStop(on_signal=tell_jobs) as stop:
+    with GracefulStop(on_signal=pass_on) as stop:
         try:
-            for _ in range(n_jobs):
-                submit_next()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                ended = []
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        raise
-                    except Exception as err:  # the job failed outside its run (Hydra could not
-                        # compose its config...): the others stop at their safe point, then it
-                        # is raised
-                        request_sweep_stop(sweep_dir, f"job #{index} failed: {err!r}", 1)
-                        failed = failed or err
-                        continue
-                    if isinstance(outcome, Stopped):
-                        stopped.append(outcome)
-                    elif outcome is not None:
-                        ended.append((index, outcome))
-                yield from ended  # (every return told before the next job is taken)
-                for _ in done:
-                    submit_next()
-        except BrokenProcessPool as err:  # a worker died: a Ctrl-C while the workers started
-            broken = err  # (no job had begun), or killed by hand, out of memory
-        except KeyboardInterrupt:  # a second Ctrl-C: stop everything at once
-            executor.shutdown(wait=False, kill_workers=True)
-            raise
-        except BaseException as err:  # the sweeper's own error (reading `jobs`, or it stopped
-            # reading): the running jobs stop at their safe point first
-            request_sweep_stop(sweep_dir, f"the sweeper stopped: {err!r}", 1)
-            wait(pending)
-            raise
-    if failed is not None:
-        raise failed
-    request = sweep_stop_request(sweep_dir)
-    if stop.signal is not None:
-        request = request or {"reason": stop.signal.name, "exit_code": 128 + int(stop.signal)}
-    elif stopped:
-        request = request or {"reason": stopped[0].message, "exit_code": stopped[0].exit_code}
-    if broken is not None:
-        raise SweepStopped(
-            f"{(request or {}).get('reason', 'a worker died')}; the pool of workers broke "
-            f"({type(broken).__name__}: {broken}): any run it was training is `stale` and "
-            "resumes from its last checkpoint. Rerun the same command.",
-            int((request or {}).get("exit_code", 1)), str(sweep_dir))
-    if request is not None:
-        raise SweepStopped(f"{request['reason']}. {len(stopped)} job(s) stopped (interrupted); "
-                           "the jobs not started then were not started. Rerun the same command "
-                           "to resume.", int(request["exit_code"]), str(sweep_dir))
+            while True:
+                while len(running) < n_jobs and stop.signal is None and not stops:
+                    job = next(upcoming, None)
+                    if job is None:
+                        break
+                    started = _start(launcher, context, environment, n_jobs, *job)
+                    if isinstance(started, JobReturn):  # its config could not be composed
+                        yield job[0], started
+                    else:
+                        running[started.index] = started
+                if not running:
+                    break
+                ready = wait([j.results for j in running.values()]
+                             + [j.process.sentinel for j in running.values()])
+                for job in [j for j in running.values()
+                            if j.results in ready or j.process.sentinel in ready]:
+                    del running[job.index]
+                    outcome = _outcome(launcher, job)
+                    if isinstance(outcome, JobReturn):
+                        yield job.index, outcome
+                    else:
+                        stops.append(outcome)
+                        if len(stops) == 1:
+                            pass_on(signal.SIGTERM)
+        except Stop as now:  # a second Ctrl-C: every job ends at once
+            for job in running.values():
+                job.process.kill()
+            raise now
+        finally:  # (also when the sweeper stops reading: its running jobs stop at a safe point)
+            pass_on(signal.SIGTERM)
+            for job in running.values():
+                job.process.join()
+    ours = [s for s in stops if isinstance(s, Stop)]
+    if stops and not ours and stop.signal is None:
+        raise stops[0]  # (another app's job ended the command its own way: as it would alone)
+    if stops or stop.signal is not None:
+        first = ours[0] if ours else None
+        reason = (stop.signal.name if stop.signal is not None or first is None
+                  else first.reason)
+        raise Stop(f"{reason}; {len(stops)} running job(s) stopped at their safe point, and no "
+                   "new job was started", exit_code=first.exit_code if first else stop.exit_code,
+                   output_dir=sweep_dir)
+
+
+def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int, index: int,
+           overrides: Sequence[str]) -> Job | JobReturn:
+    """Compose the job's config (its hydra.launcher.n_jobs: the count in use, for the job to
+    share the cores by) and start its process; a FAILED JobReturn when its config cannot be
+    composed (as Hydra's own launchers report it)."""
+    log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
+    try:
+        job_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
+                                                                            list(overrides))
+    except Exception as err:
+        failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        failed.return_value = err
+        return failed
+    with open_dict(job_config):
+        job_config.hydra.job.id = index
+        job_config.hydra.job.num = index
+        job_config.hydra.launcher.n_jobs = n_jobs
+        job_config.hydra.runtime.output_dir = str(
+            Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir))
+    import cloudpickle  # (the task function may be defined anywhere, __main__ included)
+
+    task = cloudpickle.dumps((launcher.hydra_context, job_config, launcher.task_function,
+                              Singleton.get_state()))
+    results, their_end = context.Pipe(duplex=False)
+    process = context.Process(target=_run_job, args=(task, their_end), name=f"job-{index}")
+    with _environment(environment), _signals_blocked():
+        process.start()
+    their_end.close()
+    return Job(index, job_config, process, results)
+
+
+def _outcome(launcher: Any, job: Job) -> JobReturn | BaseException:
+    """What the ended job handed back: its JobReturn, or the BaseException it raised; a FAILED
+    JobReturn with JobDied when it handed back nothing, reported to the job-end callbacks."""
+    import cloudpickle
+
+    try:
+        kind, value = cloudpickle.loads(job.results.recv_bytes()) if job.results.poll() \
+            else (None, None)
+    except (EOFError, OSError):  # its process ended before it could say
+        kind, value = None, None
+    job.process.join()
+    job.results.close()
+    if kind in ("returned", "raised"):
+        return value
+    error = JobDied(job.index, str(job.config.hydra.runtime.output_dir), job.process.exitcode)
+    log.error("%s", error)
+    died = JobReturn(overrides=list(job.config.hydra.overrides.task), hydra_cfg=job.config,
+                     working_dir=os.getcwd(), status=JobStatus.FAILED)
+    died.return_value = error
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(job.config)
+    try:  # (Hydra's run_job calls them in the job's process; this job's process is gone)
+        launcher.hydra_context.callbacks.on_job_end(config=job.config, job_return=died)
+    finally:
+        HydraConfig.instance().cfg = before
+    return died
+
+
+def _run_job(task: bytes, results: Connection) -> None:
+    """A job's process: run the task as Hydra's own launchers do, send back its JobReturn, or the
+    BaseException it ended with."""
+    import cloudpickle
+
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (a stop that came meanwhile)
+        hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
+        setup_globals()
+        Singleton.set_state(singleton_state)
+        outcome = ("returned", run_job(hydra_context=hydra_context, task_function=task_function,
+                                       config=config, job_dir_key="hydra.sweep.dir",
+                                       job_subdir_key="hydra.sweep.subdir"))
+    except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit) or a launch error
+        outcome = ("raised", raised)
+    try:
+        message = cloudpickle.dumps(outcome)
+    except Exception as unpicklable:
+        message = cloudpickle.dumps(("raised", RuntimeError(
+            f"the job's outcome could not be sent back: {type(unpicklable).__name__}: "
+            f"{unpicklable}")))
+    results.send_bytes(message)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` while a job's process starts (it inherits them)."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block the stop signals while a job's process starts: it inherits the mask, and a signal
+    that comes meanwhile waits there (and here) instead of being lost or killing an import."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -1,10 +1,11 @@
 """Where a job of a sweep runs: its device and its CPU threads, chosen from the launcher.
 
-With `device=auto` under the local parallel launcher (joblib), each job takes a slot from the
-machine's pool (alexnet/launch/slots.py): GPUs x `launch.jobs_per_gpu` slots shared by every
-sweep on the machine, so jobs get their own GPU while there are enough and then share. Under
-submitit the cluster (or submitit) gives each job its GPUs and CPUs. On the CPU, n
-parallel jobs use cores / n torch threads each unless `torch_threads` says otherwise."""
+With `device=auto` under a launcher that says it places GPU slots (`places_gpu_slots`: ours,
+hydra/launcher=parallel), each job takes a slot from the machine's pool (alexnet/launch/slots.py):
+GPUs x `hydra.launcher.jobs_per_gpu` slots shared by every sweep on the machine, so jobs get their own GPU
+while there are enough and then share. Under submitit the cluster (or submitit) gives each job its
+GPUs and CPUs. On the CPU, n parallel jobs use cores / n torch threads each unless `torch_threads`
+says otherwise."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from alexnet.launch.slots import default_slots_dir, hold_slot
 
@@ -25,30 +25,31 @@ LOCKS_DIR = ".locks"
 
 @dataclass(frozen=True)
 class Placement:
-    device: str  # as config's `device`: auto, cpu, cuda, cuda:N, mps
+    device: str  # as config's `device`: auto, cpu, cuda, cuda:N
     threads: int | None = None  # torch threads; None leaves torch's default (all cores)
     slot: str | None = None  # the device slot held: "<GPU identity>#<place on it>"
     startup_lock: Path | None = None  # folder whose lock serializes the jobs' start-up
 
 
 def gpu_count() -> int:
+    import torch  # (not at import: composing a config needs no torch)
+
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def gpu_ids() -> list[str]:
     """This process's GPUs by identity (UUID), in cuda index order: the same GPU has the same name
     in every process, whatever CUDA_VISIBLE_DEVICES each one was given."""
+    import torch
+
     return [str(torch.cuda.get_device_properties(i).uuid) for i in range(gpu_count())]
 
 
 def slots_for(jobs_per_gpu: int) -> int:
-    """How many jobs the local parallel launcher runs at once: GPUs x jobs_per_gpu, or 2 on a CPU
-    (the `hydra/launcher=parallel` preset's n_jobs, through the resolver below)."""
+    """How many jobs the parallel launcher runs at once by default: one per GPU slot, GPUs x
+    jobs_per_gpu, or 2 on a CPU."""
     gpus = gpu_count()
     return gpus * int(jobs_per_gpu) if gpus else 2
-
-
-OmegaConf.register_new_resolver("alexnet_slots", slots_for, replace=True)
 
 
 def cores() -> int:
@@ -68,9 +69,20 @@ def threads_for(requested: int | None, launcher: DictConfig) -> int | None:
     return max(1, cores() // max(1, jobs))
 
 
-def runs_in_parallel_here(launcher: DictConfig) -> bool:
-    """Whether the launcher runs several jobs at once in processes on this machine."""
-    return str(launcher.get("_target_", "")).endswith(("JoblibLauncher", "ParallelLauncher"))
+def launcher_class(launcher: DictConfig) -> type | None:
+    """The class a launcher config builds, to ask what it can do (its class attributes)."""
+    from hydra.utils import get_class
+
+    try:
+        return get_class(str(launcher.get("_target_", "")))
+    except Exception:  # (not importable here: it declares nothing)
+        return None
+
+
+def places_gpu_slots(launcher: DictConfig) -> bool:
+    """Whether the launcher runs several jobs at once on this machine and wants each to take a
+    GPU slot of the machine's pool (it says so: `places_gpu_slots = True`)."""
+    return bool(getattr(launcher_class(launcher), "places_gpu_slots", False))
 
 
 @contextmanager
@@ -81,7 +93,7 @@ def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
     machine's GPUs as this process sees them (default: gpu_ids()); `stopped` says when to stop
     waiting for a slot."""
     threads = threads_for(cfg.torch_threads, launcher)
-    if sweep_dir is None or not runs_in_parallel_here(launcher):
+    if sweep_dir is None or not places_gpu_slots(launcher):
         yield Placement(str(cfg.device), threads)
         return
     startup = Path(sweep_dir) / LOCKS_DIR
@@ -90,5 +102,5 @@ def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
         yield Placement(str(cfg.device), threads, startup_lock=startup)
         return
     folder = Path(cfg.launch.slots_dir) if cfg.launch.slots_dir else default_slots_dir()
-    with hold_slot(folder, gpus, int(cfg.launch.jobs_per_gpu), stopped=stopped) as slot:
+    with hold_slot(folder, gpus, int(launcher.get("jobs_per_gpu") or 1), stopped=stopped) as slot:
         yield Placement(f"cuda:{slot.index}", threads, f"{gpus[slot.index]}#{slot.place}", startup)

@@ -33,8 +33,7 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.config_checks import Refused
-from alexnet.resume.stop import Stopped, SweepStopped
+from alexnet.resume.stop import Stop, refused
 from alexnet.run.record import mark_abandoned
 from alexnet.run.status import Status
 
@@ -50,16 +49,12 @@ MIN_SAVE_S = 10  # the least signal delay that leaves a run time to reach a step
 MIN_WORK_S = 60  # the least a run (and its start-up) gets before the earliest signal
 
 
-class LaunchRefused(Refused):
-    """Launcher settings that cannot work; raised before anything is submitted."""
-
-
 def check_settings(params: dict[str, Any]) -> None:
     """Refuse a machine without sbatch, a signal delay that leaves no time to work or to save,
     and GPUs, memory or CPUs that no node of the partition has (checked with `sinfo` where it
     answers). The sweep's start callback calls it, before any data is read or job submitted."""
     if shutil.which("sbatch") is None:
-        raise LaunchRefused(
+        raise refused(
             "hydra/launcher=slurm needs SLURM's commands (sbatch, squeue), and sbatch is not on "
             "PATH here: run it on the cluster's login node, try it locally with `sudo bash "
             "tests/slurm/up.sh`, or use hydra/launcher=submitit_local")
@@ -71,12 +66,12 @@ def check_settings(params: dict[str, Any]) -> None:
            f"and a time limit of {(EARLY_SIGNAL_S + MIN_WORK_S + MIN_SAVE_S) // 60 + 1} minutes or "
            "more (hydra.launcher.timeout_min)")
     if delay < MIN_SAVE_S:
-        raise LaunchRefused(
+        raise refused(
             f"hydra.launcher.signal_delay_s={delay} leaves a run no time to save its checkpoint "
             f"before the time limit: give it at least {MIN_SAVE_S} s, {fix}")
     if delay > longest:
         earliest = max(0, timeout_s - delay - EARLY_SIGNAL_S)
-        raise LaunchRefused(
+        raise refused(
             f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_s // 60}: SLURM may "
             f"send that signal up to {EARLY_SIGNAL_S} s early, {earliest} s "
             "after a run starts (a requeued run signalled while it starts is killed, unsaved). "
@@ -113,18 +108,18 @@ def _check_nodes(params: dict[str, Any], nodes: list[Node]) -> None:
     where = f"partition {params.get('partition') or '(the default)'}"
     gpus = params.get("gpus_per_task") or params.get("gpus_per_node")
     if gpus and all("gpu" not in node.gres for node in nodes):
-        raise LaunchRefused(
+        raise refused(
             f"hydra.launcher.gpus_per_task={gpus}, but {where} has no GPUs (sinfo lists no gres): "
             "run on its CPUs with hydra.launcher.gpus_per_task=null, or pick a GPU partition "
             "(sinfo -o '%P %G').")
     most_gb = max(node.memory_mb for node in nodes) // 1024
     if params.get("mem_gb") and params["mem_gb"] > most_gb:
-        raise LaunchRefused(
+        raise refused(
             f"hydra.launcher.mem_gb={params['mem_gb']}, but the nodes of {where} have at most "
             f"{most_gb} GB: ask for less, e.g. hydra.launcher.mem_gb={max(1, most_gb // 2)}.")
     most_cpus = max(node.cpus for node in nodes)
     if params.get("cpus_per_task") and params["cpus_per_task"] > most_cpus:
-        raise LaunchRefused(
+        raise refused(
             f"hydra.launcher.cpus_per_task={params['cpus_per_task']}, but the nodes of {where} "
             f"have at most {most_cpus} CPUs: e.g. hydra.launcher.cpus_per_task={most_cpus}.")
 
@@ -172,13 +167,13 @@ class Broken:
 
 
 def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s: float) -> list[Any]:
-    """Each job's outcome, in order: its result (a JobReturn, or Stopped), Broken, or Gone.
+    """Each job's outcome, in order: its result (a JobReturn, or the run's Stop), Broken, or Gone.
 
     Result files are looked at every second, the queue every `poll_s`. A run that stopped
-    (Stopped) counts once SLURM has ended its job: after a preemption SLURM requeues the job and
+    (Stop) counts once SLURM has ended its job: after a preemption SLURM requeues the job and
     it runs again, writing a new result. A job SLURM says has ended gets `result_wait_s` for its
     result file to appear (a slow shared filesystem) before it counts as gone. When squeue has not
-    answered for `lost_after_s`, the wait ends with SweepStopped."""
+    answered for `lost_after_s`, the wait ends with a Stop."""
     outcomes: dict[int, Any] = {}
     ended_since: dict[int, tuple[float, str]] = {}
     held_said: set[str] = set()
@@ -192,7 +187,7 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
             if states is not None:
                 answered_at = now
             elif now - answered_at > lost_after_s:
-                raise QueueLost(jobs, now - answered_at)
+                raise queue_lost(jobs, now - answered_at)
         for index, job in enumerate(jobs):
             if index in outcomes:
                 continue
@@ -200,7 +195,7 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
             over = states is not None and (state in ENDED or job.job_id not in states)
             if job.paths.result_pickle.exists():
                 outcome = _result(job)
-                if not isinstance(outcome, Stopped) or over:
+                if not isinstance(outcome, Stop) or over:
                     outcomes[index] = outcome
                 continue
             if states is None:
@@ -220,20 +215,17 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
     return [outcomes[index] for index in range(len(jobs))]
 
 
-class QueueLost(SweepStopped):
+def queue_lost(jobs: Sequence[Any], silent_s: float) -> Stop:
     """squeue has stopped answering (the controller is down or unreachable)."""
-
-    def __init__(self, jobs: Sequence[Any], silent_s: float) -> None:
-        arrays = " ".join(sorted({job.job_id.split("_")[0] for job in jobs}))
-        super().__init__(
-            f"squeue has not answered for {silent_s:.0f} s (is slurmctld down?); stopped waiting. "
-            f"The jobs may still run (scancel {arrays} stops them); their runs keep their records. "
-            "Rerun the same command once SLURM answers and they have ended: it resumes what did "
-            "not finish.", 1, None)
+    arrays = " ".join(sorted({job.job_id.split("_")[0] for job in jobs}))
+    return Stop(f"squeue has not answered for {silent_s:.0f} s (is slurmctld down?); stopped "
+                f"waiting. The jobs may still run (scancel {arrays} stops them); their runs keep "
+                "their records. Rerun the same command once SLURM answers and they have ended: it "
+                "resumes what did not finish.")
 
 
 def _result(job: Any) -> Any:
-    """The job's JobReturn or Stopped, or Broken when it failed outside its run."""
+    """The job's JobReturn or Stop, or Broken when it failed outside its run."""
     outcome, value = job._get_outcome_and_result()  # the file exists: no wait, no sacct
     return value if outcome == "success" else Broken(job.job_id, str(value))
 
@@ -274,9 +266,9 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
                           Singleton.get_state()))
     try:
         jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as refused:
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as said_no:
         # sbatch said no: nothing was submitted
-        raise LaunchRefused(f"sbatch refused the sweep's jobs: {' '.join(str(refused).split())}. "
+        raise refused(f"sbatch refused the sweep's jobs: {' '.join(str(refused).split())}. "
                             "Fix the hydra.launcher settings it names (sinfo lists what the "
                             "partitions have).") from None
     log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
@@ -284,20 +276,20 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     try:
         outcomes = wait(jobs, float(config.launch.queue_poll_s),
                         float(config.launch.result_wait_s), float(config.launch.queue_lost_s))
-    except QueueLost as lost:
-        lost.sweep_dir = str(sweep_dir)
+    except Stop as lost:  # (squeue fell silent)
+        lost.output_dir = str(sweep_dir)
         raise
     except KeyboardInterrupt:
-        raise SweepStopped(
-            f"stopped waiting; the jobs go on in SLURM (scancel {jobs[0].job_id.split('_')[0]} "
-            "stops them). Rerun the same command once they have ended to collect the table and "
-            "resume what did not finish.", 130, str(sweep_dir)) from None
+        raise Stop(f"stopped waiting; the jobs go on in SLURM (scancel "
+                   f"{jobs[0].job_id.split('_')[0]} stops them). Rerun the same command once they "
+                   "have ended to collect the table and resume what did not finish.",
+                   exit_code=130, output_dir=sweep_dir) from None
     return _returns(launcher, job_overrides, initial_job_idx, jobs, outcomes, str(sweep_dir))
 
 
 def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
              jobs: Sequence[Any], outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
-    """The jobs' JobReturns; SweepStopped, once their runs are on record, when any job stopped,
+    """The jobs' JobReturns; a Stop, once their runs are on record, when any job stopped,
     ended without a result, or failed outside its run."""
     said = []
     for offset, (overrides, outcome) in enumerate(zip(job_overrides, outcomes, strict=True)):
@@ -305,9 +297,9 @@ def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
             continue
         job_id = jobs[offset].job_id
         run_dir = run_dir_of(launcher, overrides, initial_job_idx + offset, job_id)
-        if isinstance(outcome, Stopped):  # (its run said so; a later attempt may have died)
-            reason = f"{outcome.message} (and its SLURM job has ended)"
-            said.append(f"stopped: {outcome.message}")
+        if isinstance(outcome, Stop):  # (its run said so; a later attempt may have died)
+            reason = f"{outcome.reason} (and its SLURM job has ended)"
+            said.append(f"stopped: {outcome.reason}")
         elif isinstance(outcome, Gone):
             reason = (f"SLURM job {job_id} ended ({outcome.state}) before its run recorded an "
                       "end: cancelled, killed, or its node lost")
@@ -319,6 +311,6 @@ def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
         mark_abandoned(run_dir, Status.interrupted, reason)
     if not said:
         return outcomes
-    codes = [o.exit_code for o in outcomes if isinstance(o, Stopped)]
-    raise SweepStopped(f"{len(said)} job(s) did not end with a result: " + "; ".join(said) +
-                       ". Rerun the same command to resume them.", max([1, *codes]), sweep_dir)
+    codes = [o.exit_code for o in outcomes if isinstance(o, Stop)]
+    raise Stop(f"{len(said)} job(s) did not end with a result: " + "; ".join(said),
+               exit_code=max([1, *codes]), output_dir=sweep_dir)

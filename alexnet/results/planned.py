@@ -9,7 +9,6 @@ import shlex
 from pathlib import Path
 
 import yaml
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -19,7 +18,6 @@ from alexnet.files import write_text_atomic
 
 PLANNED_FILE = "planned_jobs.yaml"
 MULTIRUN_FILE = "multirun.yaml"
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = None) -> list[Override]:
@@ -34,10 +32,13 @@ def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = Non
 def jobs_of(config: DictConfig, config_loader: ConfigLoader) -> list[list[str]] | None:
     """The jobs a multirun config makes, in job-number order, expanded as Hydra's basic sweeper
     does; None for a sweeper that chooses jobs as it goes (Optuna, Nevergrad...)."""
-    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+    from hydra.utils import get_class
+
+    from alexnet.hydra_internals import expand_sweep, is_basic_sweeper
+
+    if not is_basic_sweeper(get_class(str(config.hydra.sweeper._target_))):
         return None
-    batches = BasicSweeper.split_arguments(sweep_overrides(config, config_loader), None)
-    return [list(job) for batch in batches for job in batch]
+    return expand_sweep(sweep_overrides(config, config_loader))
 
 
 def write_planned(sweep_dir: Path, jobs: list[list[str]]) -> None:

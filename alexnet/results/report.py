@@ -1,5 +1,6 @@
 """Turn many runs into one table: results.csv (a row per run, planned ones included), results.md
-(the same ranked by final accuracy), the notebook comparison, and plots."""
+(the same ranked by each run's selection score), summary.* (seeds as replicates), effects.* (what
+each swept knob did), the notebook comparison, and plots."""
 
 from __future__ import annotations
 
@@ -11,59 +12,62 @@ from typing import Any
 
 import pandas as pd
 
+from alexnet import scores
 from alexnet.files import write_text_atomic
+from alexnet.results import effects as effect_analysis
+from alexnet.results import effects_plot
 from alexnet.results import plots as plotting
 from alexnet.results.collect import Collection, Run, collect
+from alexnet.results.labels import varying_columns
 from alexnet.results.planned import MULTIRUN_FILE
-from alexnet.results.stats import SCORES, interval, score, summary_table
-from alexnet.run.status import SUCCEEDED, Status
+from alexnet.results.stats import NO_SPREAD, SUMMARIZED, column_interval, summary_table
+from alexnet.run.status import Status
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEPS = Path("outputs") / "sweeps"
-# Hyperparameters first in the table, in this order, when they vary.
-LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip",
-           "augmentation.normalize", "optimizer", "optimizer.lr", "batch_size", "epochs",
-           "model.logit_relu", "seed"]
 # What sets the scale of a run: never pooled as repeats, even where None stands for "all".
 SCALE = ("model.name", "data.train_subset", "data.test_subset")
-METRIC_COLUMNS = ["final_acc", "best_acc", "best_epoch", "final_top5", "final_f1",
-                  "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
+METRIC_COLUMNS = ["score", "score_metric", "final_acc", "best_acc", "best_epoch", "final_top5",
+                  "final_f1", "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
                   "wall_time_s", "images_per_s", "status", "overrides", "run_dir"]
 # ... and, where runs had a validation split (data.val_split), its scores after the test loss
 VAL_COLUMNS = ["final_val_acc", "best_val_acc"]
-
-
-def varying_columns(runs: Sequence[Run]) -> list[str]:
-    """Hyperparameters whose value differs between runs: leading ones first, then the rest."""
-    # A key only some runs have (momentum beside Adam) varies only if its present values differ.
-    table = pd.DataFrame([r.hyperparameters for r in runs])
-    varying = [c for c in table.columns if table[c].dropna().astype(str).nunique() > 1]
-    return [c for c in LEADING if c in varying] + sorted(c for c in varying if c not in LEADING)
+RANKING_NOTE = ("Ranked by `score`, each run's selection score: the final value of its "
+                "`score_metric` (val_acc where it holds out a validation split, else test_acc). It "
+                "is blank where the run's scores do not count (failed, diverged, pruned, unfinished); "
+                "the test scores beside it are shown as the run left them.")
 
 
 def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.DataFrame:
-    """A row per run: the varying hyperparameters, then final/best metrics and status."""
+    """A row per run: the varying hyperparameters, its selection score (scores.py; blank where its
+    scores do not count) and the metric that is, then final/best test metrics and status."""
     columns = varying_columns(runs)
     rows = []
     for run in runs:
-        final = run.summary.get("final") or {}
-        best = run.summary.get("best") or {}
+        summary = run.summary
         speed = run.metrics["images_per_s"].mean() if "images_per_s" in run.metrics else None
         where = run.path
         if relative_to is not None and run.path.is_relative_to(relative_to):
             where = run.path.relative_to(relative_to)
         rows.append({
             **{c: run.hyperparameters.get(c) for c in columns},
-            "final_acc": final.get("test_acc"), "best_acc": best.get("test_acc"),
-            "best_epoch": best.get("epoch"), "final_top5": final.get("test_top5"),
-            "final_f1": final.get("test_f1"), "final_train_loss": final.get("train_loss"),
-            "final_test_loss": final.get("test_loss"),
-            **({"final_val_acc": final.get("val_acc"), "best_val_acc": best.get("val_acc")}
-               if "val_acc" in final else {}),
-            "epochs_done": run.summary.get("epochs_done", len(run.metrics)),
-            "epochs_planned": run.summary.get("epochs_planned"),
-            "wall_time_s": run.summary.get("wall_time_s"), "images_per_s": speed,
+            "score": scores.selection_score(summary),
+            "score_metric": scores.selection_metric(summary.get("config") or {})
+            if summary.get("config") else None,
+            "final_acc": scores.value(summary, "test_acc"),
+            "best_acc": scores.value(summary, "test_acc", "best"),
+            "best_epoch": (summary.get("best") or {}).get("epoch"),
+            "final_top5": scores.value(summary, "test_top5"),
+            "final_f1": scores.value(summary, "test_f1"),
+            "final_train_loss": scores.value(summary, "train_loss"),
+            "final_test_loss": scores.value(summary, "test_loss"),
+            **({"final_val_acc": scores.value(summary, "val_acc"),
+                "best_val_acc": scores.value(summary, "val_acc", "best")}
+               if "val_acc" in (summary.get("final") or {}) else {}),
+            "epochs_done": summary.get("epochs_done", len(run.metrics)),
+            "epochs_planned": summary.get("epochs_planned"),
+            "wall_time_s": summary.get("wall_time_s"), "images_per_s": speed,
             "status": run.status,
             "overrides": " ".join(run.overrides), "run_dir": str(where),
         })
@@ -72,11 +76,22 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
     return pd.DataFrame(rows, columns=[*columns, *METRIC_COLUMNS[:at], *val, *METRIC_COLUMNS[at:]])
 
 
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table best first by selection score (lower first for a loss), the runs whose
+    scores do not count last, in their table order."""
+    sign = [1.0 if scores.higher_is_better(m) else -1.0 for m in table["score_metric"].fillna("")]
+    key = pd.Series(pd.to_numeric(table["score"], errors="coerce").to_numpy() * sign,
+                    index=table.index)
+    return table.loc[key.sort_values(ascending=False, na_position="last", kind="stable").index]
+
+
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
     """The notebook's columns for each of its experiments we ran, beside what it reported. Runs of
-    one experiment that differ only in seed are replicates: their mean, a 95% interval (n > 1) and
-    whether the notebook's single value lies inside it. Runs of one experiment at another scale
-    (model, data subsets, or any other hyperparameter) are a row of their own."""
+    one experiment that differ only in seed are replicates: their mean, the 95% confidence
+    interval of that mean, and the 95% prediction interval of one more run (n > 1); the notebook's
+    value is a single run, so whether it lies inside is judged against the prediction interval.
+    Runs of one experiment at another scale (model, data subsets, or any other hyperparameter) are
+    a row of their own."""
     others = sorted({*varying_columns(runs), *SCALE} - {"seed", "experiment"})
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
@@ -96,17 +111,18 @@ def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
             "model": h.get("model.name"), "logit_relu": logit_relu,
             "train_subset": h.get("data.train_subset"), "test_subset": h.get("data.test_subset"),
         }
-        done = [run for run in group if run.status in SUCCEEDED]
+        done = [run for run in group if scores.counts(run.summary)]
         row["n"] = len(done)
         for ours, column in (("f1", "final_f1"), ("accuracy", "final_acc")):
-            summary = interval([score(r, column) for r in done if score(r, column) is not None])
+            summary = column_interval(done, column)
             theirs = notebook.get(ours)
-            inside = (None if math.isnan(summary.low) or theirs is None
-                      else bool(summary.low <= theirs <= summary.high))
+            inside = (None if math.isnan(summary.predict_low) or theirs is None
+                      else bool(summary.predict_low <= theirs <= summary.predict_high))
             row |= {ours: summary.mean, f"{ours}_ci95_low": summary.low,
-                    f"{ours}_ci95_high": summary.high, f"notebook_{ours}": theirs,
+                    f"{ours}_ci95_high": summary.high, f"{ours}_pi95_low": summary.predict_low,
+                    f"{ours}_pi95_high": summary.predict_high, f"notebook_{ours}": theirs,
                     f"{ours}_diff": _difference(summary.mean, theirs),
-                    f"notebook_{ours}_inside": inside}
+                    f"notebook_{ours}_in_pi95": inside}
         row["status"] = " ".join(sorted({run.status for run in group}))
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -137,16 +153,18 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv for reading: each score as `mean [95% interval]` (the interval needs n > 1)."""
-    table = summary.loc[:, :"seeds"].copy() if not summary.empty else summary
-    for column in SCORES:
-        if f"{column}_mean" not in summary:
-            continue
+    """summary.csv for reading: each score as `mean [95% confidence interval of the mean]` (the
+    interval needs n > 1 and some spread between the runs)."""
+    if summary.empty:
+        return summary
+    table = summary.loc[:, :"score_metric"].copy()
+    for column in SUMMARIZED:
         table[column] = [
-            "" if pd.isna(mean) else f"{mean:.4f}" if pd.isna(low) else
-            f"{mean:.4f} [{low:.4f}, {high:.4f}]"
-            for mean, low, high in zip(summary[f"{column}_mean"], summary[f"{column}_ci95_low"],
-                                       summary[f"{column}_ci95_high"], strict=True)]
+            "" if pd.isna(mean) else f"{mean:.4f} (all {n} equal)" if n > 1 and sd <= NO_SPREAD else
+            f"{mean:.4f}" if pd.isna(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+            for mean, sd, low, high, n in zip(
+                summary[f"{column}_mean"], summary[f"{column}_sd"], summary[f"{column}_ci95_low"],
+                summary[f"{column}_ci95_high"], summary["n"], strict=True)]
     return table
 
 
@@ -161,11 +179,22 @@ def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
     return max(starts, key=lambda p: p.stat().st_mtime_ns).parent
 
 
+NOTEBOOK_NOTE = ("Our mean over the runs whose scores count (n), with the 95% confidence interval of "
+                 "that mean (ci95) and the 95% prediction interval of one more run (pi95), both "
+                 "Student t, cut to 0..1. The notebook's value is a single run: `notebook_*_in_pi95` "
+                 "says whether it lies inside the prediction interval (blank for n < 2, or where our "
+                 "runs all scored alike).")
+SUMMARY_NOTE = ("A row per setting (runs that differ only in seed); n counts the runs whose scores "
+                "count. Each score: mean [95% confidence interval of the mean] (Student t, cut to "
+                "0..1); summary.csv also has each sd and the 95% prediction interval (pi95) of one "
+                "more run. `score` is the selection score (`score_metric`).")
+
+
 def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
               plots: bool = True, stale_after_s: float | None = None) -> Collection:
-    """Write results.csv, results.md, summary.csv/.md (replicates over seeds), and
-    notebook_comparison.* and plots, into out_dir, each file replaced whole (a reader never sees
-    half a table)."""
+    """Write results.csv, results.md, summary.csv/.md (replicates over seeds), effects.csv/.md
+    (what each swept knob did), and notebook_comparison.* and plots, into out_dir, each file
+    replaced whole (a reader never sees half a table)."""
     collection = collect(roots, stale_after_s)
     for path, reason in collection.skipped:
         log.warning("skipped %s: %s", path, reason)
@@ -174,15 +203,21 @@ def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = Fal
     out_dir.mkdir(parents=True, exist_ok=True)
     table = results_table(collection.runs, relative_to=out_dir)
     write_text_atomic(out_dir / "results.csv", table.to_csv(index=False))
-    ranked = table.sort_values("final_acc", ascending=False, na_position="last")
-    write_text_atomic(out_dir / "results.md", markdown(ranked.drop(columns=["overrides"])))
+    write_text_atomic(out_dir / "results.md",
+                      RANKING_NOTE + "\n\n" + markdown(ranked(table).drop(columns=["overrides"])))
     summary = summary_table(collection.runs, varying_columns(collection.runs))
     write_text_atomic(out_dir / "summary.csv", summary.to_csv(index=False))
-    write_text_atomic(out_dir / "summary.md", markdown(compact_summary(summary)))
+    write_text_atomic(out_dir / "summary.md", SUMMARY_NOTE + "\n\n" + markdown(compact_summary(summary)))
+    effects = effect_analysis.analyse(collection.runs)
+    write_text_atomic(out_dir / "effects.csv", effect_analysis.table(effects).to_csv(index=False))
+    write_text_atomic(out_dir / "effects.md", effect_analysis.markdown(effects))
     comparison = notebook_table(collection.runs) if compare_notebook else pd.DataFrame()
     if not comparison.empty:
         write_text_atomic(out_dir / "notebook_comparison.csv", comparison.to_csv(index=False))
-        write_text_atomic(out_dir / "notebook_comparison.md", markdown(comparison))
+        write_text_atomic(out_dir / "notebook_comparison.md", NOTEBOOK_NOTE + "\n\n" + markdown(comparison))
     if plots:
         plotting.draw_all(collection.runs, varying_columns(collection.runs), out_dir)
+        effects_plot.draw(effects, out_dir / effects_plot.FILE)
+        best = scores.best([run.summary for run in collection.runs])  # its pictures beside the table
+        plotting.best_run_pictures(None if best is None else collection.runs[best].path, out_dir)
     return collection

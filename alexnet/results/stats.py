@@ -1,6 +1,9 @@
 """Seeds as replicates: runs whose hyperparameters differ only in `seed` form a group, summarized
-by n, mean, standard deviation and a 95% Student-t confidence interval of each score, so that a
-difference between settings can be set against the run-to-run noise."""
+by n, mean, standard deviation and a 95% Student-t confidence interval of each score (where the
+group's mean lies), and a 95% prediction interval (where one more run of it would land), so that
+a difference between settings, or a single run made elsewhere, can be set against the run-to-run
+noise. Which runs' scores count, and by which metric a run is ranked, is alexnet/scores.py's
+decision: a run that failed, diverged, was pruned or is unfinished has no score here."""
 
 from __future__ import annotations
 
@@ -9,16 +12,48 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alexnet import scores
 from alexnet.results.collect import Run
-from alexnet.run.status import SUCCEEDED, Status
+from alexnet.run.status import Status
 
-# results-table column -> where its value comes from in a run's results.json
-SCORES = {"final_acc": ("final", "test_acc"), "best_acc": ("best", "test_acc"),
-          "final_top5": ("final", "test_top5"), "final_f1": ("final", "test_f1")}
+# The selection score: each run's value of the metric it is ranked by (scores.selection_metric).
+SCORE = "score"
+# Other results-table columns -> (metric, epoch) in a run's record.
+COLUMNS = {"final_acc": ("test_acc", "final"), "best_acc": ("test_acc", "best"),
+           "final_top5": ("test_top5", "final"), "final_f1": ("test_f1", "final"),
+           "final_val_acc": ("val_acc", "final"), "best_val_acc": ("val_acc", "best")}
+# What summary.csv summarizes per setting: the selection score, then the test scores.
+SUMMARIZED = (SCORE, "final_acc", "best_acc", "final_top5", "final_f1")
 CONFIDENCE = 0.95
+# Metrics that are fractions (accuracy, top-5, F1): an interval of them stops at 0 and 1.
+FRACTIONS = ("_acc", "_top5", "_f1")
+# Values closer than this are equal: a spread of float rounding is no spread.
+NO_SPREAD = 1e-12
+
+
+def metric_of(run: Run, column: str) -> str:
+    """The metric behind a results-table column, for this run (`score`: the one it is ranked by)."""
+    if column == SCORE:
+        return scores.selection_metric(run.summary.get("config") or {})
+    return COLUMNS[column][0]
+
+
+def score(run: Run, column: str) -> float | None:
+    """The run's value in a results-table column (`score` or one of COLUMNS), where its scores
+    count (scores.counts); None for a run whose scores are no result, or that lacks it."""
+    if column == SCORE:
+        return scores.selection_score(run.summary)
+    metric, epoch = COLUMNS[column]
+    return scores.value(run.summary, metric, epoch) if scores.counts(run.summary) else None
+
+
+def value_range(metric: str) -> tuple[float, float]:
+    """Where values of `metric` can lie: [0, 1] for fractions, [0, inf) for losses and times."""
+    return (0.0, 1.0) if metric.endswith(FRACTIONS) else (0.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -26,25 +61,44 @@ class Interval:
     n: int
     mean: float
     sd: float  # nan for n = 1
-    low: float  # the 95% confidence interval of the mean; nan for n = 1
+    low: float  # the 95% confidence interval of the mean; nan for n = 1 or no spread
     high: float
+    predict_low: float  # the 95% prediction interval of one more run; nan likewise
+    predict_high: float
+
+    @property
+    def no_spread(self) -> bool:
+        """Two or more values, all equal: a t interval cannot be given (it would have width 0)."""
+        return self.n >= 2 and self.sd <= NO_SPREAD
 
 
-def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean and Student-t interval: mean +- t(1 - (1 - confidence) / 2, n - 1) * sd / sqrt(n)."""
+def interval(values: Sequence[float], confidence: float = CONFIDENCE,
+             bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+    """Mean with Student-t intervals (scipy.stats.t.interval, n - 1 degrees of freedom): of the
+    mean, mean +- t * sd / sqrt(n); of one more value, mean +- t * sd * sqrt(1 + 1/n). Both are cut
+    to `bounds`, the range the values can take (an accuracy is never below 0)."""
     values = [float(v) for v in values]
     n = len(values)
-    mean = sum(values) / n if n else math.nan
-    if n < 2:
-        return Interval(n, mean, math.nan, math.nan, math.nan)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
-    return Interval(n, mean, sd, mean - half, mean + half)
+    mean = float(np.mean(values)) if n else math.nan
+    sd = float(np.std(values, ddof=1)) if n >= 2 else math.nan
+    if n < 2 or sd <= NO_SPREAD:
+        return Interval(n, mean, sd, math.nan, math.nan, math.nan, math.nan)
+    low, high = _cut(stats.t.interval(confidence, n - 1, loc=mean, scale=sd / math.sqrt(n)), bounds)
+    predict = _cut(stats.t.interval(confidence, n - 1, loc=mean, scale=sd * math.sqrt(1 + 1 / n)),
+                   bounds)
+    return Interval(n, mean, sd, low, high, *predict)
 
 
-def score(run: Run, column: str) -> float | None:
-    section, key = SCORES[column]
-    return (run.summary.get(section) or {}).get(key)
+def _cut(pair: tuple[float, float], bounds: tuple[float, float]) -> tuple[float, float]:
+    return max(float(pair[0]), bounds[0]), min(float(pair[1]), bounds[1])
+
+
+def column_interval(runs: Sequence[Run], column: str) -> Interval:
+    """The interval of a column over the runs whose scores count, cut to its metric's range."""
+    values = [v for v in (score(run, column) for run in runs) if v is not None]
+    metrics = {metric_of(run, column) for run in runs}
+    bounds = value_range(metrics.pop()) if len(metrics) == 1 else (-math.inf, math.inf)
+    return interval(values, bounds=bounds)
 
 
 def replicate_groups(runs: Sequence[Run], varying: Sequence[str]) -> dict[tuple[Any, ...], list[Run]]:
@@ -57,51 +111,69 @@ def replicate_groups(runs: Sequence[Run], varying: Sequence[str]) -> dict[tuple[
 
 
 def summary_table(runs: Sequence[Run], varying: Sequence[str]) -> pd.DataFrame:
-    """A row per group: its hyperparameters, n (runs that finished), seeds, and for each score its
-    mean, sd and 95% interval."""
+    """A row per group: its hyperparameters, n (runs whose scores count), their seeds, the metric
+    `score` is, and for the selection score and each test score its mean, sd, 95% confidence
+    interval of the mean and 95% prediction interval of one more run; ranked by the score."""
     keys = [column for column in varying if column != "seed"]
     rows = []
     started = [run for run in runs if run.status != Status.not_started]  # planned runs have no scores
     for group in replicate_groups(started, varying).values():
-        done = [run for run in group if run.status in SUCCEEDED]
+        done = [run for run in group if scores.counts(run.summary)]
         row: dict[str, Any] = {k: group[0].hyperparameters.get(k) for k in keys}
         row["n"] = len(done)
         row["seeds"] = " ".join(str(run.hyperparameters.get("seed")) for run in done)
-        for column in SCORES:
-            summary = interval([score(run, column) for run in done if score(run, column) is not None])
+        row["score_metric"] = " ".join(sorted({metric_of(run, SCORE) for run in group}))
+        for column in SUMMARIZED:
+            summary = column_interval(done, column)
             row |= {f"{column}_mean": summary.mean, f"{column}_sd": summary.sd,
-                    f"{column}_ci95_low": summary.low, f"{column}_ci95_high": summary.high}
+                    f"{column}_ci95_low": summary.low, f"{column}_ci95_high": summary.high,
+                    f"{column}_pi95_low": summary.predict_low,
+                    f"{column}_pi95_high": summary.predict_high}
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values("final_acc_mean", ascending=False, ignore_index=True) if rows else table
+    if not rows:
+        return table
+    lower = all(not scores.higher_is_better(m) for m in " ".join(table["score_metric"]).split())
+    return table.sort_values("score_mean", ascending=lower, ignore_index=True, na_position="last")
 
 
 @dataclass(frozen=True)
 class Comparison:
     key: str
     values: tuple[str, str]  # the setting's two values: difference = first - second
-    metric: str
+    metric: str  # the metric compared (`score`: the runs' selection metric, named here)
     test: str  # "paired t-test" or "Welch t-test"
     n: tuple[int, int]
     difference: float
-    low: float
+    low: float  # nan where the test cannot judge
     high: float
     p_value: float
+    cannot_judge: str | None = None  # why no interval or p-value can be given
+
+    @property
+    def judged(self) -> bool:
+        return self.cannot_judge is None
 
 
 def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
-                     metric: str = "final_acc", pool: bool = False) -> Comparison:
-    """Is `metric` different between the two values of `key`? A paired t-test when every run of
-    one value has a partner of the other that matches it in every other hyperparameter (seed
-    included), else Welch's t-test, which treats each side's runs as repeats of one setting: so
-    it is refused (ValueError naming them) while the runs also differ in another hyperparameter
-    than seed, unless `pool`. The mean difference with its 95% interval and p-value."""
-    done = [run for run in runs if run.status in SUCCEEDED and score(run, metric) is not None]
+                     metric: str = SCORE, pool: bool = False) -> Comparison:
+    """Is `metric` (a results-table column; default the selection score) different between the
+    two values of `key`? A paired t-test when every run of one value has a partner of the other
+    that matches it in every other hyperparameter (seed included), else Welch's t-test, which
+    treats each side's runs as repeats of one setting: so it is refused (ValueError naming them)
+    while the runs also differ in another hyperparameter than seed, unless `pool`. The mean
+    difference with its 95% interval and p-value (scipy's); where the differences (paired) or
+    both sides (Welch) have no spread at all, no test can judge them, and the result says so."""
+    done = [run for run in runs if score(run, metric) is not None]
+    metrics = sorted({metric_of(run, metric) for run in done})
+    if len(metrics) > 1:
+        raise ValueError(f"the runs are ranked by different metrics ({', '.join(metrics)}): "
+                         f"compare one of them with --metric ({', '.join(COLUMNS)})")
     by_value: dict[str, list[Run]] = {}
     for run in done:
         by_value.setdefault(str(run.hyperparameters.get(key)), []).append(run)
     if len(by_value) != 2:
-        raise ValueError(f"{key} takes {len(by_value)} values among the finished runs "
+        raise ValueError(f"{key} takes {len(by_value)} values among the runs whose scores count "
                          f"({', '.join(sorted(by_value)) or 'none'}); comparing needs exactly two")
     (first, a), (second, b) = sorted(by_value.items(), reverse=True)
     if min(len(a), len(b)) < 2:
@@ -115,11 +187,7 @@ def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
     partners = {match(run): run for run in b}
     paired = len(a) == len(b) == len(partners) and all(match(run) in partners for run in a)
     if paired:
-        differences = [score(run, metric) - score(partners[match(run)], metric) for run in a]
-        result = stats.ttest_rel([score(r, metric) for r in a],
-                                 [score(partners[match(r)], metric) for r in a])
-        summary = interval(differences)
-        low, high, difference = summary.low, summary.high, summary.mean
+        b = [partners[match(run)] for run in a]
     else:
         confounded = [c for c in others if c != "seed"
                       and len({str(run.hyperparameters.get(c)) for run in [*a, *b]}) > 1]
@@ -129,10 +197,20 @@ def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
                 f"differ in {', '.join(confounded)}: comparing them unpaired would credit {key} "
                 f"with those differences too. Compare runs that differ only in {key} and seed "
                 "(a sweep dir of such runs), or pass --pool to pool them anyway.")
-        result = stats.ttest_ind([score(r, metric) for r in a], [score(r, metric) for r in b],
-                                 equal_var=False)
-        low, high = result.confidence_interval(CONFIDENCE)
-        difference = (sum(score(r, metric) for r in a) / len(a)
-                      - sum(score(r, metric) for r in b) / len(b))
-    return Comparison(key, (first, second), metric, "paired t-test" if paired else "Welch t-test",
-                      (len(a), len(b)), difference, float(low), float(high), float(result.pvalue))
+    x = np.array([score(run, metric) for run in a], dtype=float)
+    y = np.array([score(run, metric) for run in b], dtype=float)
+    difference = float(x.mean() - y.mean())
+    name = metrics[0] if metric == SCORE else metric
+    common = dict(key=key, values=(first, second), metric=name, n=(len(a), len(b)),
+                  difference=difference, test="paired t-test" if paired else "Welch t-test")
+    spread = np.ptp(x - y) if paired else max(np.ptp(x), np.ptp(y))
+    if spread <= NO_SPREAD:
+        why = (f"every pair differs by exactly {difference:+.4f}" if paired else
+               f"each side's runs all scored the same ({x[0]:.4f} and {y[0]:.4f})")
+        return Comparison(**common, low=math.nan, high=math.nan, p_value=math.nan,
+                          cannot_judge=f"{why}: with no spread between seeds there is no noise to "
+                                       "judge the difference against (check that the runs differ "
+                                       "in more than their names)")
+    result = stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False)
+    low, high = result.confidence_interval(CONFIDENCE)
+    return Comparison(**common, low=float(low), high=float(high), p_value=float(result.pvalue))

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from alexnet.data.pipelines import Batches
 from alexnet.engine import EpochProgress
 from alexnet.files import OutputError, write_atomic
+from alexnet.hyperparameters import hyperparameters
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,13 @@ class TrainingState:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # (scheduler=none: none)
 
 
-def save(path: Path, state: TrainingState, overrides: list[str], epochs: list[dict[str, Any]],
+def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[dict[str, Any]],
          device: torch.device, in_progress: EpochProgress | None = None) -> None:
-    """Write checkpoint.pt after `epochs`, or mid-epoch with `in_progress` (a safe point); the one
-    it replaces becomes checkpoint.prev.pt."""
+    """Write checkpoint.pt of the run of resolved `config` after `epochs`, or mid-epoch with
+    `in_progress` (a safe point); the one it replaces becomes checkpoint.prev.pt."""
     payload = {
         "format": FORMAT,
-        "overrides": list(overrides),
+        "hyperparameters": hyperparameters(config),  # what makes it this run (resume/run_dir.py)
         "epochs": list(epochs),
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -143,7 +144,7 @@ def restore(payload: dict[str, Any], state: TrainingState,
     for a mid-epoch checkpoint, how far that epoch had got."""
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
-    state.scaler.load_state_dict(payload["scaler"])
+    _load_scaler(state.scaler, payload["scaler"])
     state.train_batches.load_state_dict(payload["train_batches"])
     if (state.scheduler is None) != (payload.get("scheduler") is None):
         raise CheckpointError("the checkpoint was taken with a different learning-rate schedule "
@@ -157,6 +158,22 @@ def restore(payload: dict[str, Any], state: TrainingState,
         progress = EpochProgress(progress["loss_sum"].to(device), progress["images"],
                                  progress["seconds"])
     return list(payload["epochs"]), progress
+
+
+def _load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
+    """The fp16 loss scale, carried over. A run checkpointed without loss scaling (fp32 or bf16: a
+    disabled scaler saves {}) and resumed where it trains in fp16 (an A100 run requeued onto a
+    V100) starts a fresh scaler, as a new fp16 run does; the other way round the saved scale is
+    not needed, and a disabled scaler ignores it."""
+    if scaler.is_enabled() and not saved:
+        log.warning("the checkpoint was taken without fp16 loss scaling (trained in fp32 or bf16) "
+                    "and this device trains in fp16: loss scaling starts afresh, as in a new fp16 "
+                    "run (its first steps may be skipped while the scale settles)")
+        return
+    if saved and not scaler.is_enabled():
+        log.info("the checkpoint's fp16 loss scale is not needed here (no fp16 on this device): "
+                 "dropped")
+    scaler.load_state_dict(saved)
 
 
 def save_weights(path: Path, model: nn.Module) -> None:
@@ -175,13 +192,21 @@ def _rng_states(device: torch.device) -> dict[str, Tensor]:
 
 
 def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
-    """Restore the CPU generator, and the saved accelerator state into the run's device now."""
+    """Restore the CPU generator, and the saved accelerator state into the run's device now. A
+    resume on another kind of device has no state for that device's generator (dropout draws from
+    it on a GPU): the CPU's is restored, the GPU's keeps the run's seed (fit() seeds it)."""
     torch.set_rng_state(states["torch"])
-    if device.type == "cpu":
-        return
     state = states.get("device")
     legacy = states.get("cuda")  # before: every visible GPU's, by index
+    if device.type == "cpu":
+        if state is not None or legacy:
+            log.info("the checkpoint was taken on a GPU and resumes on the CPU: the run continues "
+                     "(not bit for bit: other kernels, dropout drawn from the CPU's generator)")
+        return
     if state is None and legacy and device.type == "cuda" and (device.index or 0) < len(legacy):
         state = legacy[device.index or 0]
-    if state is not None:
-        torch.get_device_module(device).set_rng_state(state, device)
+    if state is None:
+        log.info("the checkpoint holds no %s generator state (taken on the CPU): the run continues "
+                 "on %s, its dropout drawn from the run's seed (not bit for bit)", device.type, device)
+        return
+    torch.get_device_module(device).set_rng_state(state, device)

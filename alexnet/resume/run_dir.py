@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from alexnet.hyperparameters import identity
+from alexnet.files import OutputError
+from alexnet.hyperparameters import differences, hyperparameters
 from alexnet.locks import is_locked, label, try_lock
 from alexnet.resume import checkpoint
 from alexnet.run.liveness import RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
@@ -47,20 +48,24 @@ def command_line(overrides: list[str]) -> str:
     return " ".join(["python -m alexnet.train", *overrides])
 
 
-def plan(run_dir: Path, overrides: list[str]) -> Plan:
-    """Decide from the files in `run_dir`, holding its lock (Plan.lock) unless the run is skipped;
-    raise RunDirConflict rather than mix two runs or let two processes train one. Unreadable
+def plan(run_dir: Path, config: dict[str, Any]) -> Plan:
+    """Decide from the files in `run_dir` for the run of this resolved `config`, holding its lock
+    (Plan.lock) unless the run is skipped; raise RunDirConflict rather than mix two runs or let two
+    processes train one. Unreadable
     checkpoints (the newest and the one before it) give action "start" with `unreadable` set: the
     caller records the run as failed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = try_lock(run_dir / RUN_LOCK, wait_s=LOCK_WAIT_S)
+    try:  # created 0600, never through a symbolic link: others may write in some run dirs
+        lock = try_lock(run_dir / RUN_LOCK, wait_s=LOCK_WAIT_S)
+    except OutputError as err:  # (UnsafeLockPath: a planted link, another user's file)
+        raise RunDirConflict(str(err)) from None
     if lock is None:
         raise RunDirConflict(f"{run_dir} is being trained right now by another process (it holds "
                              f"{run_dir / RUN_LOCK}). Wait for it, or stop it first; two processes "
                              "must not train one run.")
     try:
-        decision = _decide(run_dir, overrides)
+        decision = _decide(run_dir, hyperparameters(config))
     except BaseException:
         lock.close()
         raise
@@ -72,14 +77,15 @@ def plan(run_dir: Path, overrides: list[str]) -> Plan:
     return decision
 
 
-def _decide(run_dir: Path, overrides: list[str]) -> Plan:
+def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
     try:
         previous = read_summary(run_dir)
     except ValueError as err:
         raise RunDirConflict(f"{err}. Move it away or use a new hydra.sweep.dir / hydra.run.dir."
                              ) from err
     if previous is not None:
-        _check_same_job(run_dir, previous.get("overrides") or [], overrides, "results.json")
+        _check_same_run(run_dir, hyperparameters(previous["config"]), wanted, "results.json",
+                        previous.get("overrides") or [])
         status = previous.get("status")
         if status in FINISHED:
             return Plan("skip", previous)
@@ -100,7 +106,9 @@ def _decide(run_dir: Path, overrides: list[str]) -> Plan:
         return Plan("start", previous, unreadable=err)
     if saved is None:
         return Plan("start", previous)
-    _check_same_job(run_dir, saved.get("overrides") or [], overrides, checkpoint.CHECKPOINT_FILE)
+    if "hyperparameters" in saved:  # (checkpoints of earlier versions: results.json said it)
+        _check_same_run(run_dir, saved["hyperparameters"], wanted, checkpoint.CHECKPOINT_FILE,
+                        (previous or {}).get("overrides") or [])
     return Plan("resume", previous, saved)
 
 
@@ -111,13 +119,16 @@ def _requeue_of(previous: dict[str, Any]) -> bool:
     return job is not None and previous.get("slurm_job") == job
 
 
-def _check_same_job(run_dir: Path, recorded: list[str], assigned: list[str], source: str) -> None:
-    """The same run, unless a key that decides the result differs (threads, progress bars, the
-    data's folder, tracking, launching may change between attempts)."""
-    if identity(recorded) != identity(assigned):
+def _check_same_run(run_dir: Path, recorded: dict[str, Any], wanted: dict[str, Any], source: str,
+                    recorded_overrides: list[str]) -> None:
+    """The same run, unless a hyperparameter of the composed config differs (a preset or a
+    default that changed counts, not only the command line; threads, progress bars, the data's
+    folder, tracking and launching may change between attempts)."""
+    changed = differences(recorded, wanted)
+    if changed:
         raise RunDirConflict(
-            f"{run_dir} holds another run: its {source} was made with overrides "
-            f"{' '.join(recorded) or '(none)'}, but this job is {' '.join(assigned) or '(none)'}. "
-            f"Resuming needs the same settings as the first time: {command_line(recorded)} "
-            "(add -m and the sweep's other values for a sweep; its multirun.yaml lists them). To "
-            "start anew, give a new hydra.sweep.dir (or hydra.run.dir).")
+            f"{run_dir} holds another run: its {source} was made with other settings "
+            f"({'; '.join(changed)}). Resuming needs the same settings as the first time: "
+            f"{command_line(recorded_overrides)} (add -m and the sweep's other values for a "
+            "sweep; its multirun.yaml lists them). To start anew, give a new hydra.sweep.dir "
+            "(or hydra.run.dir).")

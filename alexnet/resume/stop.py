@@ -1,104 +1,88 @@
-"""Stopping a run at a safe point: SIGTERM (SLURM preemption, `kill`, a time limit) and SIGINT
-(Ctrl-C) only set a flag; the training loop sees it after the current step, saves a checkpoint,
-and ends the run as `interrupted`. A second Ctrl-C stops at once. Under submitit, its preemption
-signal (SIGUSR2) is handled the same way, and then handed to submitit, which requeues the job: the
-requeued job resumes from the checkpoint just saved.
+"""Stopping, in one vocabulary: `Stop` says what stopped, why, the status it leaves its run in and
+the exit code of the command. Every early end that is not an error is one: a signal taken at a
+run's safe point, a stop while a run waited for its turn, a disk that refuses our files, a run dir
+of another run, a setting refused before anything ran, a SLURM queue that stopped answering, a
+second Ctrl-C. The run's orchestration (alexnet/train.py) turns it into the run's record, once;
+the command line (alexnet/cli.py) turns it into a message and the exit code, once.
 
-Jobs that run side by side in their own processes (hydra/launcher=parallel) also stop when their
-sweep's stop file appears (`<sweep dir>/.stop`): the launcher writes it when it is signalled or
-when one job stops the sweep, so every sibling reaches its own safe point instead of being killed
-mid-epoch."""
+`GracefulStop` is how a signal becomes one: SIGTERM, SIGINT and SIGHUP (a closed terminal or ssh
+session) only set a flag; the training loop sees it after the current step, saves a checkpoint and
+stops with `Stop`. A second Ctrl-C stops at once. Under submitit, its preemption signal (SIGUSR2) is
+handled the same way and then handed to submitit, which requeues the job: the requeued job resumes
+from the checkpoint just saved."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import tempfile
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-STOP_FILE = ".stop"
+from alexnet.run.status import Status
+
+REFUSED = 2  # the exit status of a refused setting, as argparse's
 
 
-class SweepStopped(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is not an error
-    """Ends this run and every run after it in the sweep, the way Ctrl-C does: a signal to stop, a
-    run dir that belongs to another sweep, a disk that refuses our files. A BaseException so that
-    Hydra's per-job error handling does not swallow it; `python -m alexnet.train` turns it into a
-    message and `exit_code`."""
+class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rather than an error
+    """The run, or the whole command, ends early on purpose.
 
-    def __init__(self, message: str, exit_code: int = 1, sweep_dir: str | None = None) -> None:
-        super().__init__(message)
+    `reason` says why, for a person; `status` is what the run's record is left saying
+    (`interrupted`: it resumes on a rerun; None: no run of ours was touched); `exit_code` is the
+    command's (128 + a signal's number, 1, or REFUSED); `output_dir` is the run or sweep dir it
+    concerns, which the same command again resumes (None: none); `now` marks a stop that must not
+    wait for safe points (a second Ctrl-C). A BaseException, so that Hydra's per-job error
+    handling, which records an Exception as the job's failure, lets it through to the command
+    line. Pickles whole (jobs in other processes hand it back to their launcher)."""
+
+    def __init__(self, reason: str, *, status: Status | None = None, exit_code: int = 1,
+                 output_dir: str | Path | None = None, now: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
         self.exit_code = exit_code
-        self.sweep_dir = sweep_dir
+        self.output_dir = None if output_dir is None else str(output_dir)
+        self.now = now
+
+    def __str__(self) -> str:
+        return self.reason
+
+    @property
+    def refused(self) -> bool:
+        """A setting refused before anything ran (the command says `error:`, not `stopped:`)."""
+        return self.exit_code == REFUSED
 
 
-@dataclass(frozen=True)
-class Stopped:
-    """What a job that stopped the sweep hands back to its launcher instead of raising (joblib would
-    kill the other jobs; submitit would leave no result)."""
-
-    message: str
-    exit_code: int
+def refused(reason: str, output_dir: str | Path | None = None) -> Stop:
+    """A setting (or a data folder) that no run could use, refused before anything is trained or
+    submitted; `output_dir`: the run dir Hydra made for it, which the command line removes again
+    when nothing of the run is in it."""
+    return Stop(reason, exit_code=REFUSED, output_dir=output_dir)
 
 
-def request_sweep_stop(sweep_dir: Path, reason: str, exit_code: int) -> bool:
-    """Ask every job of the sweep to stop at its next safe point. The first request stands: the
-    file appears whole or not at all (written aside, then linked into place, which fails if it is
-    there already). False when it could not be written (the disk refuses): the caller still knows."""
-    path = Path(sweep_dir) / STOP_FILE
-    text = json.dumps({"reason": reason, "exit_code": exit_code}) + "\n"
-    try:
-        fd, draft = tempfile.mkstemp(dir=sweep_dir, prefix=".stop.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.link(draft, path)
-        finally:
-            os.unlink(draft)
-    except FileExistsError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def sweep_stop_request(sweep_dir: Path) -> dict[str, Any] | None:
-    """The sweep's stop request ({"reason", "exit_code"}), or None while there is none."""
-    try:
-        return json.loads((Path(sweep_dir) / STOP_FILE).read_text())
-    except (OSError, ValueError):  # absent, or being written: seen at the next look
-        return None
-
-
-def clear_sweep_stop(sweep_dir: Path) -> None:
-    """A new start of the sweep (the same command again) begins without the old request."""
-    (Path(sweep_dir) / STOP_FILE).unlink(missing_ok=True)
+def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None
+              ) -> Stop:
+    """A signal seen at a run's safe point: `where` it stopped, and whether its checkpoint was
+    saved there (a run that had not begun has nothing to save)."""
+    kept = "its checkpoint is saved" if saved else "it had not begun training"
+    return Stop(f"{sig.name} {where}; {kept}", status=Status.interrupted,
+                exit_code=128 + int(sig), output_dir=output_dir)
 
 
 class GracefulStop:
-    """Context manager: while inside, SIGTERM and SIGINT set `signal` instead of killing; with a
-    `sweep_dir`, its stop file counts as a request too (looked at every `poll_s` at most).
-    `on_signal(sig)` is called on the first signal (the parallel launcher tells its jobs)."""
+    """Context manager: while inside, SIGTERM, SIGINT and SIGHUP set `signal` instead of killing.
+    `on_signal(sig)` is called on the first signal (the parallel launcher passes it on to its
+    jobs)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     # Signals caught only when a launcher already handles them (submitit: checkpoint and requeue);
     # after our checkpoint, hand_over() passes them on to that handler.
     LAUNCHER_SIGNALS = (signal.SIGUSR2,)
 
-    def __init__(self, sweep_dir: Path | None = None, poll_s: float = 0.25,
-                 on_signal: Callable[[signal.Signals], None] | None = None) -> None:
+    def __init__(self, on_signal: Callable[[signal.Signals], None] | None = None) -> None:
         self.signal: signal.Signals | None = None
-        self.sweep_dir = sweep_dir
-        self.poll_s = poll_s
         self.on_signal = on_signal
-        self._sweep_request: dict[str, Any] | None = None
-        self._next_look = 0.0
         self._previous: dict[signal.Signals, Any] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -110,18 +94,9 @@ class GracefulStop:
                     self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def reason(self) -> str | None:
-        """Why the run must stop now ("SIGTERM", or the sweep's stop request), None to go on."""
-        if self.signal is not None:
-            return self.signal.name
-        if self.sweep_dir is not None and self._sweep_request is None:
-            now = time.monotonic()
-            if now >= self._next_look:
-                self._next_look = now + self.poll_s
-                self._sweep_request = sweep_stop_request(self.sweep_dir)
-        if self._sweep_request is not None:
-            return f"the sweep's stop ({self._sweep_request.get('reason')})"
-        return None
+    def requested(self) -> signal.Signals | None:
+        """The signal that asks the run to stop, or None to go on (asked at every safe point)."""
+        return self.signal
 
     def hand_over(self) -> None:
         """Pass a launcher's signal on to the launcher's own handler (submitit requeues the job
@@ -139,16 +114,16 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # asked twice: do not wait for the safe point
-        first = self.signal is None
+            raise Stop("interrupted twice (Ctrl-C): stopped at once; finished runs and saved "
+                       "checkpoints are kept", status=Status.interrupted,
+                       exit_code=128 + signal.SIGINT, now=True)
+        if self.signal is not None:
+            return  # (the first signal stands: a Ctrl-C that the launcher also passes on)
         self.signal = signal.Signals(signum)
-        if first and self.on_signal is not None:
+        if self.on_signal is not None:
             self.on_signal(self.signal)
 
     @property
     def exit_code(self) -> int:
-        """What a shell reports for a process ended by the signal: 128 + its number; else the
-        sweep's stop request's code."""
-        if self.signal is not None:
-            return 128 + int(self.signal)
-        return int((self._sweep_request or {}).get("exit_code", 1))
+        """What a shell reports for a process ended by the signal: 128 + its number."""
+        return 128 + int(self.signal) if self.signal is not None else 1

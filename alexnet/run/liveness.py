@@ -3,7 +3,8 @@ wrote it (a SIGKILL, a reboot, a preempted node). The trainer holds a lock on it
 run's whole life (alexnet/locks.py): where that lock can be seen (the same kernel, or a shared
 filesystem with shared locks) it is the answer. A record written on another machine whose lock
 is not held here may be a run on a host that does not share locks: there the heartbeat decides,
-refreshed every `heartbeat_s` by the run and stale after a few missed beats."""
+refreshed every `heartbeat_s` by the run and stale after a few missed beats; so it does for a
+run of another user, whose lock file (0600) we may not open."""
 
 from __future__ import annotations
 
@@ -73,6 +74,6 @@ def effective_status(summary: dict[str, Any], run_dir: Path | None = None,
         held = is_locked(Path(run_dir) / RUN_LOCK)
         if held:
             return status
-        if held is not None and same_kernel(summary):  # (None: no locks here, ask the heartbeat)
+        if held is not None and same_kernel(summary):  # (None: cannot tell, ask the heartbeat)
             return Status.stale
     return status if heartbeat_fresh(summary, stale_after_s, now) else Status.stale

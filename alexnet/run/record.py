@@ -25,6 +25,10 @@ from alexnet.run.status import LIVE, Status
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"
 CONFUSION_FILE = "confusion_superclass.csv"
+# What the network learned, drawn when the run finishes (alexnet/results/learned.py):
+FILTERS_FILE = "filters.png"  # its first convolution's kernels
+MISTAKES_FILE = "mistakes.png"  # the test images its last evaluation got most confidently wrong
+MISTAKES_TABLE = "mistakes.csv"  # ... and which they are, to redraw them from
 
 
 def _now_iso(seconds: float | None = None) -> str:

@@ -1,12 +1,19 @@
-"""The search space in Hydra's override grammar, as the official Optuna sweeper reads it:
-`choice(a,b)` is categorical, `range(start,stop[,step])` its values (stop excluded), `interval(lo,
-hi)` uniform (`tag(log, interval(...))` log-uniform), integers when both ends are; any other value
-is fixed for every trial."""
+"""The search space in Hydra's override grammar, read as the official Optuna sweeper reads it:
+`choice(a,b)` and `shuffle(...)` are categorical; `range(start,stop[,step])` is an integer
+distribution from start to stop, both included (a float one when any of the three is a float);
+`interval(lo,hi)` is uniform (`tag(log, ...)` log-uniform), integers when both ends are (or
+under `int(...)`); any other override is a fixed value for every trial, and a fixed value beats a
+distribution given for the same key anywhere. Keys keep the place of their first mention.
+
+Ours on top: a choice between lists or dicts (`choice([0.9,0.99],[0.8,0.999])`) goes back to the
+job as that list, not as a string, and a sampled string is quoted only where Hydra needs it."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
@@ -18,47 +25,101 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from alexnet.search.errors import SettingError
 
-def parse_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """(the distributions by key, the fixed overrides) of `arguments` (hydra.sweeper.params as
-    `key=value`, then the command line's overrides)."""
-    space: dict[str, BaseDistribution] = {}
-    fixed: list[str] = []
-    chosen: dict[str, BaseDistribution | str] = {}  # a key given twice: the later wins
+GRAMMAR = "choice(...), range(...), interval(...) or tag(log, interval(...))"
+
+
+@dataclass
+class Space:
+    """What every trial gets: its distributions (in the order they are suggested), the fixed
+    overrides as given (by key), and for choices between lists or dicts the override text of each
+    choice (by parameter, then by the value Optuna holds for it)."""
+
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, dict[Any, str]] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # each key's values in a grid
+
+    def fixed_values(self) -> dict[str, str]:
+        """The fixed overrides' values as text (what the official plugin keeps in user attrs)."""
+        return {key: line.split("=", 1)[1] if "=" in line else "" for key, line in
+                self.fixed.items()}
+
+    def override(self, key: str, value: Any) -> str:
+        """`key=value` for a trial's sampled value."""
+        text = self.texts.get(key, {}).get(value)
+        return f"{key}={text}" if text is not None else as_override(key, value)
+
+
+def parse_space(arguments: Sequence[str]) -> Space:
+    """The space of `arguments`: hydra.sweeper.params as `key=value`, then the command line's."""
+    space = Space()
     try:
-        for override in OverridesParser.create().parse_overrides(list(arguments)):
-            key = override.get_key_element()
-            chosen.pop(key, None)
-            chosen[key] = distribution(override) if override.is_sweep_override() else \
-                override.input_line
-    except HydraException as err:  # e.g. glob(...), which needs the config's groups
-        raise ValueError(f"{err}: the Optuna sweeper takes choice(...), range(...), interval(...) "
-                         "or tag(log, interval(...))") from err
-    for key, value in chosen.items():
-        if isinstance(value, str):
-            fixed.append(value)
+        overrides = OverridesParser.create().parse_overrides(list(arguments))
+    except HydraException as err:
+        raise SettingError(f"{err}: the Optuna sweeper takes {GRAMMAR}") from None
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            space.distributions[key] = _distribution(override, space.texts.setdefault(key, {}))
+            values = _grid_values(override, space.distributions[key])
+            if values is not None:
+                space.grid[key] = values
+            else:
+                space.grid.pop(key, None)
         else:
-            space[key] = value
-    return space, fixed
+            space.fixed[key] = override.input_line
+    for key in space.fixed:  # (a fixed value wins wherever the distribution came from)
+        space.distributions.pop(key, None)
+    space.texts = {key: texts for key, texts in space.texts.items()
+                   if texts and key in space.distributions}
+    return space
 
 
-def distribution(override: Override) -> BaseDistribution:
+def _distribution(override: Override, texts: dict[Any, str]) -> BaseDistribution:
     value = override.value()
-    if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
-        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
-    if isinstance(value, RangeSweep):
-        if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
-            values = list(override.sweep_iterator(transformer=Transformer.encode))
-            return CategoricalDistribution(values)  # (a float range's values, as listed)
-        last = value.start + value.step * ((value.stop - value.start - 1) // value.step)
-        return IntDistribution(int(value.start), int(last), step=int(value.step))
-    if isinstance(value, IntervalSweep):
-        log = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log)
-        return FloatDistribution(float(value.start), float(value.end), log=log)
-    raise ValueError(f"{override.input_line}: the Optuna sweeper takes choice(...), range(...), "
-                     "interval(...) or tag(log, interval(...)), not a glob or a list")
+    try:
+        if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
+            return CategoricalDistribution(_choices(override, texts))
+        if isinstance(value, RangeSweep):
+            if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
+                return FloatDistribution(value.start, value.stop, step=value.step)
+            return IntDistribution(int(value.start), int(value.stop), step=int(value.step))
+        if isinstance(value, IntervalSweep):
+            log = "log" in value.tags
+            if isinstance(value.start, int) and isinstance(value.end, int):
+                return IntDistribution(value.start, value.end, log=log)
+            return FloatDistribution(value.start, value.end, log=log)
+    except ValueError as err:  # (Optuna's: e.g. low > high)
+        raise SettingError(f"{override.input_line}: {err}") from None
+    raise SettingError(f"{override.input_line}: the Optuna sweeper takes {GRAMMAR}, not a glob")
+
+
+def _grid_values(override: Override, distribution: BaseDistribution) -> list[Any] | None:
+    """A key's values in a grid, as the official plugin lists them: a choice's choices; a range's
+    values from its start by its step, its stop left out (as in Hydra's basic sweeper). Ours: an
+    integer interval's every integer, both ends in. A float interval has none."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(override.value(), RangeSweep):
+        low, high, step = distribution.low, distribution.high, distribution.step
+        return [low + i * step for i in range(int((high - low) // step))]
+    if isinstance(distribution, IntDistribution):
+        return list(range(distribution.low, distribution.high + 1))
+    return None
+
+
+def _choices(override: Override, texts: dict[Any, str]) -> list[Any]:
+    """The choices as Optuna holds them (a list or dict as its override text, as the official
+    plugin does), noting the text that gives each list or dict back to Hydra."""
+    choices = []
+    for raw in override.sweep_iterator(transformer=Transformer.identity):
+        choice = Transformer.encode(raw)
+        if not isinstance(raw, str | int | float | bool):  # (None too: `null`)
+            texts[choice] = choice
+        choices.append(choice)
+    return choices
 
 
 def as_override(key: str, value: object) -> str:
@@ -68,8 +129,15 @@ def as_override(key: str, value: object) -> str:
         return f"{key}={value!r}"
     if isinstance(value, str) and not (PLAIN_WORD.fullmatch(value) and value.lower() not in
                                        ("true", "false", "null", "nan", "inf")):
-        return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return f"{key}='{_quoted(value)}'"
     return f"{key}={value}"
 
 
+def _quoted(text: str) -> str:
+    """`text` inside Hydra's single quotes: a quote escaped, and the backslashes right before a
+    quote or the end doubled (Hydra reads every other backslash as itself)."""
+    return QUOTE_OR_END.sub(lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
+
+
 PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
+QUOTE_OR_END = re.compile(r"(\\*)('|$)")

@@ -1,42 +1,137 @@
-"""The study a sweep's trials share: its storage (a database URL, or `journal:PATH` for a journal
-file, which works on NFS where SQLite's locks do not), and what a trial's run does with it."""
+"""Where a search's study lives and how a start takes it: its storage (null: in memory; a database
+URL; `journal:PATH` for a journal file, which works on NFS where SQLite's locks do not; or a
+storage's config), the text that tells a trial's run the same storage, the lock that lets one
+start at a time continue a study, and the check that a rerun continues the search it was made for."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-import optuna
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from alexnet.locks import private_folder, try_lock
+
+JOURNAL = "journal:"
+SQLITE = "sqlite:///"
+SEARCH_ATTR = "search"  # the study's user attribute: what makes it this search
+COMMAND_ATTR = "command"  # ... and the command line that started it
 
 
-def storage(url: str) -> Any:
-    """What optuna.create_study / load_study take for `url`."""
-    if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
+def storage_text(storage: Any) -> str:
+    """The storage as one line a trial's run can open again: "" (in memory), a URL or
+    `journal:PATH` with its path made absolute (a run may work in another folder), or a storage's
+    config as JSON. A storage given as an object has no such line: "" too."""
+    if isinstance(storage, Mapping):
+        return json.dumps(dict(storage), sort_keys=True)
+    if not isinstance(storage, str):
+        return ""
+    if storage.startswith(JOURNAL):
+        return JOURNAL + os.path.abspath(storage.removeprefix(JOURNAL))
+    path, query = _sqlite_path(storage)
+    if path is not None and path != ":memory:":
+        return SQLITE + os.path.abspath(path) + query
+    return storage
+
+
+def open_storage(text: str) -> Any:
+    """The storage `text` (from storage_text) names: an Optuna storage, or None for one in memory."""
+    import optuna
+
+    if not text:
+        return None
+    if text.startswith("{"):
+        from hydra.utils import instantiate
+
+        return instantiate(json.loads(text))
+    if text.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend
 
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    return url
+        return optuna.storages.JournalStorage(JournalFileBackend(text.removeprefix(JOURNAL)))
+    return optuna.storages.get_storage(text)
 
 
-PRUNER_ATTR = "pruner"  # the study's user attribute: its pruner's config, for the trials' runs
+def file_of(text: str) -> Path | None:
+    """The file a storage lives in (SQLite, journal), where a start's lock goes beside it."""
+    if text.startswith(JOURNAL):
+        return Path(text.removeprefix(JOURNAL))
+    path, _ = _sqlite_path(text)
+    return Path(path) if path not in (None, ":memory:") else None
 
 
-def report(search: DictConfig, epoch: int, row: dict[str, Any], ask: bool) -> bool:
-    """Report the epoch's monitored score to the run's trial; with `ask`, True when the pruner
-    stops it."""
-    trial = optuna.trial.Trial(_study(str(search.study), str(search.storage)), int(search.trial_id))
-    trial.report(float(row[search.monitor]), step=epoch)  # (a step reported before: ignored)
-    return ask and trial.should_prune()
+def _sqlite_path(url: str) -> tuple[str | None, str]:
+    if not url.startswith(SQLITE):
+        return None, ""
+    path, _, query = url.removeprefix(SQLITE).partition("?")
+    return path, f"?{query}" if query else ""
 
 
-@functools.cache
-def _study(name: str, url: str) -> optuna.Study:
-    """The run's study, loaded once. A study keeps no pruner in its storage: the sweeper leaves
-    the pruner's config in the study's user attributes, and the run builds the same pruner."""
-    where = storage(url)
-    pruner_config = optuna.load_study(study_name=name, storage=where).user_attrs.get(PRUNER_ATTR)
-    pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
-    return optuna.load_study(study_name=name, storage=where, pruner=pruner)
+@contextlib.contextmanager
+def one_start(sweep_dir: Path, text: str, study_name: str | None) -> Iterator[str | None]:
+    """Hold the locks of this start: one per sweep dir (two studies there would share run dirs)
+    and one per study (two sweep dirs continuing one study would rerun each other's live trials):
+    beside the study's file, or for a server's study in a private folder of this machine's temp
+    dir. Yields None, or what another start holds (for the message)."""
+    with contextlib.ExitStack() as held:
+        taken = _take(held, sweep_dir / ".search.lock", f"another start of a search in {sweep_dir}")
+        if taken is True and study_name is not None and text:
+            what = f"another start continuing study {study_name} of {text}"
+            key = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)[:60] + "." + \
+                hashlib.sha256(f"{text}\0{study_name}".encode()).hexdigest()[:12]
+            study_file = file_of(text)
+            if study_file is not None:
+                taken = _take(held, study_file.with_name(f".{study_file.name}.{key}.lock"), what)
+            else:
+                folder = Path(tempfile.gettempdir()) / f"alexnet-sweeps-{os.geteuid()}"
+                fd = held.enter_context(private_folder(folder / "studies", folder.parent,
+                                                       f"remove {folder}"))
+                taken = _take(held, folder / "studies" / f"{key}.lock", what, fd)
+        yield None if taken is True else taken
+
+
+def _take(stack: contextlib.ExitStack, path: Path, what: str, folder_fd: int | None = None
+          ) -> str | bool:
+    """True once the lock on `path` is ours for as long as `stack` lasts; else who holds it."""
+    handle = try_lock(path, folder_fd=folder_fd)
+    if handle is None:
+        return f"{what} is running (it holds {path})"
+    stack.enter_context(handle)
+    return True
+
+
+def program() -> str:
+    """The command that started this process, without its overrides (`python -m alexnet.train`,
+    `python app.py --config-name x`), for a person to run the app again."""
+    import shlex
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        words = ["python", "-m", spec.name.removesuffix(".__main__")]
+    elif sys.argv[0].endswith(".py"):
+        words = ["python", sys.argv[0]]
+    else:
+        words = [sys.argv[0]]
+    arguments = iter(sys.argv[1:])
+    for word in arguments:  # (which config the app composes: part of the program)
+        if word in CONFIG_FLAGS:
+            words += [word, next(arguments, "")]
+        elif word.startswith(tuple(f"{flag}=" for flag in CONFIG_FLAGS)):
+            words.append(word)
+    return shlex.join(words)
+
+
+CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+
+
+def command_line() -> str:
+    """How this process was started, in full."""
+    import shlex
+
+    return " ".join([program(), *map(shlex.quote, sys.argv[1:])])

@@ -1,17 +1,16 @@
-"""The Optuna sweeper's work (hydra/sweeper=optuna): ask the study for trials, launch them with
-the configured launcher, tell it how each run ended, until `n_trials` trials have finished.
+"""The Optuna sweeper's work (hydra/sweeper=optuna), for any Hydra app: ask the study for trials,
+launch them with the configured launcher, tell the study what each task returned (a float, or a
+list of floats for a list `direction`), until `n_trials` trials have finished, as Hydra's own
+Optuna plugin does; then optimization_results.yaml, search.csv, search.md and plots.
 
-The study lives in the sweep dir by default (`<sweep dir>/optuna.db`), so rerunning the same
-command continues it: finished trials are not run again, and a trial an earlier start left
-running (killed, Ctrl-C) is launched again as the same trial, in its own run dir (trial N is job
-N), where the run resumes from its checkpoint. Each run reports its monitored score after every
-epoch to its trial through the storage and stops, `pruned`, when the pruner says so; that works
-with every launcher, as the run learns its study and trial from its overrides (`search.*`).
-
-With `hydra/launcher=parallel`, a trial is asked for when a worker is free, knowing every trial
-that has ended, and starts at once: no batch barrier. Launchers that take a list of jobs and
-return when all have ended (basic, slurm, submitit_local) get trials `n_jobs` at a time, as Hydra's
-own Optuna sweeper does: a slot freed by a pruned trial waits for its batch's slowest trial."""
+What ours adds. Pruning inside the run on every launcher: a job learns its trial from its
+environment (alexnet.search.trial) and reports through the study's storage. No batch barrier
+with a launcher that streams jobs (hydra/launcher=parallel): a trial is asked for when a place
+is free, knowing every trial that has ended; other launchers get batches of `n_jobs`, as with
+the official plugin. Resume: with a stored study, rerunning the same command continues it to
+`n_trials` finished trials, reruns the trials an earlier start left running as the same trials
+(trial N is job N), and a seeded sampler goes on with a new stream instead of asking its first
+points again; a rerun with another space, other fixed settings or directions is refused."""
 
 from __future__ import annotations
 
@@ -20,271 +19,413 @@ import functools
 import itertools
 import logging
 import math
-import shlex
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 from hydra.core.utils import JobReturn
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_method
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from alexnet.config_checks import Refused
-from alexnet.files import write_text_atomic
-from alexnet.locks import try_lock
-from alexnet.run.record import read_summary
-from alexnet.run.status import Status
-from alexnet.search.space import as_override, parse_space
-from alexnet.search.study import PRUNER_ATTR, storage
+from alexnet.search import launchers
+from alexnet.search import trial as trials
+from alexnet.search.errors import SettingError, refuse
+from alexnet.search.samplers import missing_packages, reseeded
+from alexnet.search.space import Space, as_override, parse_space
+from alexnet.search.study import (
+    COMMAND_ATTR,
+    SEARCH_ATTR,
+    command_line,
+    one_start,
+    open_storage,
+    storage_text,
+)
+from alexnet.search.summary import write_results
 
 log = logging.getLogger(__name__)
 
-SEARCH_FILES = ("search.csv", "search.md")
+DIRECTIONS = ("minimize", "maximize")
+SWEEP_DIR_ATTR = "hydra.sweep.dir"  # the trial's user attribute: the sweep dir that launched it
+MULTIRUN_FILE = "multirun.yaml"
+NOP_PRUNER = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class Settings:
+    """The sweeper's keys, checked: what no search could use is a SettingError naming the key."""
+
+    directions: list[str]
+    n_trials: int
+    n_jobs: int | None
+    max_failure_rate: float
+    custom_search_space: str | None
+    resume_identity: Callable[[list[str]], Iterable[str]]
+    metric_names: list[str] | None
 
 
 def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
-    """The whole search; `sweeper` is the plugin (its settings and launcher). One start of it at a
-    time per sweep dir (a lock), since each start reruns the trials it finds running."""
+    """The whole search; `sweeper` is the plugin (its keys, config, launcher and context)."""
+    try:
+        settings = read_settings(sweeper)
+        params = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
+        space = parse_space([*params, *arguments])
+        hook = _method("custom_search_space", settings.custom_search_space)
+    except SettingError as err:
+        refuse(str(err))
     config: DictConfig = sweeper.config
-    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    lock = try_lock(sweep_dir / SEARCH_LOCK)
-    if lock is None:
-        raise Refused(f"another start of this search is running (it holds {sweep_dir / SEARCH_LOCK})"
-                      ": wait for it, or stop it first")
-    with lock:
-        _search(sweeper, config, sweep_dir, arguments)
+    raw_storage = OmegaConf.select(config, "hydra.sweeper.storage")
+    text = storage_text(OmegaConf.to_container(raw_storage, resolve=True)
+                        if OmegaConf.is_config(raw_storage) else sweeper.storage)
+    with one_start(sweep_dir, text, sweeper.study_name) as busy:
+        if busy is not None:
+            refuse(f"{busy}: wait for it, or stop it first")
+        try:
+            Search(sweeper, settings, space, hook, sweep_dir, text).run()
+        except SettingError as err:
+            refuse(str(err))
 
 
-def _search(sweeper: Any, config: DictConfig, sweep_dir: Path, arguments: Sequence[str]) -> None:
-    objectives, directions = _as_list(sweeper.objective), _as_list(sweeper.direction)
-    space, fixed = _checked_space(sweeper, config, arguments, objectives, directions)
-    url = str(sweeper.storage)
-    sampler, grid_size = _sampler(sweeper.sampler, space)
-    study = optuna.create_study(
-        study_name=sweeper.study_name, storage=storage(url), load_if_exists=True,
-        sampler=sampler, pruner=_built(sweeper.pruner), directions=directions)
-    _same_search(study, space, objectives, directions)
-    study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(config.hydra.sweeper.pruner,
-                                                            resolve=True))
-    prune = len(objectives) == 1 and objectives[0].startswith(EPOCH_METRICS)
-    if not prune:
-        log.warning("no pruning: it needs one objective that every epoch reports (%s)",
-                    ", ".join(f"{p}*" for p in EPOCH_METRICS))
-    shared = [f"search.study={sweeper.study_name}", f"search.storage={url}",
-              f"search.monitor={objectives[0]}", f"search.prune={prune}"]
-    n_trials = min(sweeper.n_trials, grid_size or sweeper.n_trials)
-    log.info("Optuna study %s in %s: %d trials, %s at a time, %s %s", sweeper.study_name, url,
-             n_trials, sweeper.n_jobs or "as many as the launcher runs", "/".join(directions),
-             "/".join(objectives))
-    # Trials an earlier start left running go first, as the same trials (a job's number is its
-    # trial's); then new ones, asked one at a time when a slot is free.
-    trials = study.get_trials(deepcopy=False)
-    rerun = sorted((t for t in trials if t.state == optuna.trial.TrialState.RUNNING),
-                   key=lambda t: t.number)
-    to_ask = max(0, n_trials - sum(t.state.is_finished() for t in trials) - len(rerun))
-
-    def jobs(chosen: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
-        for trial in chosen:
-            yield trial.number, [*fixed, *(as_override(k, v) for k, v in trial.params.items()),
-                                 *shared, f"search.trial_id={trial._trial_id}"]
-
-    asked = (study.ask(space) for _ in range(to_ask))  # (lazily: when a slot is free)
-    launcher = sweeper.launcher
-    if hasattr(launcher, "run_each"):
-        ended = launcher.run_each(jobs(itertools.chain(rerun, asked)), at_most=sweeper.n_jobs)
-    else:  # the reruns' batches end before the first new trial is asked for
-        size = sweeper.n_jobs or _batch_size(launcher)
-        ended = (done for part in (_in_batches(launcher, jobs(rerun), size),
-                                   _in_batches(launcher, jobs(asked), size)) for done in part)
-    with contextlib.closing(ended):  # (an error here stops the launcher's running jobs cleanly)
-        for number, ret in ended:
-            _tell(study, number, ret, objectives)
-    write_search_report(study, sweep_dir, fixed, objectives)
+def read_settings(sweeper: Any) -> Settings:
+    directions = _directions(sweeper.direction)
+    n_trials, n_jobs, rate = sweeper.n_trials, sweeper.n_jobs, sweeper.max_failure_rate
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise SettingError(f"hydra.sweeper.n_trials={n_trials}: give the number of trials to "
+                           "finish, 1 or more (e.g. hydra.sweeper.n_trials=20)")
+    if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
+        raise SettingError(f"hydra.sweeper.n_jobs={n_jobs}: give the trials to run at a time "
+                           "(1 or more), or null for as many as the launcher runs")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise SettingError(f"hydra.sweeper.max_failure_rate={rate}: give the share of a batch "
+                           "that may fail, from 0.0 (none) to 1.0 (all)")
+    names = sweeper.metric_names
+    names = None if names is None else [str(n) for n in (
+        names if isinstance(names, list | tuple | ListConfig) else [names])]
+    if names is not None and len(names) != len(directions):
+        raise SettingError(f"hydra.sweeper.metric_names has {len(names)} names for "
+                           f"{len(directions)} directions: give one name per objective")
+    identity = _method("resume_identity", sweeper.resume_identity) or list
+    return Settings(directions, n_trials, n_jobs, float(rate), sweeper.custom_search_space,
+                    identity, names)
 
 
-SEARCH_LOCK = ".search.lock"
-EPOCH_METRICS = ("val_", "test_", "train_")  # metrics.csv's per-epoch scores
+def _directions(direction: Any) -> list[str]:
+    values = list(direction) if isinstance(direction, list | tuple | ListConfig) else [direction]
+    names = [str(getattr(v, "name", v)).lower() for v in values]  # (an Enum: its name)
+    if not names or any(n not in DIRECTIONS for n in names):
+        given = ",".join(str(getattr(v, "name", v)) for v in values)
+        raise SettingError(f"hydra.sweeper.direction={given}: give minimize or maximize, or a "
+                           "list of them for several objectives, e.g. "
+                           "hydra.sweeper.direction=[maximize,minimize]")
+    return names
 
 
-def _checked_space(sweeper: Any, config: DictConfig, arguments: Sequence[str],
-                   objectives: list[str], directions: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The search space and fixed overrides; Refused for settings no trial could use."""
-    if sweeper.n_jobs is not None and int(sweeper.n_jobs) < 1:
-        raise Refused(f"hydra.sweeper.n_jobs={sweeper.n_jobs}: give the trials to run at a time "
-                      "(1 or more), or null for as many as the launcher runs")
-    if len(directions) != len(objectives):
-        raise Refused(f"hydra.sweeper.direction has {len(directions)} values and "
-                      f"hydra.sweeper.objective {len(objectives)}: give one direction each")
-    params = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
+def _method(key: str, path: str | None) -> Callable[..., Any] | None:
+    if not path:
+        return None
     try:
-        space, fixed = parse_space([*params, *arguments])
-    except ValueError as err:
-        raise Refused(str(err)) from None
-    if not space:
-        raise Refused("nothing to search: give hydra.sweeper.params or overrides such as "
-                      "'optimizer.lr=tag(log, interval(1e-4, 0.1))'")
-    val_split = OmegaConf.select(config, "data.val_split")
-    if any(o.startswith("val_") for o in objectives) and val_split is None \
-            and "data.val_split" not in space:
-        raise Refused(f"hydra.sweeper.objective={','.join(objectives)} is scored on a validation "
-                      "split: add data.val_split=N (e.g. data.val_split=500), so that the search "
-                      "does not select on the test set")
-    return space, fixed
+        return get_method(path)
+    except Exception as err:
+        raise SettingError(f"hydra.sweeper.{key}={path} cannot be loaded ({err}); give "
+                           "module.function, importable from where the app runs") from None
 
 
-def _same_search(study: optuna.Study, space: dict[str, Any], objectives: list[str],
-                 directions: list[str]) -> None:
-    """A study continues only the search it was made for."""
-    this = {"space": {k: repr(v) for k, v in space.items()}, "objectives": objectives,
-            "directions": directions}
-    before = study.user_attrs.get("search")
-    if before is None:
-        study.set_user_attr("search", this)
-    elif before != this:
-        raise Refused(f"study {study.study_name} holds another search ({before}); this one is "
-                      f"{this}. Rerun the command that made it, or give a new hydra.sweep.dir")
+class Search:
+    """One start of a search: its study, the trials it reruns and asks for, and how it ends."""
 
+    def __init__(self, sweeper: Any, settings: Settings, space: Space,
+                 hook: Callable[[DictConfig, Any], None] | None, sweep_dir: Path,
+                 text: str) -> None:
+        self.sweeper, self.settings, self.space, self.hook = sweeper, settings, space, hook
+        self.config: DictConfig = sweeper.config
+        self.sweep_dir, self.text = sweep_dir, text
+        self.failures: FailureRate | None = None
+        self.stopping: BaseException | None = None
+        pruner = OmegaConf.to_container(self.config.hydra.sweeper.pruner, resolve=True)
+        self.pruner_config = None if pruner.get("_target_") == NOP_PRUNER else pruner
 
-def _in_batches(launcher: Any, jobs: Iterable[tuple[int, list[str]]], size: int
-                ) -> Iterator[tuple[int, JobReturn]]:
-    """For launchers that take a list of jobs and return when all have ended (basic, SLURM,
-    submitit): `size` jobs at a time, whose numbers follow each other (Hydra numbers a batch's jobs
-    from its first); the next batch waits for the slowest job of the one before."""
-    batch: list[tuple[int, list[str]]] = []
+    def run(self) -> None:
+        self.study, self.storage = self._open()
+        if not self.text:  # (runs in this process reach it; others are told they cannot)
+            trials.keep_in_memory(self.study, self.storage)
+        try:
+            self._launch_all()
+        finally:
+            trials.forget_in_memory(self.study)
+        write_results(self.study, self.sweep_dir, self.space, self.settings.metric_names)
+        if self.stopping is not None:
+            raise self.stopping
 
-    def launched() -> list[tuple[int, JobReturn]]:
-        returns = launcher.launch([overrides for _, overrides in batch],
-                                  initial_job_idx=batch[0][0])
-        numbers = [number for number, _ in batch]
-        batch.clear()
-        return list(zip(numbers, returns, strict=True))
+    # --- the study ---------------------------------------------------------------------------
 
-    for number, overrides in jobs:
-        if batch and batch[-1][0] + 1 != number:
-            yield from launched()
-        batch.append((number, overrides))
-        if len(batch) == size:
-            yield from launched()
-    if batch:
-        yield from launched()
+    def _open(self) -> tuple[optuna.Study, Any]:
+        sweeper, settings = self.sweeper, self.settings
+        if not self.text and sweeper.storage is None:
+            log.warning("hydra.sweeper.storage is null: the study lives in this process's memory, "
+                        "so a rerun starts a new study instead of resuming this one, and only "
+                        "runs in this process (the basic launcher) can report to it for pruning; "
+                        "give hydra.sweeper.storage=sqlite:///PATH to keep it")
+        elif sweeper.study_name is None:
+            log.warning("hydra.sweeper.study_name is null: every start makes a new study with a "
+                        "made-up name, so a rerun cannot resume this one; give a study name")
+        try:
+            storage = (sweeper.storage if isinstance(sweeper.storage, optuna.storages.BaseStorage)
+                       else open_storage(self.text) if self.text
+                       else optuna.storages.InMemoryStorage())
+            study = optuna.create_study(study_name=sweeper.study_name, storage=storage,
+                                        load_if_exists=True, directions=settings.directions)
+        except Exception as err:
+            refuse(f"cannot open the study {sweeper.study_name or ''} in "
+                   f"{self.text or 'memory'} ({type(err).__name__}: {err}); restore it, or give "
+                   "another hydra.sweeper.storage or hydra.sweeper.study_name")
+        held = [d.name.lower() for d in study.directions]
+        if held != settings.directions:
+            refuse(f"study {study.study_name} in {self.text} is {held} and "
+                   f"hydra.sweeper.direction says {settings.directions}: give the study's "
+                   "directions, or another hydra.sweeper.study_name")
+        self._same_search(study)
+        before = len(study.get_trials(deepcopy=False))
+        study.sampler, self.grid_size = self._sampler(before)
+        study.pruner = self.sweeper.pruner
+        if settings.metric_names is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(settings.metric_names)
+        OmegaConf.save(self.config, self.sweep_dir / MULTIRUN_FILE)  # (as the basic sweeper)
+        log.info("Study name: %s", study.study_name)
+        log.info("Storage: %s", self.text or "in memory")
+        log.info("Sampler: %s", type(study.sampler).__name__)
+        log.info("Directions: %s", settings.directions)
+        return study, storage
 
+    def _same_search(self, study: optuna.Study) -> None:
+        """A study continues only the search it was made for: the same space, the same fixed
+        settings (those resume_identity keeps), directions and custom search space."""
+        fixed = sorted(self.settings.resume_identity(list(self.space.fixed.values())))
+        this = {"space": {k: repr(d) for k, d in self.space.distributions.items()},
+                "fixed": fixed, "directions": self.settings.directions,
+                "custom_search_space": self.settings.custom_search_space}
+        before = study.user_attrs.get(SEARCH_ATTR)
+        if before is None:
+            study.set_user_attr(SEARCH_ATTR, this)
+            study.set_user_attr(COMMAND_ATTR, command_line())
+            return
+        differs = [f"{key}: {before.get(key)} then, {value} now" for key, value in this.items()
+                   if before.get(key) != value]
+        if differs:
+            refuse(f"study {study.study_name} in {self.text} holds another search ("
+                   + "; ".join(differs) + "). To continue it, rerun the command it was made "
+                   f"with:\n  {study.user_attrs.get(COMMAND_ATTR, '(not recorded)')}\nFor a new "
+                   "search, give a new hydra.sweep.dir (or hydra.sweeper.study_name)")
 
-def _batch_size(launcher: Any) -> int:
-    """Trials at a time where hydra.sweeper.n_jobs is null: as many as the launcher runs at once
-    (Hydra's joblib launcher: its n_jobs; SLURM: its array_parallelism), else one (the basic
-    launcher runs one job at a time; submitit_local would start every job of a batch at once)."""
-    if getattr(launcher, "joblib", None) is not None:
-        from joblib import effective_n_jobs  # (there with the joblib launcher only)
+    def _sampler(self, trials_before: int) -> tuple[optuna.samplers.BaseSampler, int | None]:
+        """The sampler, reseeded where it continues a study; the grid sampler given its grid
+        (and how many points that grid has)."""
+        sampler = reseeded(OmegaConf.select(self.config, "hydra.sweeper.sampler"),
+                           self.sweeper.sampler, trials_before)
+        grid_size = None
+        if isinstance(sampler, functools.partial):
+            unlisted = [k for k in self.space.distributions if k not in self.space.grid]
+            if unlisted:
+                refuse(f"{', '.join(unlisted)}: the grid sampler needs listed values: "
+                       "choice(...), range(...) or an integer interval")
+            grid = {k: self.space.grid[k] for k in self.space.distributions}
+            sampler = sampler(search_space=grid)
+            grid_size = math.prod(len(values) for values in grid.values())
+        missing = missing_packages(sampler)
+        if missing:
+            refuse(f"{type(sampler).__name__} needs {', '.join(missing)}: pip install "
+                   + " ".join(missing))
+        return sampler, grid_size
 
-        return effective_n_jobs(launcher.joblib.get("n_jobs"))
-    if getattr(launcher, "_EXECUTOR", None) == "slurm":  # (hydra-submitit-launcher's mark)
-        return int(launcher.params.get("array_parallelism") or 1)
-    return 1
+    # --- the trials ----------------------------------------------------------------------------
 
+    def _launch_all(self) -> None:
+        study, settings = self.study, self.settings
+        n_trials = settings.n_trials
+        if not self.space.distributions and self.hook is None:
+            log.info("nothing to search (no params, no custom_search_space): the one "
+                     "configuration runs once")
+            n_trials = 1
+        if self.grid_size is not None and self.grid_size < n_trials:
+            log.info("the grid has %d points: %d trials", self.grid_size, self.grid_size)
+            n_trials = self.grid_size
+        existing = study.get_trials(deepcopy=False)
+        rerun = [t for t in existing if t.state == optuna.trial.TrialState.RUNNING
+                 and t.user_attrs.get(SWEEP_DIR_ATTR) == str(self.sweep_dir)]
+        finished = sum(t.state.is_finished() for t in existing)
+        to_ask = max(0, n_trials - finished - len(rerun))
+        launcher = self.sweeper.launcher
+        self.streamed = streamed = launchers.streams(launcher)
+        at_once = settings.n_jobs or launchers.jobs_at_once(self.config.hydra.get("launcher"))
+        self.failures = FailureRate(settings.max_failure_rate, at_once)
+        log.info("%d trials finished, %d to run again, %d to ask for; %s at a time", finished,
+                 len(rerun), to_ask, settings.n_jobs or at_once)
+        if rerun:
+            log.info("running again the trials an earlier start left running: %s",
+                     ", ".join(str(t.number) for t in rerun))
+        again = (job for t in rerun for job in self._again(t))
+        new = self._new(to_ask)
+        if streamed:
+            ended = launcher.run_each(itertools.chain(again, new), at_most=settings.n_jobs)
+        else:  # (the reruns' batches end before the first new trial is asked for)
+            ended = (done for part in (launchers.in_batches(launcher, again, at_once),
+                                       launchers.in_batches(launcher, new, at_once))
+                     for done in part)
+        with contextlib.closing(ended):  # (an error here stops the launcher's jobs cleanly)
+            for number, ret in ended:
+                self._ended(number, self._tell(number, ret))
+        if self.stopping is None:
+            self.stopping = self.failures.finish()
 
-def _built(node: Any) -> Any:
-    """A sampler or pruner: Hydra builds the sweeper's nested `_target_` nodes itself, except
-    where the sweeper is made some other way (tests) and gives the config."""
-    return instantiate(node) if OmegaConf.is_config(node) else node
+    def _again(self, frozen: optuna.trial.FrozenTrial) -> Iterator[tuple[int, list[str]]]:
+        """A trial an earlier start left running, as the same trial: its job again."""
+        if not self.space.distributions.keys() <= frozen.params.keys():
+            self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial %d: an earlier start left it without its parameters: FAIL",
+                        frozen.number)
+            return
+        yield from self._job(frozen.number, frozen.params)
 
+    def _new(self, count: int) -> Iterator[tuple[int, list[str]]]:
+        """Up to `count` new trials, each asked for only when the launcher takes it; none once
+        the failures have stopped the search."""
+        for _ in range(count):
+            if self.stopping is not None:
+                return
+            yield from self._job(*self._ask())
 
-def _sampler(node: Any, space: dict[str, Any]) -> tuple[optuna.samplers.BaseSampler, int | None]:
-    """The sampler, and for the grid sampler (a partial, given the grid from the choices) the
-    number of points in its grid."""
-    sampler = _built(node)
-    if not isinstance(sampler, functools.partial):
-        return sampler, None
-    try:
-        grid = {key: list(d.choices) if hasattr(d, "choices") else _values(key, d)
-                for key, d in space.items()}
-    except ValueError as err:
-        raise Refused(str(err)) from None
-    return sampler(search_space=grid), math.prod(len(values) for values in grid.values())
-
-
-def _values(key: str, distribution: Any) -> list[Any]:
-    if isinstance(distribution, optuna.distributions.IntDistribution) and not distribution.log:
-        return list(range(distribution.low, distribution.high + 1, distribution.step))
-    raise ValueError(f"{key}: the grid sampler needs listed values (choice(...) or range(...)), "
-                     "not an interval")
-
-
-def _as_list(value: Any) -> list[str]:
-    if OmegaConf.is_list(value) or isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def _tell(study: optuna.Study, number: int, ret: JobReturn, objectives: list[str]) -> None:
-    """Close the trial as its run ended: its objective values, PRUNED, or FAIL."""
-    run_dir = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
-    summary = read_summary(run_dir) or {}
-    status = summary.get("status")
-    if study.get_trials(deepcopy=False)[number].state.is_finished():
-        return  # (told already: another start of an earlier search ran it)
-    try:
-        _close(study, number, status, summary, objectives)
-    except RuntimeError as err:  # the grid sampler stops its study at its last point
-        if "stop" not in str(err):
+    def _ask(self) -> tuple[int, dict[str, Any]]:
+        """A new trial: the space's values, the fixed values as user attributes (as the official
+        plugin keeps them), then the custom search space's own suggestions."""
+        trial = self.study.ask(fixed_distributions=self.space.distributions)
+        for key, value in self.space.fixed_values().items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr(SWEEP_DIR_ATTR, str(self.sweep_dir))
+        try:
+            if self.hook is not None:
+                self.hook(self.config, trial)
+            overlap = sorted(trial.params.keys() & self.space.fixed.keys())
+            if overlap:
+                raise SettingError("custom_search_space suggests parameters the command line "
+                                   f"fixes: {overlap}; leave them out of one or the other")
+        except BaseException:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
+        return trial.number, trial.params
+
+    def _job(self, number: int, params: dict[str, Any]) -> Iterator[tuple[int, list[str]]]:
+        """The trial's job (number, overrides), unless its config cannot be composed: then the
+        trial FAILs at once, with the reason, and counts as a failure of its batch."""
+        overrides = [*(self.space.override(k, v) for k, v in params.items()),
+                     *self.space.fixed.values(), *self._environment(number)]
+        self.failures.launched(number)
+        if self.streamed:  # (a launcher that streams jobs hands back one that fails to compose)
+            yield number, overrides
+            return
+        try:  # (a batch launcher would raise, losing its batch and leaving the trials RUNNING)
+            self.sweeper.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except Exception as err:
+            log.warning("trial %d: its config cannot be composed (%s): FAIL", number, err)
+            self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+            self._ended(number, err)
+            return
+        yield number, overrides
+
+    def _environment(self, number: int) -> list[str]:
+        """How the trial's run learns which trial it is: an environment variable set per job
+        through Hydra's job config, which every launcher carries."""
+        variables = trials.job_environment(self.study.study_name, self.text, number,
+                                           self.pruner_config)
+        return [as_override(f"++hydra.job.env_set.{name}", value)
+                for name, value in variables.items()]
+
+    def _tell(self, number: int, ret: JobReturn) -> BaseException | None:
+        """Close the trial as its task ended: COMPLETE with its value(s), PRUNED (its run was
+        told to stop, or raised optuna.TrialPruned), or FAIL; returns the failure, if any."""
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        if frozen.state.is_finished():
+            return None  # (told already)
+        values, state, failure = None, optuna.trial.TrialState.COMPLETE, None
+        try:
+            value = ret.return_value  # (a failed task: raises its exception)
+            if trials.PRUNED_AT in frozen.user_attrs:
+                state = optuna.trial.TrialState.PRUNED
+            else:
+                values = _values(value, len(self.settings.directions))
+        except optuna.TrialPruned:
+            state = optuna.trial.TrialState.PRUNED
+        except Exception as err:
+            state, failure = optuna.trial.TrialState.FAIL, err
+            log.warning("Failed experiment: %s", err)
+        try:
+            told = self.study.tell(number, values, state=state)
+        except RuntimeError as err:  # the grid sampler stops its study at its last point
+            if "Study.stop" not in str(err):
+                raise
+            told = self.study.get_trials(deepcopy=False)[number]
+        log.info("trial %d: %s%s", number, told.state.name,
+                 f" {told.values}" if told.values is not None else "")
+        return failure
+
+    def _ended(self, number: int, failure: BaseException | None) -> None:
+        exceeded = self.failures.ended(number, failure)
+        if exceeded is not None and self.stopping is None:
+            self.stopping = exceeded  # (no new trial; the running ones end and are told)
 
 
-def _close(study: optuna.Study, number: int, status: Any, summary: dict[str, Any],
-           objectives: list[str]) -> None:
-    if status == Status.pruned:
-        study.tell(number, state=optuna.trial.TrialState.PRUNED)
-        return
-    values = [objective_value(summary, name) for name in objectives]
-    if status in (Status.completed, Status.early_stopped) and all(map(math.isfinite, values)):
-        study.tell(number, values)
-    else:
-        log.warning("trial %d: its run ended %s; the trial FAILED", number, status)
-        study.tell(number, state=optuna.trial.TrialState.FAIL)
-
-
-def objective_value(summary: dict[str, Any], name: str) -> float:
-    """`name` from the run's final epoch (val_acc, test_loss, ...) or its record (wall_time_s)."""
-    value = (summary.get("final") or {}).get(name, summary.get(name))
-    return float(value) if isinstance(value, int | float) else float("nan")
-
-
-def write_search_report(study: optuna.Study, sweep_dir: Path, fixed: list[str],
-                        objectives: list[str]) -> None:
-    """search.csv (a row per trial) and search.md (the best trial, or the Pareto front, with the
-    command that reruns it, and the parameters' importances), with the study's pictures."""
-    rows = [{"trial": t.number, "state": t.state.name.lower(),
-             **{name: (t.values or [math.nan] * len(objectives))[i]
-                for i, name in enumerate(objectives)},
-             "epochs": len(t.intermediate_values), **t.params}
-            for t in study.get_trials(deepcopy=False)]
-    table = pd.DataFrame(rows)
-    write_text_atomic(sweep_dir / "search.csv", table.to_csv(index=False))
-    complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state == optuna.trial.TrialState.COMPLETE]
-    best = (study.best_trials if len(objectives) > 1 else [study.best_trial]) if complete else []
-    lines = [f"# Search: study `{study.study_name}`", "",
-             f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in
-                                                  table["state"].value_counts().items()), ""]
-    lines += ["## Best trial" if len(objectives) == 1 else "## Pareto front", ""]
-    if not best:
-        lines.append("No trial has completed yet.")
-    for trial in best:
-        values = ", ".join(f"{n} {v:.4f}" for n, v in zip(objectives, trial.values, strict=True))
-        command = " ".join(["python -m alexnet.train", *map(shlex.quote, fixed),
-                            *(shlex.quote(as_override(k, v)) for k, v in trial.params.items())])
-        lines += [f"- trial {trial.number}: {values}", f"  `{command}`"]
+def _values(value: Any, count: int) -> list[float]:
+    """A task's return value as the study's objective values (the official plugin's rule)."""
+    if count == 1:
+        try:
+            return [float(value)]
+        except (TypeError, ValueError):
+            raise ValueError(f"Return value must be float-castable. Got '{value}'.") from None
     try:
-        importances = optuna.importance.get_param_importances(study)
-        lines += ["", "## Parameter importances", ""]
-        lines += [f"- {name}: {value:.3f}" for name, value in importances.items()]
-    except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
-        lines += ["", f"(parameter importances: not computed: {err})"]
-    if complete:
-        from alexnet.search.plots import plot_study
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError("Return value must be a list or tuple of float-castable values. "
+                         f"Got '{value}'.") from None
+    if len(values) != count:
+        raise ValueError("The number of the values and the number of the objectives are "
+                         f"mismatched. Expect {count}, but actually {len(values)}.")
+    return values
 
-        pictures = plot_study(study, sweep_dir, objectives)
-        lines += ["", "Pictures: " + ", ".join(f"`{p.name}`" for p in pictures)]
-    write_text_atomic(sweep_dir / "search.md", "\n".join(lines) + "\n")
+
+class FailureRate:
+    """The official plugin's max_failure_rate, for batches and streams alike: the trials of a
+    start, in the order they were launched, in blocks of `block` (a batch of n_jobs); once every
+    trial of a block has ended, a share of failures above `allowed` stops the search."""
+
+    def __init__(self, allowed: float, block: int) -> None:
+        self.allowed, self.block = allowed, max(1, block)
+        self.blocks: dict[int, int] = {}  # trial number -> its block
+        self.outcomes: dict[int, list[BaseException | None]] = {}  # block -> its ended trials'
+
+    def launched(self, number: int) -> None:
+        self.blocks[number] = len(self.blocks) // self.block
+
+    def ended(self, number: int, failure: BaseException | None) -> BaseException | None:
+        """The failure to stop with when `number` completes a block over the budget."""
+        block = self.blocks[number]
+        self.outcomes.setdefault(block, []).append(failure)
+        return self._judged(block) if len(self.outcomes[block]) == self.block else None
+
+    def finish(self) -> BaseException | None:
+        """The last, shorter block's verdict, once no trial is left to launch."""
+        last = max(self.outcomes, default=None)
+        return self._judged(last) if last is not None and \
+            len(self.outcomes[last]) < self.block else None
+
+    def _judged(self, block: int) -> BaseException | None:
+        outcomes = self.outcomes[block]
+        failed = [f for f in outcomes if f is not None]
+        if failed and len(failed) / len(outcomes) > self.allowed:
+            log.error("Failed %d times out of %d with max_failure_rate=%s", len(failed),
+                      len(outcomes), self.allowed)
+            return failed[0]
+        return None

@@ -1,29 +1,49 @@
-"""`hydra/sweeper=optuna`: our Optuna sweeper (Hydra's own plugin needs optuna < 3 and cannot
-prune). Its keys are the official plugin's (direction, n_trials, n_jobs, storage, study_name,
-sampler, params), plus pruner and objective. The work lives in alexnet/search/sweeper.py; this
-module makes it a plugin (it imports optuna only when a sweep starts)."""
+"""`hydra/sweeper=optuna` for any Hydra app: a drop-in for Hydra's own Optuna sweeper (its keys,
+defaults and semantics, its samplers tpe, random, grid, cmaes, nsgaii, nsgaiii, gp and qmc), plus
+pruning inside the runs (hydra/sweeper/pruner=...), trials streamed to a launcher that takes them
+one at a time, and resume by rerunning the same command. Its configs are structured configs in
+Hydra's ConfigStore (alexnet/search/config.py) and hydra/sweeper/optuna.yaml in conf/ beside this
+file, which a search path plugin adds after the app's own configs: any app finds them, and an app
+with its own hydra/sweeper/optuna.yaml has its own values. The work lives in alexnet/search/
+(optuna is imported only when a search starts)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from alexnet.search import config, objectives
+
+config.register()
+objectives.register_resolvers()
+
+
+class OptunaSweeperConfigs(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        search_path.append("alexnet-sweeps", f"file://{Path(__file__).parent / 'conf'}")
+
 
 class OptunaSweeper(Sweeper):
-    def __init__(self, sampler: Any, pruner: Any, direction: Any, objective: Any, study_name: str,
-                 storage: str, n_trials: int, n_jobs: int | None, params: Any = None) -> None:
-        self.sampler, self.pruner = sampler, pruner
-        self.direction, self.objective = direction, objective
-        self.study_name, self.storage = study_name, storage
-        self.n_trials, self.n_jobs, self.params = n_trials, n_jobs, params
+    def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: str | None,
+                 n_trials: int, n_jobs: int | None, max_failure_rate: float, params: Any,
+                 custom_search_space: str | None, pruner: Any, resume_identity: str | None = None,
+                 metric_names: Any = None) -> None:
+        self.sampler, self.direction, self.storage = sampler, direction, storage
+        self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
+        self.max_failure_rate, self.params = max_failure_rate, params
+        self.custom_search_space, self.pruner = custom_search_space, pruner
+        self.resume_identity, self.metric_names = resume_identity, metric_names
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
-        self.config = config
+        self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 

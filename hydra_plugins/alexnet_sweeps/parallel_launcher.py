@@ -1,22 +1,52 @@
-"""`hydra/launcher=parallel`: joblib's launcher (hydra-joblib-launcher), with stops that reach
-every job. The logic lives in alexnet/launch/parallel.py; this module makes it a plugin."""
-
-from __future__ import annotations
+"""`hydra/launcher=parallel`: a sweep's jobs side by side on this machine, each in a process of its
+own, for any Hydra app. The work lives in alexnet/launch/parallel.py; this module makes it a plugin
+and registers its config (`n_jobs`, read as joblib reads it)."""
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
-
-try:
-    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-except ImportError:  # no `launchers` extra: no such launcher, and no warning at every command
-    JoblibLauncher = object
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
 
 
-class ParallelLauncher(JoblibLauncher):  # type: ignore[misc,valid-type]
-    """Runs a sweep's jobs n at a time in worker processes, a new one as soon as a worker is free;
-    a Ctrl-C, a SIGTERM or one job's sweep-stopping error ends every running job at its safe point
-    (checkpointed, `interrupted`) instead of killing it, and starts no new one."""
+@dataclass
+class ParallelLauncherConf:
+    _target_: str = "hydra_plugins.alexnet_sweeps.parallel_launcher.ParallelLauncher"
+    # Jobs at once: null = one per GPU slot (GPUs x jobs_per_gpu), or 2 on a machine without a
+    # GPU; or a count (negative counts from the cores, as joblib's: -1 = one per core).
+    n_jobs: int | None = None
+    # Jobs that share one GPU (alexnet's runs with device=auto take a slot each: every GPU gets
+    # its first job before any gets a second).
+    jobs_per_gpu: int = 1
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="parallel", node=ParallelLauncherConf,
+                             provider="alexnet_sweeps")
+
+
+class ParallelLauncher(Launcher):
+    """Runs a sweep's jobs n at a time, each in its own process, a new one as soon as one ends;
+    a job that dies (out of memory, kill -9, a segfault) costs that job alone; a Ctrl-C, a SIGTERM
+    or one job's own stop ends every running job at its safe point and starts no new one."""
+
+    streams_jobs = True  # run_each: hands out a job whenever a place frees (no batch barrier)
+    places_gpu_slots = True  # our app's jobs take a GPU slot each (alexnet/launch/placement.py)
+    process_per_job = True
+
+    def __init__(self, n_jobs: int | None = None, jobs_per_gpu: int = 1) -> None:
+        if jobs_per_gpu < 1:
+            raise ValueError(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu}: give 1 or more")
+        self.n_jobs, self.jobs_per_gpu = n_jobs, jobs_per_gpu
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
@@ -26,9 +56,8 @@ class ParallelLauncher(JoblibLauncher):  # type: ignore[misc,valid-type]
 
     def run_each(self, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
                  ) -> Iterator[tuple[int, JobReturn]]:
-        """(job number, overrides) pairs read one per free worker (at most `at_most` workers);
-        (job number, return) pairs as the jobs end (the Optuna sweeper's way past the batch
-        barrier)."""
+        """(job number, overrides) pairs read one per free place (at most `at_most` at once);
+        (job number, return) pairs as the jobs end: a sweeper's way past the batch barrier."""
         from alexnet.launch.parallel import run_each
 
         return run_each(self, jobs, at_most)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn
 
-from alexnet.resume.stop import Stopped, SweepStopped
+from alexnet.resume.stop import Stop
 
 try:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
@@ -30,10 +30,17 @@ class SlurmLauncher(SubmititSlurm):  # type: ignore[misc,valid-type]
 
         return launch(self, job_overrides, initial_job_idx)
 
-    def __call__(self, *args: Any) -> JobReturn | Stopped:
+    @staticmethod
+    def check_settings(params: dict[str, Any]) -> None:
+        """Refuse, before anything is submitted, settings SLURM would take but that cannot work."""
+        from alexnet.launch.slurm import check_settings
+
+        check_settings(params)
+
+    def __call__(self, *args: Any) -> JobReturn | Stop:
         """In the SLURM job: the run; a stopped run (SIGTERM from scancel, a full disk) returns
         how it stopped, so the launcher learns it from the result file."""
         try:
             return super().__call__(*args)
-        except SweepStopped as stopped:
-            return Stopped(str(stopped), stopped.exit_code)
+        except Stop as stopped:
+            return stopped

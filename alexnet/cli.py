@@ -1,0 +1,102 @@
+"""`python -m alexnet.train` (and `alexnet-train`): the command line around Hydra's entry point.
+
+Every stop (alexnet/resume/stop.py) ends here, once: a sweep's table brought up to date, one line
+that says what stopped and why (`stopped: ...`, or `error: ...` for a setting refused before
+anything ran), the exact command that resumes it, and the stop's exit status; no traceback, a
+Ctrl-C at any moment included. A refused single run leaves no folder behind."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alexnet.resume.stop import Stop, refused
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+SHOWING_FLAGS = ("-c", "--cfg", "-i", "--info")
+HYDRA_MADE = {".hydra", "train.log"}  # what Hydra writes in a run dir before the run starts
+
+
+def run(entry_point: Callable[[], Any]) -> None:
+    """Run Hydra's `entry_point` (alexnet.train.main) with sys.argv, ending every stop here."""
+    argv = sys.argv[1:]
+    multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
+    try:
+        sys.argv[1:] = multirun_config_request(argv)
+        entry_point()
+    except Stop as stop:
+        _end(stop, argv, multirun)
+    except KeyboardInterrupt:  # a Ctrl-C outside any run's safe point: all saved is kept
+        _end(Stop("interrupted (Ctrl-C); finished runs and saved checkpoints are kept",
+                  exit_code=128 + signal.SIGINT), argv, multirun)
+
+
+def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
+    """Say how the command ended, bring a sweep's table up to date, exit with the stop's code."""
+    if stop.refused:
+        if stop.output_dir is not None and not multirun:
+            discard_unstarted(Path(stop.output_dir))
+        print(f"error: {stop.reason}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+    if multirun and stop.output_dir is not None and Path(stop.output_dir).is_dir():
+        from alexnet.callbacks import report_sweep
+
+        report_sweep(Path(stop.output_dir))
+    print(f"stopped: {stop.reason}", file=sys.stderr)
+    if stop.output_dir is not None:
+        print(f"Resume it with:\n  {resume_command(argv, stop.output_dir, multirun)}",
+              file=sys.stderr)
+    sys.exit(stop.exit_code)
+
+
+def resume_command(argv: list[str], output_dir: str, multirun: bool) -> str:
+    """The command that continues what `argv` started in `output_dir`: the same arguments with
+    that folder named (a dated default folder would start a new one)."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    kept = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")]
+    return " ".join(["python -m alexnet.train", *map(shlex.quote, [*kept, f"{key}={output_dir}"])])
+
+
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove the run dir Hydra made for a run refused before it started (nothing of the run is in
+    it), and its parent when that is then empty (the default's dated folder) and inside the
+    working directory."""
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_MADE:
+        return
+    log = run_dir / "train.log"
+    if log.is_file() and log.stat().st_size > 0:
+        return  # (something was said there: keep it)
+    shutil.rmtree(run_dir)
+    parent, here = run_dir.resolve().parent, Path.cwd().resolve()
+    if parent != here and parent.is_relative_to(here) and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def multirun_config_request(argv: list[str]) -> list[str]:
+    """Hydra refuses `-m` beside `--cfg`/`--info` ("Only one of --run, --multirun, --cfg ..."), yet
+    adding --cfg to a sweep's command is how one asks what the sweep will run: show it as the
+    multirun's config (hydra.mode=MULTIRUN, its sweeper's params), without the `-m`."""
+    showing = any(a in SHOWING_FLAGS or a.startswith(("--cfg=", "--info=")) for a in argv)
+    if not (showing and set(MULTIRUN_FLAGS) & set(argv)):
+        return argv
+    if _sweeps_values(argv):
+        raise refused("--cfg shows one config, and this command sweeps over values: give one "
+                      "value of each (or a sweep= preset) to see its config, or drop --cfg")
+    return ["hydra.mode=MULTIRUN", *(a for a in argv if a not in MULTIRUN_FLAGS)]
+
+
+def _sweeps_values(argv: list[str]) -> bool:
+    """Whether the command line holds a sweep (`a=1,2`, `glob(...)`, `range(...)`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # Hydra will say what is wrong with it
+        return False
+    return any(o.is_sweep_override() for o in parsed)

@@ -1,0 +1,499 @@
+"""Effects of the swept knobs: for each hyperparameter the runs vary, what its levels did to the
+selection score (alexnet/scores.py: validation accuracy with a split, else test accuracy).
+
+One linear model over the sweep's runs whose scores count (statsmodels OLS, the knobs as
+categorical factors, seeds as replicates; a full factorial grid also gets its two-way
+interactions): each level's mean, its difference to the best level with a 95% interval (the
+model's t contrasts), and an F test per knob (statsmodels' type-2 ANOVA). A named experiment
+(`experiment=alexnet1..8`) is a bundle of knobs: the model is over the knobs it sets, read from
+each run's resolved config, and the experiments are compared as the model's cells.
+
+What the runs cannot separate is found from the design itself: an effect is estimable when its
+contrast lies in the row space of the design matrix. One that does not (two knobs that always
+change together, as in the notebook's eight experiments) is named as confounded, with the knobs
+it cannot be told apart from, instead of being given a number. With one run per setting there is
+no noise to judge against: the means are shown alone."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+import statsmodels.formula.api as smf
+from scipy.linalg import null_space
+from statsmodels.stats.anova import anova_lm
+
+from alexnet import scores
+from alexnet.results.collect import Run
+from alexnet.results.labels import natural_order, own_keys, readable, varying_columns
+from alexnet.results.stats import CONFIDENCE, NO_SPREAD, SCORE, metric_of
+
+ALPHA = 1 - CONFIDENCE
+LABEL = "experiment"  # a name for a bundle of knobs, not a knob
+# Which trial of a search a run is (its trial id, study, storage): not how it trains.
+NOT_KNOBS = ("search.",)
+# Knobs whose level means the sentence spells out beside the experiments' (the rest: effects.md).
+SPELLED_OUT = 3
+# Distances below this are zero in the estimability checks (the design holds 0/1 entries).
+TOLERANCE = 1e-8
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a knob (or one experiment): its runs' mean and how it compares to the best."""
+
+    factor: str
+    level: Any  # the knob's value (or the experiment's name)
+    n: int
+    mean: float  # the mean selection score of its runs
+    best: bool = False
+    difference: float = math.nan  # this level minus the best level, from the model
+    low: float = math.nan  # its 95% interval
+    high: float = math.nan
+    adjusted: float = math.nan  # the model's mean of the level: over a full grid's other knobs
+    # (a marginal mean), or of an experiment's own settings; nan elsewhere (it would extrapolate)
+    adjusted_low: float = math.nan
+    adjusted_high: float = math.nan
+    confounded_with: tuple[str, ...] = ()  # what its difference cannot be told apart from
+
+
+@dataclass(frozen=True)
+class Term:
+    """An F test of a knob or a two-way interaction."""
+
+    factors: tuple[str, ...]
+    df: float
+    f_value: float
+    p_value: float
+
+    @property
+    def name(self) -> str:
+        return " x ".join(self.factors)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < ALPHA
+
+
+@dataclass
+class Effects:
+    metric: str | None  # the selection metric of the runs in the model
+    counted: int  # runs in the model
+    left_out: dict[str, int]  # status -> runs whose scores do not count
+    factors: list[str]
+    levels: list[Level] = field(default_factory=list)
+    terms: list[Term] = field(default_factory=list)
+    confounded: list[tuple[str, ...]] = field(default_factory=list)
+    label: str | None = None  # "experiment" where the runs name their settings
+    replicated: bool = False
+    residual_df: float = math.nan
+    formula: str = ""
+    no_interval: str | None = None  # why no interval can be given
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # each setting's n and mean
+
+    def of(self, factor: str) -> list[Level]:
+        return [level for level in self.levels if level.factor == factor]
+
+    def term(self, *factors: str) -> Term | None:
+        return next((t for t in self.terms if t.factors == factors), None)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric is None or scores.higher_is_better(self.metric)
+
+
+def knobs(runs: Sequence[Run]) -> list[str]:
+    """The hyperparameters the runs vary, but seed (a replicate), experiment (a bundle), a
+    search's bookkeeping, and keys that only follow a knob above them (labels.own_keys)."""
+    varying = [k for k in varying_columns(runs)
+               if k not in ("seed", LABEL) and not k.startswith(NOT_KNOBS)]
+    return own_keys(runs, varying)
+
+
+def analyse(runs: Sequence[Run]) -> Effects:
+    """The effects of the knobs the runs vary on their selection score (see the module)."""
+    counted = [r for r in runs if scores.selection_score(r.summary) is not None]
+    left_out = dict(Counter(str(r.status) for r in runs if scores.selection_score(r.summary) is None))
+    metrics = sorted({metric_of(r, SCORE) for r in counted})
+    if len(metrics) > 1:
+        return Effects(None, len(counted), left_out, [], no_interval=(
+            f"the runs are ranked by different metrics ({', '.join(metrics)}); aggregate runs of "
+            "one objective together"))
+    metric = metrics[0] if metrics else None
+    factors = knobs(counted) if len(counted) > 1 else []
+    label = LABEL if len({str(r.hyperparameters.get(LABEL)) for r in counted}) > 1 else None
+    effects = Effects(metric, len(counted), left_out, factors, label=label)
+    if not counted:
+        effects.no_interval = "no run's scores count"
+        return effects
+    frame, values = _frame(counted, factors)
+    names = {f: f"f{i}" for i, f in enumerate(factors)}
+    keys = list(names.values())
+    effects.cells = (frame.groupby(keys, observed=True)["score"].agg(["size", "mean"])
+                     .rename(columns={"size": "n"}).reset_index().rename(
+                         columns={v: k for k, v in names.items()}) if keys else
+                     pd.DataFrame({"n": [len(frame)], "mean": [frame["score"].mean()]}))
+    effects.replicated = bool((effects.cells["n"] > 1).any())
+    main = [f"C({names[f]})" for f in factors]
+    pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1:]]
+    full_grid = bool(factors) and len(effects.cells) == math.prod(
+        frame[names[f]].nunique() for f in factors)
+    interactions = [f"C({names[a]}):C({names[b]})" for a, b in pairs] if full_grid else []
+    rhs = " + ".join(main + interactions) or "1"
+    design = patsy.dmatrix(rhs, frame, return_type="dataframe")
+    if interactions and len(frame) - np.linalg.matrix_rank(design.to_numpy()) <= 0:
+        interactions = []  # a grid without seeds: interactions would leave no noise to test on
+        rhs = " + ".join(main) or "1"
+        design = patsy.dmatrix(rhs, frame, return_type="dataframe")
+    model = _Design(design, names, frame)
+    effects.formula = f"{metric} ~ " + " + ".join(
+        [f"C({f})" for f in factors] + [f"C({a}):C({b})" for a, b in pairs if interactions]) \
+        if factors else f"{metric} ~ 1"
+    fit = _fit(rhs, frame, design, effects)
+    for factor in factors:
+        effects.levels += _levels(factor, values[factor], frame, model, fit if full_grid else None,
+                                  effects.higher_is_better, fit)
+    if label:
+        effects.levels += _experiments(frame, model, fit, effects.higher_is_better)
+    effects.confounded = _confounded_sets(factors, model)
+    if fit is not None:
+        effects.terms = _terms(factors, pairs if interactions else [], model, fit)
+    return effects
+
+
+class _Design:
+    """The design matrix's columns per knob and what its row space can estimate."""
+
+    def __init__(self, design: pd.DataFrame, names: dict[str, str], frame: pd.DataFrame) -> None:
+        self.info = design.design_info
+        self.names = names
+        self.frame = frame
+        self.cells = settings(frame, names)
+        self.rows = self.matrix(self.cells)
+        self.null = null_space(self.rows)
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(patsy.build_design_matrices([self.info], frame)[0])
+
+    def columns(self, factor: str) -> list[int]:
+        """The design's columns for the knob: its main effect and its interactions."""
+        name = f"C({self.names[factor]})"
+        return [i for term, span in self.info.term_name_slices.items()
+                if name in term.split(":") for i in range(span.start, span.stop)]
+
+    def estimable(self, contrast: np.ndarray, null: np.ndarray | None = None) -> bool:
+        null = self.null if null is None else null
+        return null.size == 0 or float(np.abs(contrast @ null).max()) < TOLERANCE
+
+    def mean_row(self, factor: str, level: Any) -> np.ndarray:
+        """The design row of the level's mean: every observed setting with the knob at `level`,
+        averaged (in a full grid, the usual marginal mean)."""
+        cells = self.cells.copy()
+        cells[self.names[factor]] = pd.Categorical([level] * len(cells),
+                                                   categories=cells[self.names[factor]].cat.categories)
+        return self.matrix(cells).mean(axis=0)
+
+    def partners(self, contrast: np.ndarray, factor: str) -> tuple[str, ...]:
+        """The other knobs that make `contrast` inestimable: without any one of them in the model
+        it could be estimated (or, where no one alone does it, every knob that shares a
+        dependency with it)."""
+        others = [f for f in self.names if f != factor]
+        found = []
+        for other in others:
+            keep = [i for i in range(self.rows.shape[1]) if i not in self.columns(other)]
+            if self.estimable(contrast[keep], null_space(self.rows[:, keep])):
+                found.append(other)
+        if found:
+            return tuple(found)
+        linked = [v for v in self.null.T if abs(contrast @ v) > TOLERANCE]
+        return tuple(o for o in others
+                     if any(np.abs(v[self.columns(o)]).max() > TOLERANCE for v in linked))
+
+
+def settings(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """One row per distinct setting of the knobs."""
+    return frame.drop_duplicates(subset=list(names.values())) if names else frame.iloc[:1]
+
+
+def _frame(runs: Sequence[Run], factors: Sequence[str]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """A row per run: its score, each knob as a categorical column f0, f1, ... of its values'
+    text (levels in the order a person lists them; None is a level), and its experiment; and per
+    knob, each level's value."""
+    frame = pd.DataFrame({"score": [scores.selection_score(r.summary) for r in runs],
+                          LABEL: [str(r.hyperparameters.get(LABEL)) for r in runs]})
+    values = {}
+    for i, factor in enumerate(factors):
+        found = [r.hyperparameters.get(factor) for r in runs]
+        values[factor] = {str(v): v for v in natural_order(found)}
+        frame[f"f{i}"] = pd.Categorical([str(v) for v in found], categories=list(values[factor]))
+    return frame, values
+
+
+def _fit(rhs: str, frame: pd.DataFrame, design: pd.DataFrame, effects: Effects) -> Any:
+    """The OLS fit, or None (saying why) when it cannot give intervals."""
+    if not effects.replicated:
+        effects.no_interval = "each setting ran once (no seeds): there is no noise to judge against"
+        return None
+    with warnings.catch_warnings():  # a confounded design is rank-deficient: handled above
+        warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
+        fit = smf.ols(f"score ~ {rhs}", frame).fit()
+    if list(fit.model.exog_names) != list(design.columns):
+        raise RuntimeError(f"statsmodels built other columns ({fit.model.exog_names}) than the "
+                           f"design ({list(design.columns)})")
+    effects.residual_df = float(fit.df_resid)
+    if fit.df_resid < 1:
+        effects.no_interval = "the model leaves no degrees of freedom for the noise"
+        return None
+    if fit.ssr <= NO_SPREAD ** 2 * len(frame):
+        effects.no_interval = ("the seeds of every setting scored exactly alike: there is no "
+                               "noise to judge against")
+        return None
+    return fit
+
+
+def _contrast(fit: Any, row: np.ndarray) -> tuple[float, float, float]:
+    result = fit.t_test(row)
+    low, high = np.asarray(result.conf_int(alpha=ALPHA)).ravel()
+    return float(np.ravel(result.effect)[0]), float(low), float(high)
+
+
+def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _Design,
+            grid_fit: Any, higher: bool, fit: Any) -> list[Level]:
+    """Each level of the knob: its runs' mean, its difference to the best level (the model's
+    contrast, or what it is confounded with), and over a full grid (`grid_fit`) the model's
+    marginal mean of it."""
+    column = frame[model.names[factor]]
+    levels = [level for level in column.cat.categories if (column == level).any()]
+    sign = 1.0 if higher else -1.0
+    raw = {level: frame.loc[column == level, "score"] for level in levels}
+    rows = {level: model.mean_row(factor, level) for level in levels}
+    leader = max(levels, key=lambda level: sign * raw[level].mean())
+    best = leader
+    if fit is not None:  # the best by the model, among the levels it can set beside the leader
+        candidates = [lv for lv in levels if model.estimable(rows[lv] - rows[leader])]
+        best = max(candidates, key=lambda lv: sign * float((rows[lv] - rows[leader]) @ fit.params))
+    out = []
+    for level in levels:
+        found: dict[str, Any] = {"factor": factor, "level": values[level], "n": len(raw[level]),
+                                 "mean": float(raw[level].mean()), "best": level == best}
+        difference = rows[level] - rows[best]
+        if level == best:
+            pass
+        elif not model.estimable(difference):
+            found["confounded_with"] = model.partners(difference, factor)
+        elif fit is not None:
+            found["difference"], found["low"], found["high"] = _contrast(fit, difference)
+        if grid_fit is not None:
+            found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(grid_fit,
+                                                                                     rows[level])
+        out.append(Level(**found))
+    return out
+
+
+def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) -> list[Level]:
+    """Each experiment as the model's mean of its settings, against the best experiment."""
+    names = natural_order(list(frame[LABEL]))
+    rows = {name: model.matrix(settings(frame[frame[LABEL] == name], model.names)).mean(axis=0)
+            for name in names}
+    raw = {name: frame.loc[frame[LABEL] == name, "score"] for name in names}
+    sign = 1.0 if higher else -1.0
+    best = max(names, key=lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
+                                                else raw[name].mean()))
+    out = []
+    for name in names:
+        found: dict[str, Any] = {"factor": LABEL, "level": name, "n": len(raw[name]),
+                                 "mean": float(raw[name].mean()), "best": name == best}
+        if fit is not None and name != best:
+            found["difference"], found["low"], found["high"] = _contrast(fit, rows[name] - rows[best])
+        if fit is not None:
+            found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(fit, rows[name])
+        out.append(Level(**found))
+    return out
+
+
+def _confounded_sets(factors: Sequence[str], model: _Design) -> list[tuple[str, ...]]:
+    """Groups of knobs whose effects the runs cannot tell apart."""
+    found: list[tuple[str, ...]] = []
+    for factor in factors:
+        blocked = [i for i in model.columns(factor) if not model.estimable(np.eye(model.rows.shape[1])[i])]
+        partners = {p for i in blocked for p in model.partners(np.eye(model.rows.shape[1])[i], factor)}
+        group = tuple(f for f in factors if f == factor or f in partners)
+        if blocked and group not in found:
+            found.append(group)
+    return found
+
+
+def _terms(factors: Sequence[str], pairs: Sequence[tuple[str, str]], model: _Design,
+           fit: Any) -> list[Term]:
+    """F tests: statsmodels' type-2 ANOVA table where the design is full rank; where it is not,
+    a Wald F test of each knob whose every effect is estimable (the additive model's type 2)."""
+    if model.null.size == 0:
+        table = anova_lm(fit, typ=2)
+        lookup = {f"C({model.names[f]})": (f,) for f in factors}
+        lookup |= {f"C({model.names[a]}):C({model.names[b]})": (a, b) for a, b in pairs}
+        return [Term(lookup[name], float(row["df"]), float(row["F"]), float(row["PR(>F)"]))
+                for name, row in table.iterrows() if name in lookup]
+    terms = []
+    identity = np.eye(model.rows.shape[1])
+    for factor in factors:
+        columns = model.columns(factor)
+        if all(model.estimable(identity[i]) for i in columns):
+            result = fit.f_test(identity[columns])
+            terms.append(Term((factor,), float(result.df_num), float(np.ravel(result.fvalue)[0]),
+                              float(result.pvalue)))
+    return terms
+
+
+def sentence(effects: Effects) -> str:
+    """What the effects say, as a person would say it."""
+    metric = effects.metric or "the selection score"
+    if not effects.counted or effects.metric is None:
+        return f"No effects can be given: {effects.no_interval}."
+    parts = []
+    for group in effects.confounded:
+        parts.append(f"the runs cannot separate the effects of {_and(group)} (they never change "
+                     "one of them alone): confounded, so no number is given for them")
+    if not effects.factors and effects.label is None:
+        only = effects.cells.iloc[0]
+        return (f"Only the seed varies: mean {metric} {only['mean']:.4f} over {int(only['n'])} runs.")
+    if effects.no_interval:
+        text = f"{effects.no_interval}, so no interval can be given (add seeds: seed=0,1,2)"
+        shown = effects.factors if len(effects.factors) <= SPELLED_OUT or not effects.label else []
+        means = ["; ".join(", ".join(f"{factor}={readable(lv.level)} {lv.mean:.4f}"
+                                     for lv in effects.of(factor)) for factor in shown)]
+        if effects.label:
+            ranking = _ranked(effects.of(effects.label), effects.higher_is_better, by="mean")
+            means.append(f"best {effects.label} {ranking[0].level} ({ranking[0].mean:.4f})"
+                         + "".join(f", then {lv.level} ({lv.mean:.4f})" for lv in ranking[1:3]))
+        parts.append(f"{text}; mean {metric}: " + "; ".join(m for m in means if m))
+        return _capital("; ".join(parts)) + "."
+    confounded = {f for group in effects.confounded for f in group}
+    for factor in effects.factors:
+        term = effects.term(factor)
+        contrasts = _contrasts(effects.of(factor))
+        if term is not None:
+            verdict = "mattered" if term.significant else "did not matter"
+            parts.append(f"{factor} {verdict} (p = {term.p_value:.2g})" + (f": {contrasts}"
+                                                                            if contrasts else ""))
+        elif contrasts:
+            parts.append(f"{factor}{' (partly confounded)' if factor in confounded else ''}: "
+                         f"{contrasts}")
+    for term in effects.terms:
+        if len(term.factors) == 2:
+            a, b = term.factors
+            parts.append(f"{a} and {b} interact (p = {term.p_value:.2g}): the effect of one "
+                         "depends on the other" if term.significant else
+                         f"no interaction between {a} and {b} (p = {term.p_value:.2g})")
+    if effects.label:
+        best, *rest = _ranked(effects.of(effects.label), effects.higher_is_better, by="adjusted")
+        text = f"best {effects.label}: {best.level} (mean {best.mean:.4f})"
+        if rest:
+            text += (f", ahead of {rest[0].level} by {-rest[0].difference:+.4f} "
+                     f"[95% CI {-rest[0].high:+.4f}, {-rest[0].low:+.4f}]")
+        parts.append(text)
+    return f"Effects on {metric} ({effects.counted} runs, seeds as replicates): " + "; ".join(parts) + "."
+
+
+def _ranked(levels: Sequence[Level], higher: bool, by: str) -> list[Level]:
+    return sorted(levels, key=lambda lv: -getattr(lv, by) if higher else getattr(lv, by))
+
+
+def _contrasts(levels: Sequence[Level]) -> str:
+    """best - level for each other level whose difference the model gives, with its interval."""
+    best = next((lv for lv in levels if lv.best), None)
+    return ", ".join(f"{readable(best.level)} - {readable(lv.level)} = {-lv.difference:+.4f} "
+                     f"[95% CI {-lv.high:+.4f}, {-lv.low:+.4f}]"
+                     for lv in levels if best is not None and not lv.best
+                     and not math.isnan(lv.difference))
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def table(effects: Effects) -> pd.DataFrame:
+    """effects.csv: a row per level (its n, mean, difference to the best level and 95% interval,
+    the model's mean of it, what it is confounded with) and a row per F test."""
+    rows: list[dict[str, Any]] = []
+    for level in effects.levels:
+        term = effects.term(level.factor)
+        rows.append({"kind": "level", "factor": level.factor, "level": level.level, "n": level.n,
+                     "mean": level.mean, "best": level.best, "difference": level.difference,
+                     "ci95_low": level.low, "ci95_high": level.high,
+                     "adjusted_mean": level.adjusted, "adjusted_ci95_low": level.adjusted_low,
+                     "adjusted_ci95_high": level.adjusted_high,
+                     "confounded_with": " ".join(level.confounded_with),
+                     "df": term.df if term else math.nan, "F": term.f_value if term else math.nan,
+                     "p": term.p_value if term else math.nan})
+    for term in effects.terms:
+        rows.append({"kind": "test", "factor": term.name, "df": term.df, "F": term.f_value,
+                     "p": term.p_value, "significant": term.significant})
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame.insert(0, "metric", effects.metric)
+    return frame
+
+
+def markdown(effects: Effects) -> str:
+    """effects.md: the sentence, how it was computed, then a table per knob."""
+    metric = effects.metric or "the selection score"
+    lines = ["# Effects of the swept settings", "", sentence(effects), ""]
+    left = ", ".join(f"{n} {status}" for status, n in sorted(effects.left_out.items()))
+    held = (" (the validation split's)" if str(effects.metric).startswith("val_") else
+            " (these runs hold out no validation split)" if str(effects.metric).startswith("test_")
+            else "")
+    lines.append(f"Selection score: final `{metric}`{held}. {effects.counted} runs count"
+                 + (f"; left out: {left} (their scores are not results)." if left else "."))
+    if effects.counted and effects.metric:
+        lines.append(f"Model: statsmodels OLS, `{effects.formula}`, seeds as replicates"
+                     + ("" if math.isnan(effects.residual_df) else
+                        f", {effects.residual_df:g} residual degrees of freedom") + ". `mean` is "
+                     "the mean of a level's runs; its difference to the best level is the model's, "
+                     "the other knobs held fixed (the best level is the model's too).")
+    if effects.no_interval:
+        lines.append(f"No interval: {effects.no_interval}.")
+    lines.append("")
+    if effects.confounded:
+        lines += ["## Confounded", ""]
+        lines += [f"- {_and(group)}: the runs never change one of them alone, so their effects "
+                  "cannot be told apart (no number is given for them)." for group in effects.confounded]
+        lines.append("")
+    if effects.terms:
+        lines += ["## Tests (F, type 2)", "", "| term | df | F | p | significant (p < 0.05) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t.name} | {t.df:g} | {t.f_value:.3g} | {t.p_value:.2g} | "
+                  f"{'yes' if t.significant else 'no'} |" for t in effects.terms]
+        lines.append("")
+    for factor in [*effects.factors, *([effects.label] if effects.label else [])]:
+        lines += [f"## {factor}", "", f"| {factor} | n | mean | difference to best | 95% CI |",
+                  "|---|---|---|---|---|"]
+        for level in effects.of(factor):
+            if level.best:
+                compared = "(best)"
+            elif level.confounded_with:
+                compared = f"confounded with {_and(level.confounded_with)}"
+            elif math.isnan(level.difference):
+                compared = ""
+            else:
+                compared = f"{level.difference:+.4f}"
+            interval = ("" if math.isnan(level.low) else f"[{level.low:+.4f}, {level.high:+.4f}]")
+            lines.append(f"| {readable(level.level)} | {level.n} | {level.mean:.4f} | {compared} "
+                         f"| {interval} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def sweep_sentence(runs: Sequence[Run]) -> str:
+    """The effects of a sweep's knobs in one sentence (for the end of a sweep)."""
+    return sentence(analyse(runs))

@@ -1,0 +1,111 @@
+"""A search's results in its sweep dir: optimization_results.yaml as the official plugin writes it
+(best_params and best_value, or the Pareto front's solutions), search.csv (a row per trial) and
+search.md (the best trial or the Pareto front with the command that reruns it, the parameters'
+importances, the pictures)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from omegaconf import OmegaConf
+
+from alexnet.files import write_text_atomic
+from alexnet.search.space import Space
+from alexnet.search.study import program
+from alexnet.search.trial import LAST_STEP
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "optimization_results.yaml"
+
+
+def objective_names(study: optuna.Study, names: list[str] | None) -> list[str]:
+    """The objective values' names: the given ones, the study's own, or Optuna's value(s)."""
+    names = names or study.metric_names
+    if names:
+        return list(names)
+    count = len(study.directions)
+    return ["value"] if count == 1 else [f"values_{i}" for i in range(count)]
+
+
+def write_results(study: optuna.Study, sweep_dir: Path, space: Space, names: list[str] | None,
+                  command: str | None = None) -> None:
+    names = objective_names(study, names)
+    every = study.get_trials(deepcopy=False)
+    complete = [t for t in every if t.state == optuna.trial.TrialState.COMPLETE]
+    best = (study.best_trials if len(names) > 1 else [study.best_trial]) if complete else []
+    _write_official(study, sweep_dir, best)
+    write_text_atomic(sweep_dir / "search.csv", _table(every, names).to_csv(index=False))
+    lines = [f"# Search: study `{study.study_name}`", "",
+             f"{len(every)} trials: " + ", ".join(
+                 f"{sum(t.state == s for t in every)} {s.name.lower()}"
+                 for s in optuna.trial.TrialState if any(t.state == s for t in every)), ""]
+    lines += ["## Best trial" if len(names) == 1 else "## Pareto front", ""]
+    if not best:
+        lines.append("No trial has completed yet.")
+    fixed = list(space.fixed.values())
+    for trial in best:
+        values = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, trial.values, strict=True))
+        rerun = " ".join([command or program(), *map(shlex.quote, fixed),
+                          *(shlex.quote(space.override(k, v)) for k, v in trial.params.items())])
+        lines += [f"- trial {trial.number}: {values}", f"  `{rerun}`"]
+    lines += _importances(study, names)
+    if complete:
+        from alexnet.search.plots import plot_study
+
+        pictures = plot_study(study, sweep_dir, names)
+        lines += ["", "Pictures: " + ", ".join(f"`{p.name}`" for p in pictures)]
+    write_text_atomic(sweep_dir / "search.md", "\n".join(lines) + "\n")
+
+
+def _write_official(study: optuna.Study, sweep_dir: Path, best: list[Any]) -> None:
+    if not best:
+        log.warning("no trial completed: no %s", RESULTS_FILE)
+        return
+    if len(study.directions) == 1:
+        results = {"name": "optuna", "best_params": best[0].params, "best_value": best[0].value}
+        log.info("Best parameters: %s", best[0].params)
+        log.info("Best value: %s", best[0].value)
+    else:
+        results = {"name": "optuna",
+                   "solutions": [{"params": t.params, "values": t.values} for t in best]}
+        log.info("Number of Pareto solutions: %d", len(best))
+        for trial in best:
+            log.info("    Values: %s, Params: %s", trial.values, trial.params)
+    write_text_atomic(sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(results)))
+
+
+def _table(every: list[Any], names: list[str]) -> pd.DataFrame:
+    """A row per trial: its number, state, objective value(s), the last step its run reported,
+    and its parameters."""
+    rows = []
+    for trial in every:
+        steps = list(trial.intermediate_values) or [trial.user_attrs.get(LAST_STEP)]
+        last = max((s for s in steps if s is not None), default=None)
+        values = trial.values or [math.nan] * len(names)
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+                     **dict(zip(names, values, strict=True)), "last_step": last,
+                     **trial.params})
+    return pd.DataFrame(rows)
+
+
+def _importances(study: optuna.Study, names: list[str]) -> list[str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = [optuna.importance.get_param_importances(study, target=(
+                None if len(names) == 1 else (lambda t, i=i: t.values[i])))
+                for i in range(len(names))]
+    except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
+        return ["", f"(parameter importances: not computed: {err})"]
+    lines = ["", "## Parameter importances", ""]
+    for name, importances in zip(names, found, strict=True):
+        lines += [f"- {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in importances.items())]
+    return lines

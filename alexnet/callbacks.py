@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -20,9 +20,13 @@ from alexnet.configs import config_label
 from alexnet.resume.stop import Stop, refused
 from alexnet.run.status import ENDED_WELL, Status
 
+if TYPE_CHECKING:
+    from alexnet.results.collect import Run
+
 log = logging.getLogger(__name__)
 
 STATUS_ORDER = tuple(Status)
+TABLE_ROWS = 20  # the end-of-sweep table's rows at most (results.md has them all)
 
 
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
@@ -33,9 +37,10 @@ def sweep_varies(config: DictConfig, prefix: str) -> bool:
                for o in sweep_overrides(config))
 
 
-def report_sweep(sweep_dir: Path) -> bool:
-    """Aggregate the sweep, print its summary line (and the runs that did not succeed); returns
-    whether every planned run succeeded."""
+def report_sweep(sweep_dir: Path) -> list[Run] | None:
+    """Aggregate the sweep and print its summary line (and the runs that did not succeed), its
+    table for a person (compact: results.md has every column) and what each swept knob did;
+    returns its runs (None when they could not be aggregated)."""
     from alexnet.results.report import aggregate
 
     try:
@@ -43,17 +48,100 @@ def report_sweep(sweep_dir: Path) -> bool:
     except Exception:  # the runs are on disk whatever happens here; say so and finish
         log.exception("aggregating %s failed; rerun python -m alexnet.aggregate %s",
                       sweep_dir, sweep_dir)
-        return False
+        return None
     counts = Counter(run.status for run in runs)
     order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts) - set(STATUS_ORDER))
-    print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in order)
+    print(f"{len(runs)} run{'s' if len(runs) != 1 else ''}: "
+          + ", ".join(f"{counts[s]} {s}" for s in order)
           + f"; results: {sweep_dir / 'results.csv'}", file=sys.stderr)
     for run in runs:
         if run.status not in ENDED_WELL:
             error = (run.summary.get("error") or {}).get("message", "")
             print(f"  {run.status}: {run.path} ({' '.join(run.overrides)})"
                   + (f": {error.splitlines()[0]}" if error else ""), file=sys.stderr)
-    return all(run.status in ENDED_WELL for run in runs)
+    for part in (compact_table, effects_sentence):
+        try:
+            text = part(runs, sweep_dir)
+        except Exception as err:  # (the files are written: only this printout is lost)
+            log.warning("could not print the sweep's %s (%s: %s); see %s", part.__name__,
+                        type(err).__name__, err, sweep_dir / "results.md")
+            continue
+        if text:
+            print(text, file=sys.stderr)
+    return runs
+
+
+def succeeded(runs: list[Run] | None) -> bool:
+    """Whether every planned run of the sweep ended well."""
+    return runs is not None and all(run.status in ENDED_WELL for run in runs)
+
+
+def compact_table(runs: list[Run], sweep_dir: Path) -> str:
+    """The sweep's runs best first, as results.md ranks them, for a terminal: the run's folder, the
+    keys that tell the runs apart, the selection score (blank where it does not count), the test
+    accuracy where that is another metric, and the status."""
+    import math
+
+    from alexnet.results.effects import NOT_KNOBS
+    from alexnet.results.labels import readable, varying_columns
+    from alexnet.results.plots import label_keys
+    from alexnet.results.report import ranked, results_table
+
+    table = ranked(results_table(runs, relative_to=sweep_dir))
+    keys = [k for k in label_keys(runs, varying_columns(runs)) if not k.startswith(NOT_KNOBS)]
+    metrics = sorted(set(table["score_metric"].dropna()))
+    score = metrics[0] if len(metrics) == 1 else "score"
+    header = ["run", *keys, score, *(["score_metric"] if len(metrics) > 1 else []),
+              *(["test_acc"] if metrics != ["test_acc"] else []), "status"]
+
+    def cell(value: Any, a_score: bool = False) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return f"{float(value):.4f}" if a_score else readable(value)
+
+    rows = [[str(row["run_dir"]), *(cell(row[k]) for k in keys), cell(row["score"], a_score=True),
+             *([cell(row["score_metric"])] if len(metrics) > 1 else []),
+             *([cell(row["final_acc"], a_score=True)] if metrics != ["test_acc"] else []),
+             str(row["status"])]
+            for _, row in table.head(TABLE_ROWS).iterrows()]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+             for line in (header, *rows)]
+    if len(table) > TABLE_ROWS:
+        lines.append(f"... and {len(table) - TABLE_ROWS} more")
+    lines.append(f"(best first by {score}; every column: {sweep_dir / 'results.md'})")
+    return "\n".join(lines)
+
+
+def effects_sentence(runs: list[Run], sweep_dir: Path) -> str:
+    """What the swept knobs did, in one sentence (effects.md has the numbers); nothing when fewer
+    than two runs' scores count (there is nothing to compare)."""
+    from alexnet import scores
+    from alexnet.results.effects import sweep_sentence
+
+    if sum(scores.selection_score(run.summary) is not None for run in runs) < 2:
+        return ""
+    return sweep_sentence(runs)
+
+
+def keep_best_weights(runs: list[Run]) -> None:
+    """checkpoint.keep=best: remove model.pt from every run of the sweep but its best (by the
+    selection score, alexnet/scores.py); said in one line. Called once the sweep has ended, so no
+    run loses its weights before the sweep knows it is not the best."""
+    from alexnet import scores
+    from alexnet.resume.checkpoint import MODEL_FILE
+
+    best = scores.best([run.summary for run in runs])
+    removed = 0
+    for index, run in enumerate(runs):
+        weights = run.path / MODEL_FILE
+        if index != best and weights.is_file():
+            removed += weights.stat().st_size
+            weights.unlink()
+    if removed:
+        kept = f"{runs[best].path / MODEL_FILE}" if best is not None else "none (no run's scores count)"
+        print(f"checkpoint.keep=best: kept {kept}; removed the other runs' weights "
+              f"({removed / 1e6:.1f} MB)", file=sys.stderr)
 
 
 class SweepCallback(Callback):
@@ -113,13 +201,17 @@ class SweepCallback(Callback):
         job_return.return_value = float("nan")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """results.csv/.md, summary and plots into the sweep dir, the summary line, the MLflow
-        parent run closed with them; exit non-zero if any run did not succeed."""
+        """results.csv/.md, summary and plots into the sweep dir, the summary line and table, the
+        weights of all runs but the best removed (checkpoint.keep=best), the MLflow parent run
+        closed with them; exit non-zero if any run did not succeed."""
         sweep_dir = Path(config.hydra.sweep.dir)
-        succeeded = report_sweep(sweep_dir)
+        runs = report_sweep(sweep_dir)
+        if runs and config.checkpoint.keep == "best":
+            keep_best_weights(runs)
+        ended_well = succeeded(runs)
         _track_sweep(config, lambda mlflow, settings: mlflow.finish_sweep_run(
-            settings, sweep_dir, succeeded))
-        if not succeeded:
+            settings, sweep_dir, ended_well))
+        if not ended_well:
             raise SystemExit(1)
 
 

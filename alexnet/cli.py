@@ -3,7 +3,9 @@
 Every stop (alexnet/resume/stop.py) ends here, once: a sweep's table brought up to date, one line
 that says what stopped and why (`stopped: ...`, or `error: ...` for a setting refused before
 anything ran), the exact command that resumes it, and the stop's exit status; no traceback, a
-Ctrl-C at any moment included. A refused single run leaves no folder behind."""
+Ctrl-C at any moment included. A refused single run leaves no folder behind. A choice that needs
+a package not installed here (alexnet/extras.py) is refused before Hydra starts, naming the pip
+install that brings it."""
 
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alexnet import extras
 from alexnet.resume.stop import Stop, refused
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 SHOWING_FLAGS = ("-c", "--cfg", "-i", "--info")
-HYDRA_MADE = {".hydra", "train.log"}  # what Hydra writes in a run dir before the run starts
+HYDRA_CONFIGS = ".hydra"  # what Hydra writes in a run dir before the run starts, with <app>.log
 
 
 def run(entry_point: Callable[[], Any]) -> None:
@@ -27,6 +30,9 @@ def run(entry_point: Callable[[], Any]) -> None:
     argv = sys.argv[1:]
     multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
     try:
+        missing = extras.refusal(argv)
+        if missing is not None:  # (Hydra would fail composing it, not saying what to install)
+            raise refused(missing)
         sys.argv[1:] = multirun_config_request(argv)
         entry_point()
     except Stop as stop:
@@ -64,17 +70,18 @@ def resume_command(argv: list[str], output_dir: str, multirun: bool) -> str:
 
 def discard_unstarted(run_dir: Path) -> None:
     """Remove the run dir Hydra made for a run refused before it started (nothing of the run is in
-    it), and its parent when that is then empty (the default's dated folder) and inside the
-    working directory."""
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_MADE:
+    it), and the folders above it that are then empty (the default's outputs/runs/DATE/) inside
+    the working directory."""
+    if not run_dir.is_dir():
         return
-    log = run_dir / "train.log"
-    if log.is_file() and log.stat().st_size > 0:
-        return  # (something was said there: keep it)
+    logs = [p for p in run_dir.iterdir() if p.name != HYDRA_CONFIGS]
+    if any(p.suffix != ".log" or not p.is_file() or p.stat().st_size > 0 for p in logs):
+        return  # (something of a run, or something said in its log: keep it)
     shutil.rmtree(run_dir)
     parent, here = run_dir.resolve().parent, Path.cwd().resolve()
-    if parent != here and parent.is_relative_to(here) and not any(parent.iterdir()):
+    while parent != here and parent.is_relative_to(here) and not any(parent.iterdir()):
         parent.rmdir()
+        parent = parent.parent
 
 
 def multirun_config_request(argv: list[str]) -> list[str]:

@@ -29,6 +29,8 @@ class Keep(Choice):
 
     weights = "weights"  # model.pt, the weights alone
     full = "full"  # checkpoint.pt: weights, optimizer, RNG states
+    best = "best"  # model.pt, and a sweep removes it from all runs but its best at its end
+    none = "none"  # no weights
 
 
 class Mode(Choice):
@@ -127,17 +129,6 @@ class LossSchema:
 
 
 @dataclass
-class SearchSchema:
-    """Set by hydra/sweeper=optuna on each trial's run: where its trial is, and what to report."""
-
-    study: str = ""
-    storage: str = ""
-    trial_id: int | None = None
-    monitor: str = "val_acc"
-    prune: bool = True
-
-
-@dataclass
 class NotebookSchema:
     """What the notebook reported for an experiment (experiment/alexnetN.yaml)."""
 
@@ -178,7 +169,6 @@ class ConfigSchema:
     loss: LossSchema = field(default_factory=LossSchema)
     logger: Any = None
     notebook: NotebookSchema | None = None
-    search: SearchSchema = field(default_factory=SearchSchema)  # (trial_id null: no trial)
     show_data: ShowDataSchema | None = None
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from alexnet.metrics import EvalAccumulator, Predictions
+from alexnet.run.bars import bar
+
+Batch = tuple[Tensor, Tensor]
+# How a pass shows its progress: True, a bar named after the pass (train, val, test); False, none;
+# or a function that wraps the batches in the caller's bar, given the pass's name.
+ShowProgress = bool | Callable[[Iterable[Batch], str], Iterable[Batch]]
 
 
 @dataclass
@@ -22,12 +27,10 @@ class EpochProgress:
     seconds: float = 0.0
 
 
-def _bar(batches: Iterable[tuple[Tensor, Tensor]], description: str,
-         progress: bool) -> Iterable[tuple[Tensor, Tensor]]:
-    total = len(batches) if isinstance(batches, Sized) else None
-    # disable=None hides the bar when stderr is not a terminal (logs, CI, sweeps in a pipe).
-    return tqdm(batches, desc=description, total=total, leave=False,
-                disable=None if progress else True)
+def _bar(batches: Iterable[Batch], name: str, progress: ShowProgress) -> Iterable[Batch]:
+    if callable(progress):
+        return progress(batches, name)
+    return bar(batches, name) if progress else batches  # (a bar is hidden when stderr is no terminal)
 
 
 def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
@@ -53,7 +56,7 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Op
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                    optimizer: torch.optim.Optimizer, device: torch.device, progress: bool = True,
+                    optimizer: torch.optim.Optimizer, device: torch.device, progress: ShowProgress = True,
                     autocast_dtype: torch.dtype | None = None,
                     scaler: torch.amp.GradScaler | None = None, *,
                     resume: EpochProgress | None = None,
@@ -86,7 +89,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
-             device: torch.device, progress: bool = True,
+             device: torch.device, progress: ShowProgress = True,
              autocast_dtype: torch.dtype | None = None,
              split: str = "test", *,
              predictions: Predictions | None = None) -> tuple[dict[str, float], Tensor]:

@@ -19,7 +19,7 @@ class OutputError(OSError):
 
     def __init__(self, path: Path, cause: OSError) -> None:
         reason = cause.strerror or str(cause)
-        hint = ("free some disk space" if cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = ("free some disk space" if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
                 else "make the folder writable")
         super().__init__(cause.errno, f"cannot write {path}: {reason}. The files written before "
                          f"are intact; {hint}, or move the outputs with hydra.run.dir=/ "

@@ -25,11 +25,14 @@ from alexnet.data.pipelines import Batches, build_batches
 from alexnet.data.validation import hold_out
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.launch.placement import Placement
+from alexnet.launch.position import terminal_line, this_job
 from alexnet.launch.slots import one_at_a_time
 from alexnet.metrics import Predictions, superclass_confusion
 from alexnet.models import build_model
 from alexnet.resume import checkpoint
 from alexnet.resume.stop import GracefulStop, by_signal
+from alexnet.run import bars
+from alexnet.run import progress as run_progress
 from alexnet.run.record import CONFUSION_FILE, RunRecord
 from alexnet.run.status import Status
 from alexnet.schedules import build_scheduler
@@ -154,6 +157,8 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     objective = scores.selection_metric(config)
     status = Status.completed
     last_test = Predictions()  # each test image's prediction in the last evaluation: its mistakes
+    position = this_job(cfg.epochs)  # run i of n, for the bars and the log line
+    line = terminal_line(position) if cfg.progress else None
     while len(record.epochs) < cfg.epochs:
         if early_stop.should_stop(record.epochs, cfg.early_stop, config):
             status = Status.early_stopped
@@ -161,25 +166,33 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
                      early_stop.watched(cfg.early_stop, config)[0], cfg.early_stop.patience)
             break
         epoch = len(record.epochs) + 1
+        left = run_progress.time_left(run_progress.measured(record.epochs), cfg.epochs - epoch + 1,
+                                      position)
+        shown = (bars.labelled(run_progress.bar_label(position, epoch, cfg.epochs),
+                               run_progress.bar_postfix(left, position), line)
+                 if cfg.progress else False)
         train_stats = train_one_epoch(parts.model, train_batches, state.optimizer, device,
-                                      cfg.progress, settings.autocast_dtype, state.scaler,
+                                      shown, settings.autocast_dtype, state.scaler,
                                       resume=in_progress, on_step=safe_point,
                                       scheduler=state.scheduler,
                                       label_smoothing=cfg.loss.label_smoothing)
         in_progress = None
         test_start = time.perf_counter()
-        val_stats = (evaluate(parts.model, parts.val_batches, NUM_CLASSES, device, cfg.progress,
+        val_stats = (evaluate(parts.model, parts.val_batches, NUM_CLASSES, device, shown,
                               settings.autocast_dtype, split="val")[0]
                      if parts.val_batches is not None else {})
         test_stats, confusion = evaluate(parts.model, parts.test_batches, NUM_CLASSES, device,
-                                         cfg.progress, settings.autocast_dtype,
+                                         shown, settings.autocast_dtype,
                                          predictions=last_test)
         row = {"epoch": epoch, **train_stats, **val_stats, **test_stats,
                "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
-        log.info("epoch %d/%d  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
-                 "%.0f img/s", epoch, cfg.epochs, row["train_loss"],
+        left = run_progress.time_left(run_progress.measured([*record.epochs, row]),
+                                      cfg.epochs - epoch, position)
+        log.info("%s  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
+                 "%.0f img/s  %s", run_progress.where(position, epoch, cfg.epochs), row["train_loss"],
                  f"val_acc {row['val_acc']:.4f}  " if "val_acc" in row else "", row["test_loss"],
-                 row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"])
+                 row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"],
+                 run_progress.told(left, position))
         if not math.isfinite(row["train_loss"]):
             log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
             record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
@@ -192,14 +205,14 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         record.save_table(CONFUSION_FILE, pd.DataFrame(
             superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
             index=parts.data.superclasses, columns=parts.data.superclasses))
-        if _pruned(row.get(objective), epoch) and epoch < cfg.epochs:
+        if _pruned(row.get(objective), epoch, last=epoch == cfg.epochs):
             log.info("pruned after epoch %d by its search's pruner", epoch)
             status = Status.pruned
             break
         sig = stop.requested()
         if sig is not None:
             raise by_signal(sig, f"after epoch {epoch}", saved=True)
-    if cfg.checkpoint.keep == "weights":
+    if cfg.checkpoint.keep in ("weights", "best"):  # (best: the sweep's end removes the others')
         checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
     from alexnet.results.learned import save_learned  # (matplotlib: only once a run has ended)
 
@@ -211,9 +224,9 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     return status
 
 
-def _pruned(value: float | None, epoch: int) -> bool:
+def _pruned(value: float | None, epoch: int, last: bool) -> bool:
     """Report the epoch's objective to the search trial this run is (hydra/sweeper=optuna; no-op
-    outside a search): True when its pruner says stop."""
+    outside a search): True when its pruner says stop (never asked at the last epoch)."""
     from alexnet.search.trial import report  # (optuna only where a search runs)
 
-    return value is not None and report(float(value), epoch)
+    return value is not None and report(float(value), epoch, last=last)

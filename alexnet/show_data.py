@@ -15,10 +15,12 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from alexnet.config_checks import validate  # noqa: E402
+from alexnet.cli import run  # noqa: E402
+from alexnet.config_checks import ConfigError, validate  # noqa: E402
 from alexnet.configs import CONFIG_PATH  # noqa: E402
-from alexnet.data.cifar import load_cifar100  # noqa: E402
+from alexnet.data.cifar import DataError, load_cifar100  # noqa: E402
 from alexnet.data.pipelines import preview  # noqa: E402
+from alexnet.resume.stop import refused  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +57,27 @@ def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="show_data")
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
+    """Draw the grid; a setting or data folder it cannot use is one error line (alexnet/cli.py),
+    and the folder Hydra made for it is removed again."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+        if cfg.show_data.images < 1:
+            raise ConfigError(f"show_data.images={cfg.show_data.images} is not allowed: it must be a "
+                              "positive integer, e.g. show_data.images=8")
+        data = load_cifar100(cfg.data.root, cfg.data.download, train_subset=cfg.show_data.images,
+                             test_subset=1)
+    except (ConfigError, DataError) as err:
+        raise refused(str(err), output_dir=out_dir) from None
     torch.manual_seed(cfg.seed)
-    data = load_cifar100(cfg.data.root, cfg.data.download, train_subset=cfg.show_data.images, test_subset=1)
     before = (data.train.images / 255.0).permute(0, 2, 3, 1)
     after = to_display(preview(data.train.images, cfg), cfg.augmentation)
     titles = [data.classes[label] for label in data.train.labels.tolist()]
-    path = Path(HydraConfig.get().runtime.output_dir) / "data_grid.png"
+    path = out_dir / "data_grid.png"
     draw_data_grid(before, after, titles, path)
     log.info("classes: %s", " ".join(titles))
     log.info("saved %s", path)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

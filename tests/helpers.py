@@ -4,6 +4,7 @@ compare metrics with an uninterrupted run's, compose the config in process."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,10 +20,15 @@ from alexnet.hyperparameters import identity
 TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
 
 
+# The tests' runs see no GPU: device=auto is the CPU, where a resumed run's metrics are exactly an
+# uninterrupted one's (on a GPU host too, where cudnn and bf16 would only come close).
+CPU_ONLY = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+
+
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m module args...` in a subprocess, as a user runs it."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=CPU_ONLY)
 
 
 def train(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -34,7 +40,7 @@ def start(*args: str, cwd: Path, own_group: bool = False) -> subprocess.Popen:
     process group, as a terminal runs it (a Ctrl-C signals the group whole)."""
     return subprocess.Popen([sys.executable, "-m", "alexnet.train", *args], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=own_group)
+                            start_new_session=own_group, env=CPU_ONLY)
 
 
 def wait_for_epochs(metrics: Path, count: int, process: subprocess.Popen,

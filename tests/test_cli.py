@@ -2,11 +2,12 @@
 
 import csv
 import json
+import re
 
 import pytest
 
 from conftest import SHARED_DATA
-from helpers import train
+from helpers import run_cli, train
 
 
 def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_path):
@@ -63,6 +64,24 @@ def test_help_is_the_apps_own_and_lists_the_sweep_presets_not_the_schemas(tmp_pa
     assert "python -m alexnet.train -m sweep=notebook_cpu" in result.stdout
     assert "sweep: notebook, notebook_cpu, notebook_cpu_seeds, notebook_fixed, search_cpu" in result.stdout
     assert "schema" not in result.stdout.split("== Config (")[0]
+    groups = dict(line.split(": ", 1) for line in result.stdout.splitlines()
+                  if re.fullmatch(r"[\w/]+: [\w, ]+", line))
+    assert {"parallel", "slurm", "basic"} <= set(groups["hydra/launcher"].split(", "))
+    assert {"basic", "optuna"} <= set(groups["hydra/sweeper"].split(", "))
+    assert {"tpe", "random", "cmaes"} <= set(groups["hydra/sweeper/sampler"].split(", "))
+    assert {"median", "successive_halving", "none"} <= set(groups["hydra/sweeper/pruner"].split(", "))
+    assert not {"hydra/env", "hydra/output", "hydra/job_logging", "hydra/help"} & set(groups)
+    assert 'hydra/sweeper=optuna: pip install "alexnet-sweeps[search]"' in result.stdout
+
+
+def test_show_data_has_its_own_help_with_the_values_it_would_use(tmp_path):
+    result = run_cli("alexnet.show_data", "show_data.images=3", "augmentation=crop", "--help",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("python -m alexnet.show_data [key=value ...]")
+    assert "show_data.images=3" in result.stdout and "augmentation.flip=False" in result.stdout
+    assert "augmentation: crop, crop_flip" in result.stdout
+    assert "optimizer" not in result.stdout and "hydra/launcher" not in result.stdout
 
 
 def test_experiment_cfg_shows_the_notebook_settings(tmp_path):
@@ -93,3 +112,40 @@ def test_a_sweep_presets_config_shows_with_cfg_beside_dash_m(tmp_path):
     assert result.returncode == 0, result.stderr  # (Hydra alone refuses -m with --cfg)
     assert "mode: MULTIRUN" in result.stdout
     assert "experiment: alexnet1,alexnet2,alexnet3" in result.stdout
+
+
+def test_a_run_whose_loss_becomes_nan_ends_diverged_and_the_sweep_goes_on(cifar_root, tmp_path):
+    out = tmp_path / "sweep"
+    result = train("-m", "optimizer.lr=1e30,0.01", "epochs=2", "model=alexnet_cifar",
+                   f"data.root={cifar_root}", "data.download=false", "progress=false",
+                   f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # not every run succeeded
+    assert "2 runs: 1 completed, 1 diverged" in result.stderr
+    diverged = json.loads((out / "0" / "results.json").read_text())
+    assert diverged["status"] == "diverged" and diverged["epochs_done"] == 1
+    assert json.loads((out / "1" / "results.json").read_text())["epochs_done"] == 2
+
+
+def test_a_disk_that_refuses_a_file_stops_the_whole_sweep_naming_it(cifar_root, tmp_path):
+    """A file-size limit (ulimit -f) makes the checkpoint's write fail the way a full disk does:
+    the run and the sweep stop with the file named, and the next run does not start."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (a write past it then fails: EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    out = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.train", "-m", "optimizer=sgd,adam", "epochs=1",
+         "model=alexnet_cifar", f"data.root={cifar_root}", "data.download=false",
+         "progress=false", f"hydra.sweep.dir={out}"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600, preexec_fn=limited)
+    assert result.returncode == 1, result.stderr
+    assert f"stopped: cannot write {out / '0' / 'checkpoint.pt'}: File too large" in result.stderr
+    assert "free some disk space" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((out / "0" / "results.json").read_text())["status"] == "failed"
+    assert not (out / "1").exists()  # the sweep stopped

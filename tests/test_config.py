@@ -3,7 +3,6 @@
 import re
 
 import pytest
-import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf

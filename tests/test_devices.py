@@ -72,8 +72,13 @@ def small(root: Path, *overrides: str):
                        "augmentation=crop_flip", *overrides)
 
 
+def as_recorded(cfg) -> dict:
+    """The config as a run records it (alexnet/train.py)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
 def new_record(cfg, run_dir: Path) -> RunRecord:
-    return RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), [])
+    return RunRecord(run_dir, as_recorded(cfg), [])
 
 
 def stopped_at(cfg, run_dir: Path, at: int) -> dict:
@@ -86,8 +91,7 @@ def stopped_at(cfg, run_dir: Path, at: int) -> dict:
 def resumed(cfg, run_dir: Path, saved: dict) -> str:
     """The same run again, in a new record and new objects, as the rerun's new process builds."""
     previous = json.loads((run_dir / "results.json").read_text())
-    record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), previous["overrides"],
-                       previous=previous)
+    record = RunRecord(run_dir, as_recorded(cfg), previous["overrides"], previous=previous)
     return fit(cfg, record, saved=saved)
 
 

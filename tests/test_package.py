@@ -1,9 +1,14 @@
-"""The package's shape: imports flow one way, Hydra's private API is touched in one place, and the
-configs the app needs are inside the package (so a wheel has them)."""
+"""The package's shape: imports flow one way, private APIs are touched in one adapter each, one
+vocabulary for stopping, no launcher recognised by name, the design card's layout, and a wheel
+that carries the configs and runs from an empty folder."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import alexnet
@@ -66,3 +71,60 @@ def test_the_design_cards_layout_holds_at_the_top():
     assert (PACKAGE.parent / "conf" / "config.yaml").is_file()
     assert {p.stem for p in (PACKAGE.parent / "sweeps").glob("*.yaml")} >= {"notebook", "notebook_cpu"}
     assert not (PACKAGE / "conf").exists()  # one copy of each file
+
+
+def test_one_stop_vocabulary_and_no_launcher_recognised_by_its_target_string():
+    """Stop is the one exception that ends a run or the command on purpose: no other class of ours
+    derives from BaseException alone, and none of our code matches a `_target_` string."""
+    sources = {p: p.read_text() for p in [*PACKAGE.rglob("*.py"),
+                                         *(PACKAGE.parent / "hydra_plugins").rglob("*.py")]}
+    endings = []
+    for path, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(b, ast.Name) and b.id == "BaseException" for b in node.bases):
+                endings.append(f"{path.name}:{node.name}")
+    assert endings == ["stop.py:Stop"]
+    matching = [f"{p.name}: {line.strip()}" for p, text in sources.items()
+                for line in text.splitlines()
+                if "_target_" in line and (".endswith(" in line or ".startswith(" in line)]
+    assert not matching  # (a launcher says what it can do: its class attributes are asked)
+
+
+def test_private_apis_are_used_behind_one_adapter_each():
+    """Hydra's private modules only in alexnet/hydra_internals.py; no `_orig_mod` (torch.compile's
+    inner module) or submitit's private outcome reader anywhere."""
+    for path in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "hydra_plugins").rglob("*.py")]:
+        text = path.read_text()
+        assert "_orig_mod" not in text and "_get_outcome_and_result" not in text, path
+
+
+def test_the_wheel_carries_the_configs_and_runs_from_an_empty_folder(cifar_root, tmp_path):
+    built = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(built), str(PACKAGE.parent)], check=True, capture_output=True)
+    (wheel,) = built.glob("alexnet_sweeps-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"alexnet/conf/config.yaml", "alexnet/conf/model/alexnet_cifar.yaml",
+            "alexnet/sweeps/notebook_cpu.yaml", "hydra_plugins/alexnet_sweeps/optuna_sweeper.py"
+            } <= names
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, capture_output=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "CUDA_VISIBLE_DEVICES": ""}
+
+    def installed(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=empty, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    where = installed("-c", "import alexnet, alexnet.conf; print(alexnet.__file__)")
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # the wheel's copy
+    shown = installed("-m", "alexnet.train", "-m", "sweep=notebook_cpu", "--cfg", "hydra")
+    assert shown.returncode == 0, shown.stderr
+    assert "experiment: alexnet1,alexnet2,alexnet3" in shown.stdout
+    ran = installed("-m", "alexnet.train", "model=alexnet_cifar", "epochs=1", "progress=false",
+                    f"data.root={cifar_root}", "data.download=false", "hydra.run.dir=run")
+    assert ran.returncode == 0, ran.stderr
+    assert (empty / "run" / "results.json").is_file() and (empty / "run" / "model.pt").is_file()

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from alexnet.config_checks import ConfigError, validate
-from alexnet.data.cifar import Split
+from alexnet.data.cifar import DataError, Split
 from alexnet.data.validation import hold_out
 from alexnet.fit import fit
 from alexnet.run.record import RunRecord
@@ -49,7 +49,7 @@ def test_the_held_out_images_are_disjoint_from_training_stratified_and_fixed_by_
     ([0] * 10 + [1] * 10 + [2] * 10, 28, "leaves 2 training images, fewer than their 3 classes"),
 ])
 def test_images_that_cannot_be_stratified_are_refused_saying_what_to_change(labels, count, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         hold_out(split_of(labels), count, seed=0)
 
 

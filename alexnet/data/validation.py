@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from alexnet.data.cifar import Split
+from alexnet.data.cifar import DataError, Split
 
 
 def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
     """(the rest for training, `count` images for validation), each in the split's own order.
-    ValueError, saying what to change, where the images cannot be stratified: a class with one
-    image (it cannot be on both sides), or fewer images on a side than there are classes."""
+    DataError, saying what to change, where these images cannot be stratified: a class with one
+    image (it cannot be on both sides), or fewer images on a side than there are classes (a run
+    says so in one line, a sweep records that run as failed)."""
     if not 0 < count < len(split):
         raise ValueError(f"data.val_split={count} must be at least 1 and fewer than the "
                          f"{len(split)} training images (data.train_subset selects them first)")
@@ -34,18 +35,18 @@ def _check_stratifiable(count: int, total: int, classes: np.ndarray, sizes: np.n
     """What train_test_split(stratify=) needs, said in the run's own keys."""
     lonely = classes[sizes < 2]
     if len(lonely):
-        raise ValueError(f"data.val_split={count}: class {int(lonely[0])} has a single image among the "
-                         f"{total} training images ({len(lonely)} classes have one), and a stratified "
-                         "hold-out needs two of each: use more training images (data.train_subset) "
-                         "or no validation split (data.val_split=null)")
+        raise DataError(f"data.val_split={count}: class {int(lonely[0])} has a single image among the "
+                        f"{total} training images ({len(lonely)} classes have one), and a stratified "
+                        "hold-out needs two of each: use more training images (data.train_subset) "
+                        "or no validation split (data.val_split=null)")
     if count < len(classes):
-        raise ValueError(f"data.val_split={count} is fewer than the {len(classes)} classes of the "
-                         "training images, and a stratified hold-out takes at least one of each: "
-                         f"hold out more, e.g. data.val_split={len(classes)}")
+        raise DataError(f"data.val_split={count} is fewer than the {len(classes)} classes of the "
+                        "training images, and a stratified hold-out takes at least one of each: "
+                        f"hold out more, e.g. data.val_split={len(classes)}")
     if total - count < len(classes):
-        raise ValueError(f"data.val_split={count} leaves {total - count} training images, fewer than "
-                         f"their {len(classes)} classes, and a stratified hold-out keeps at least one "
-                         f"of each: hold out at most data.val_split={total - len(classes)}")
+        raise DataError(f"data.val_split={count} leaves {total - count} training images, fewer than "
+                        f"their {len(classes)} classes, and a stratified hold-out keeps at least one "
+                        f"of each: hold out at most data.val_split={total - len(classes)}")
 
 
 def _take(split: Split, index: np.ndarray) -> Split:

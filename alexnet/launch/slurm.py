@@ -225,9 +225,14 @@ def queue_lost(jobs: Sequence[Any], silent_s: float) -> Stop:
 
 
 def _result(job: Any) -> Any:
-    """The job's JobReturn or Stop, or Broken when it failed outside its run."""
-    outcome, value = job._get_outcome_and_result()  # the file exists: no wait, no sacct
-    return value if outcome == "success" else Broken(job.job_id, str(value))
+    """The job's JobReturn or Stop, or Broken when it failed outside its run. Asked once its
+    result file exists, so submitit's result() answers at once, without sacct."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        return job.result()
+    except FailedJobError as failed:  # (its message holds the job's traceback)
+        return Broken(job.job_id, str(failed))
 
 
 def run_dir_of(launcher: Any, overrides: Sequence[str], index: int, job_id: str) -> Path:
@@ -305,7 +310,9 @@ def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
                       "end: cancelled, killed, or its node lost")
             said.append(f"{run_dir}: SLURM job {job_id} ended ({outcome.state}) without a result")
         else:
-            last = outcome.trace.strip().splitlines()[-1] if outcome.trace.strip() else "?"
+            said_lines = [line for line in outcome.trace.splitlines() if line.strip()
+                          and not line.startswith(("---", "You can check"))]
+            last = said_lines[-1] if said_lines else "?"  # (the error's own line)
             reason = f"SLURM job {job_id} failed outside its run: {last}"
             said.append(f"{run_dir}: {reason} (its log: {jobs[offset].paths.stderr})")
         mark_abandoned(run_dir, Status.interrupted, reason)

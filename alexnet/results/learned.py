@@ -224,8 +224,10 @@ def read_weights(run_dir: Path, status: str) -> dict[str, Tensor]:
     raise LearnedError(
         f"{run_dir} has no weights to draw from: neither {checkpoint.MODEL_FILE} nor "
         f"{checkpoint.CHECKPOINT_FILE} is there (status {status}; a run keeps model.pt once it "
-        "finishes with checkpoint.keep=weights, checkpoint.pt with checkpoint.keep=full, and has "
-        "neither when it ended before its first epoch or its files were removed)")
+        "finishes with checkpoint.keep=weights, checkpoint.pt with checkpoint.keep=full; with "
+        "checkpoint.keep=best a sweep keeps only its best run's model.pt, with none no run keeps "
+        "weights; and a run has neither when it ended before its first epoch or its files were "
+        "removed)")
 
 
 def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Split, list[str]]:

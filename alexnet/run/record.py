@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from alexnet import scores
 from alexnet.files import append_line, write_text_atomic
 from alexnet.run.liveness import boot_id, slurm_job
 from alexnet.run.status import LIVE, Status
@@ -185,13 +186,10 @@ class RunRecord:
 
     def _refresh_scores(self) -> None:
         with self._writing:
-            self.summary.update(
-                epochs_done=len(self.epochs),
-                final=self.epochs[-1] if self.epochs else None,
-                # chosen on the validation split when there is one, not on the test set
-                best=max(self.epochs, key=lambda r: r.get("val_acc", r["test_acc"]))
-                if self.epochs else None,
-            )
+            metric = scores.selection_metric(self.summary["config"])
+            self.summary.update(epochs_done=len(self.epochs),
+                                final=self.epochs[-1] if self.epochs else None,
+                                best=scores.best_epoch(self.epochs, metric))
 
     def _save(self) -> None:
         with self._writing:  # the heartbeat thread and the run's own thread take turns

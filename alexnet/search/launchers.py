@@ -1,7 +1,8 @@
 """What the sweeper needs to know of a launcher, read from what the launcher declares: whether it
-streams jobs (a `run_each(jobs, at_most)` method: a job is taken when a place is free and its
-return handed back as it ends), and otherwise how many jobs it runs at once (its config's n_jobs,
-as joblib's launcher; array_parallelism, as submitit's SLURM launcher; else one)."""
+streams jobs (the class says `streams_jobs = True` and has `run_each(jobs, at_most)`: a job is
+taken when a place is free and its return handed back as it ends), and otherwise how many jobs it
+runs at once (its config's n_jobs, as joblib's launcher; array_parallelism, as submitit's SLURM
+launcher; else one)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from hydra.core.utils import JobReturn
 
 
 def streams(launcher: Any) -> bool:
-    return callable(getattr(launcher, "run_each", None))
+    return bool(getattr(type(launcher), "streams_jobs", False)) and \
+        callable(getattr(launcher, "run_each", None))
 
 
 def jobs_at_once(launcher_config: Any) -> int:

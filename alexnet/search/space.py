@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import (
+    Glob,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
 from hydra.errors import HydraException
 from optuna.distributions import (
     BaseDistribution,
@@ -79,6 +85,8 @@ def parse_space(arguments: Sequence[str]) -> Space:
 
 def _distribution(override: Override, texts: dict[Any, str]) -> BaseDistribution:
     value = override.value()
+    if isinstance(value, Glob):
+        raise SettingError(f"{override.input_line}: the Optuna sweeper takes {GRAMMAR}, not a glob")
     try:
         if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
             return CategoricalDistribution(_choices(override, texts))
@@ -91,9 +99,9 @@ def _distribution(override: Override, texts: dict[Any, str]) -> BaseDistribution
             if isinstance(value.start, int) and isinstance(value.end, int):
                 return IntDistribution(value.start, value.end, log=log)
             return FloatDistribution(value.start, value.end, log=log)
-    except ValueError as err:  # (Optuna's: e.g. low > high)
+    except (ValueError, HydraException) as err:  # (Optuna's: e.g. low > high)
         raise SettingError(f"{override.input_line}: {err}") from None
-    raise SettingError(f"{override.input_line}: the Optuna sweeper takes {GRAMMAR}, not a glob")
+    raise SettingError(f"{override.input_line}: the Optuna sweeper takes {GRAMMAR}")
 
 
 def _grid_values(override: Override, distribution: BaseDistribution) -> list[Any] | None:

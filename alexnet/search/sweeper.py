@@ -357,6 +357,9 @@ class Search:
                 state = optuna.trial.TrialState.PRUNED
             else:
                 values = _values(value, len(self.settings.directions))
+                if not all(map(math.isfinite, values)):  # (a run that failed on its own: on
+                    log.warning("trial %d returned %s: FAIL", number, values)  # record, no error)
+                    values, state = None, optuna.trial.TrialState.FAIL
         except optuna.TrialPruned:
             state = optuna.trial.TrialState.PRUNED
         except Exception as err:

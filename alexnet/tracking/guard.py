@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from alexnet.extras import NEEDS
 from alexnet.run.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def build_tracking(logger: DictConfig | None, config_name: str, sweep_dir: Path 
             trackers.append(instantiate(settings, config_name=config_name, sweep_dir=sweep_dir))
         except Exception as err:  # e.g. the package is not installed
             cause = err.__cause__ or err  # (Hydra wraps what the constructor raised)
-            log.warning("%s tracking is unavailable (%s: %s); the run goes on without it. Install "
-                        'it with pip install -e ".[%s]"', name, type(cause).__name__, cause, name)
+            install = ("".join(f"; {need.command}" for need in NEEDS.get(("logger", name), ()))
+                       if isinstance(cause, ImportError) else "")
+            log.warning("%s tracking is unavailable (%s: %s); the run goes on without it%s", name,
+                        type(cause).__name__, cause, install)
     return Tracking(trackers)

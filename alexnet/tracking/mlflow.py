@@ -6,6 +6,7 @@ plots. The default store is a SQLite file under outputs/ (MLflow 3's default kin
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,17 @@ from alexnet.flat_config import flat_config
 from alexnet.run.record import RunRecord
 from alexnet.run.status import SUCCEEDED, Status
 
+# What says nothing a user can act on: MLflow creating and upgrading a SQLite store's tables at its
+# first use (and the migrations tool it runs); their warnings still show.
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
 
 
 def _client(settings: DictConfig) -> Any:
     from mlflow.tracking import MlflowClient
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=str(settings.tracking_uri))
 
 

@@ -1,0 +1,96 @@
+"""Where a job stands in its sweep, from what its own process knows: its number (Hydra's
+hydra.job.num), the runs the sweep planned (<sweep dir>/planned_jobs.yaml, or a search's
+hydra.sweeper.n_trials), how many go at once (the launcher's n_jobs or array_parallelism, a
+search's n_jobs), and, when several jobs share the terminal, the line its progress bar keeps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from alexnet.files import OutputError
+from alexnet.launch.placement import LOCKS_DIR
+from alexnet.locks import label, private_folder, try_lock
+from alexnet.results.planned import planned_jobs
+from alexnet.run.progress import Position
+from alexnet.search.launchers import jobs_at_once
+
+log = logging.getLogger(__name__)
+
+# A job's terminal line, held by this process until it ends (the kernel drops the lock then, even
+# on kill -9): lines are per process, so a worker that runs job after job keeps its line.
+_held: dict[Path, tuple[IO[str], int]] = {}
+
+
+def this_job(epochs: int) -> Position:
+    """This job's place in its multirun (`epochs`: its own planned epochs, assumed for the later
+    runs of a search, and of a grid that does not override epochs); run 1 of 1 outside one."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return Position()
+    hydra_cfg = HydraConfig.get()
+    run = int(hydra_cfg.job.num) + 1
+    planned = planned_jobs(Path(str(hydra_cfg.sweep.dir)))
+    n_trials = hydra_cfg.sweeper.get("n_trials")
+    if planned is not None:
+        runs: int | None = len(planned)
+        later = tuple(_epochs_of(job, epochs) for job in planned[run:])
+    elif isinstance(n_trials, int):
+        runs = max(n_trials, run)
+        later = (epochs,) * (runs - run)
+    else:  # a sweeper that neither plans its jobs nor says how many it will run
+        runs, later = None, ()
+    return Position(run, runs, _at_once(hydra_cfg, runs), later)
+
+
+def _epochs_of(job: list[str], default: int) -> int:
+    for override in OverridesParser.create().parse_overrides(job):
+        value = override.value()
+        if override.get_key_element().lstrip("+~") == "epochs" and isinstance(value, int):
+            return value
+    return default
+
+
+def _at_once(hydra_cfg: DictConfig, runs: int | None) -> int:
+    count = jobs_at_once(hydra_cfg.get("launcher"))
+    searching = hydra_cfg.sweeper.get("n_jobs")  # (a search's trials at a time)
+    if isinstance(searching, int) and searching > 0:
+        count = min(count, searching)
+    return max(1, min(count, runs or count))
+
+
+def terminal_line(position: Position) -> int | None:
+    """The line below the cursor this job's bar keeps while several jobs of its sweep share the
+    terminal (alexnet/run/bars.py): the first free one of the sweep's pool (lock files in
+    <sweep dir>/.locks/); None when its bar can draw where the cursor is (one run at a time) or
+    stderr is not a terminal (no bar is shown)."""
+    if position.at_once <= 1 or not sys.stderr.isatty():
+        return None
+    folder = Path(str(HydraConfig.get().sweep.dir)) / LOCKS_DIR
+    if folder not in _held:
+        try:
+            _held[folder] = take_line(folder)
+        except OutputError as err:  # (a bar is no reason to stop a run)
+            log.warning("no progress bar for this run: %s", err)
+            return None
+    return _held[folder][1]
+
+
+def take_line(folder: Path) -> tuple[IO[str], int]:
+    """The first line of the pool in `folder` that no live process holds, held until the returned
+    file is closed (or this process ends)."""
+    fix = "remove it: it holds only the sweep's locks, and is made anew"
+    with private_folder(folder, folder.parent, fix) as folder_fd:
+        line = 1
+        while (handle := try_lock(folder / f"terminal-line-{line}.lock", folder_fd=folder_fd)) is None:
+            line += 1
+    label(handle, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    return handle, line

@@ -1,0 +1,93 @@
+"""How far a run has got and how long it, and the sweep it is part of, still have to go: the
+estimating rule and its words, for the epoch log line and the progress bar of a training run.
+
+The rule, from what one run's process knows: an epoch takes the mean of this run's measured epochs
+(`epoch_time_s`, a resumed run's earlier epochs included). The run has its epochs left at that
+pace. The sweep has this run's time left plus the work of the runs numbered after it (the epochs
+each plans, at this run's pace), shared by the runs that go at once, and never less than this
+run's own time left. Runs numbered before this one that are still training are left out, runs
+after it that have already started (or finished, in a resumed sweep) are counted whole; early
+stopping and pruning can only make it shorter. It is an estimate, and the words say so."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands in its sweep: run `run` (counted from 1) of `runs` (None: the sweep does
+    not say how many), `at_once` runs training side by side, and the epochs each run numbered after
+    this one plans. A run on its own is run 1 of 1."""
+
+    run: int = 1
+    runs: int | None = 1
+    at_once: int = 1
+    later_epochs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimeLeft:
+    run_s: float
+    sweep_s: float | None  # None when the sweep does not say how many runs it has
+
+
+def measured(rows: Iterable[Mapping[str, Any]]) -> list[float]:
+    """The epoch seconds of a run's epoch rows (metrics.csv's `epoch_time_s`), where recorded."""
+    seconds = (row.get("epoch_time_s") for row in rows)
+    return [float(s) for s in seconds if isinstance(s, int | float) and math.isfinite(s)]
+
+
+def time_left(epoch_seconds: Sequence[float], epochs_left: int, position: Position) -> TimeLeft | None:
+    """The rule above; None before any epoch is measured."""
+    if not epoch_seconds:
+        return None
+    per_epoch = statistics.fmean(epoch_seconds)
+    run_s = per_epoch * max(epochs_left, 0)
+    if position.runs is None:
+        return TimeLeft(run_s, None)
+    later_s = per_epoch * sum(position.later_epochs)
+    return TimeLeft(run_s, max(run_s, (run_s + later_s) / max(1, position.at_once)))
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `12 min`, `2 h 05 min`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def where(position: Position, epoch: int, epochs: int) -> str:
+    """`run 2 of 6, epoch 3 of 5`, for the log line."""
+    runs = "" if position.runs is None else f" of {position.runs}"
+    return f"run {position.run}{runs}, epoch {epoch} of {epochs}"
+
+
+def told(left: TimeLeft | None, position: Position) -> str:
+    """`time left (estimate): run 40 s, sweep 4 min`, for the log line (a run on its own: `40 s`)."""
+    if left is None:
+        return "time left: unknown until an epoch is measured"
+    if position.runs == 1:
+        return f"time left (estimate): {duration(left.run_s)}"
+    sweep = "unknown" if left.sweep_s is None else duration(left.sweep_s)
+    return f"time left (estimate): run {duration(left.run_s)}, sweep {sweep}"
+
+
+def bar_label(position: Position, epoch: int, epochs: int) -> str:
+    """`run 2/6 epoch 3/5`, the short form a progress bar starts with."""
+    runs = "" if position.runs is None else f"/{position.runs}"
+    return f"run {position.run}{runs} epoch {epoch}/{epochs}"
+
+
+def bar_postfix(left: TimeLeft | None, position: Position) -> str | None:
+    """`left ~2 min, sweep ~14 min` after a bar's own timings; None before an epoch is measured."""
+    if left is None:
+        return None
+    if position.runs == 1 or left.sweep_s is None:
+        return f"left ~{duration(left.run_s)}"
+    return f"left ~{duration(left.run_s)}, sweep ~{duration(left.sweep_s)}"

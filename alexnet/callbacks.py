@@ -115,11 +115,13 @@ def compact_table(runs: list[Run], sweep_dir: Path) -> str:
 
 def effects_sentence(runs: list[Run], sweep_dir: Path) -> str:
     """What the swept knobs did, in one sentence (effects.md has the numbers); nothing when fewer
-    than two runs' scores count (there is nothing to compare)."""
+    than two runs' scores count or they differ in nothing (there is nothing to compare)."""
     from alexnet import scores
     from alexnet.results.effects import sweep_sentence
+    from alexnet.results.labels import varying_columns
 
-    if sum(scores.selection_score(run.summary) is not None for run in runs) < 2:
+    counted = [run for run in runs if scores.selection_score(run.summary) is not None]
+    if len(counted) < 2 or not varying_columns(counted):
         return ""
     return sweep_sentence(runs)
 

@@ -13,8 +13,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet import app_help  # noqa: F401 - registers the resolvers --help's template calls
-from alexnet import config_schema  # noqa: F401 - registers the schemas the configs start from
+from alexnet import (
+    app_help,  # noqa: F401 - registers the resolvers --help's template calls
+    config_schema,  # noqa: F401 - registers the schemas the configs start from
+)
 
 CONFIG_MODULE = "alexnet.conf"  # conf/: Hydra's primary config dir, as pkg://alexnet.conf
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"

@@ -6,6 +6,7 @@ between runs in the tables."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s",
@@ -35,8 +36,8 @@ def hyperparameters(config: Mapping[str, Any], prefix: str = "") -> dict[str, An
             continue
         if isinstance(value, Mapping) and value:
             found |= hyperparameters(value, f"{dotted}.")
-        else:
-            found[dotted] = value
+        else:  # (a choice as its text: what a checkpoint may hold, torch.load(weights_only=True))
+            found[dotted] = value.value if isinstance(value, Enum) else value
     return found
 
 

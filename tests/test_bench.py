@@ -1,7 +1,9 @@
-"""The benchmark runs end to end and reports every figure (speed itself is judged from its
-output in benchmarks/RESULTS.md, never by a timed test)."""
+"""The benchmark's comparisons on tiny sizes, in process, and its command line: every figure it
+reports is the one its sides measured (speed itself is judged from its output in
+benchmarks/RESULTS.md, never by a timed test)."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -9,46 +11,90 @@ import pytest
 import torch
 
 from alexnet import speed
+from alexnet.bench.sections import bench_epoch, bench_pipeline, bench_train_227, training_config
+from alexnet.bench.timing import alternate
+from alexnet.data.cifar import load_cifar100
+
+CPU = torch.device("cpu")
 
 
-def quick_bench(root, tmp_path, *sections: str) -> tuple[subprocess.CompletedProcess, dict]:
-    """`python -m alexnet.bench --quick` on the CPU for these sections: its output and figures."""
+@pytest.fixture(scope="module")
+def settings():
+    return speed.resolve(training_config().speed, CPU)
+
+
+def test_sides_alternate_after_a_warm_up_and_the_median_and_cold_figures_are_kept_apart():
+    calls = []
+
+    def side(name, figures):
+        def run():
+            calls.append(name)
+            return figures.pop(0)
+        return run
+
+    result = alternate(3, {"a": side("a", [9.0, 1.0, 5.0, 3.0]), "b": side("b", [7.0, 2.0, 4.0, 6.0])})
+    assert calls == ["a", "b"] * 4  # warm-up round, then three alternated rounds
+    assert result.first == {"a": 9.0, "b": 7.0} and result.median == {"a": 3.0, "b": 4.0}
+
+
+def test_the_pipeline_comparison_reports_its_sides_and_their_ratios(cifar_root, settings):
+    figures = bench_pipeline(load_cifar100(cifar_root).train, CPU, settings, batches=1, rounds=1)
+    ours, notebook = figures["pipeline_ours_227_img_s"], figures["pipeline_notebook_227_img_s"]
+    assert ours > 0 and notebook > 0
+    assert math.isclose(figures["pipeline_speedup_227"], ours / notebook)
+    assert math.isclose(figures["pipeline_speedup_vs_workers_227"],
+                        ours / figures["pipeline_workers_227_img_s"])
+    assert math.isclose(figures["pipeline_allocator_speedup_227"],
+                        ours / figures["pipeline_ours_227_default_allocator_img_s"])
+
+
+def test_the_training_comparison_reports_speed_ratio_and_one_time_cost(cifar_root, settings):
+    figures = bench_train_227(load_cifar100(cifar_root).train, CPU, settings, batch_size=4,
+                              steps=1, rounds=1)
+    ours, notebook = figures["train_ours_227_b4_img_s"], figures["train_notebook_227_b4_img_s"]
+    assert ours > 0 and notebook > 0
+    assert math.isclose(figures["train_speedup_227_b4"], ours / notebook)
+    assert isinstance(figures["train_ours_227_b4_one_time_s"], float)  # cold minus warm round
+    if speed.supported(torch.bfloat16, CPU):  # this CPU has bf16: measured too
+        assert math.isclose(figures["train_bf16_speedup_227_b4"],
+                            figures["train_ours_bf16_227_b4_img_s"] / ours)
+
+
+def test_the_epoch_comparison_reports_times_and_the_inputs_share(cifar_root, settings):
+    figures = bench_epoch(load_cifar100(cifar_root), CPU, settings, train_images=48,
+                          test_images=24, rounds=1)
+    assert math.isclose(figures["epoch_small_speedup"],
+                        figures["epoch_small_notebook_s"] / figures["epoch_small_ours_s"])
+    assert math.isclose(figures["epoch_small_speedup_vs_workers"],
+                        figures["epoch_small_workers_s"] / figures["epoch_small_ours_s"])
+    for side in ("notebook", "ours"):
+        assert 0 < figures[f"epoch_small_{side}_input_share"] < 1.5  # (timed apart: noisy)
+    assert (figures["epoch_small_train_images"], figures["epoch_small_test_images"]) == (48, 24)
+
+
+def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(root),
-         "--device", "cpu", "--json", str(out), "--sections", *sections],
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
+         "--device", "cpu", "--json", str(out), "--sections", "pipeline"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    return result, json.loads(out.read_text())
-
-
-def test_quick_benchmark_reports_every_figure(cifar_root, tmp_path):
-    result, figures = quick_bench(cifar_root, tmp_path, "pipeline", "train", "epoch")
-    for key in ("pipeline_notebook_227_img_s", "pipeline_ours_227_img_s", "pipeline_speedup_227",
-                "train_notebook_227_b32_img_s", "train_ours_227_b32_img_s",
-                "train_speedup_227_b128", "epoch_small_notebook_s", "epoch_small_ours_s",
-                "epoch_small_ours_input_share", "peak_rss_mb"):
-        assert figures[key] > 0, key
-    for key in ("pipeline_workers_227_img_s", "pipeline_speedup_vs_workers_227",
-                "epoch_small_workers_s", "epoch_small_speedup_vs_workers"):
-        assert figures[key] > 0, key
-    assert isinstance(figures["train_ours_227_b32_one_time_s"], float)  # cold minus warm round
-    if speed.supported(torch.bfloat16, torch.device("cpu")):  # this CPU has bf16: measured too
-        assert figures["train_ours_bf16_227_b32_img_s"] > 0
-    assert figures["torch"] and figures["threads"] >= 1 and figures["device"].startswith("cpu")
-    assert "pipeline_speedup_227" in figures and "x" in result.stdout
-
-
-def test_sweep_throughput_section_times_both_launchers(cifar_root, tmp_path):
-    result, figures = quick_bench(cifar_root, tmp_path, "sweep")
-    assert figures["sweep_basic_s"] > 0 and figures["sweep_parallel_s"] > 0
-    assert figures["sweep_parallel_speedup"] == figures["sweep_basic_s"] / figures["sweep_parallel_s"]
-    assert "hydra/launcher=parallel" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["device"].startswith("cpu") and figures["torch"] == torch.__version__
+    assert figures["peak_rss_mb"] > 0 and "train_notebook_227_b32_img_s" not in figures
+    assert (f"ours {figures['pipeline_ours_227_img_s']:.0f} img/s -> "
+            f"{figures['pipeline_speedup_227']:.1f}x") in result.stdout
 
 
 @pytest.mark.slow
 def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_root, tmp_path):
-    _, figures = quick_bench(slower_cifar_root, tmp_path, "search")
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(slower_cifar_root),
+         "--device", "cpu", "--json", str(out), "--sections", "search"],
+        capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
     for side in ("batches", "streamed"):
         assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
         assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each

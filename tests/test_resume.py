@@ -544,3 +544,25 @@ def test_a_resumed_run_logs_into_the_same_mlflow_run(slower_cifar_root, tmp_path
     assert len(found) == 1 and found["tags.status"].iloc[0] == "completed"
     history = mlflow.tracking.MlflowClient().get_metric_history(found["run_id"].iloc[0], "test_acc")
     assert [m.step for m in history] == [1, 2]  # each epoch once, in the one run
+
+
+def test_a_run_is_the_same_run_only_if_its_composed_config_is(slower_cifar_root, tmp_path):
+    """The same command line after a default changed (here: the record's momentum edited, as an
+    older preset would have left it) is another run: refused, naming the key, nothing touched."""
+    run_dir = tmp_path / "run"
+    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=512",
+            "model=alexnet_cifar", f"data.root={slower_cifar_root}", "data.download=false",
+            "progress=false", f"hydra.run.dir={run_dir}"]
+    process = start(*args, cwd=tmp_path)
+    wait_for_epochs(run_dir / "metrics.csv", 1, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    record = json.loads((run_dir / "results.json").read_text())
+    record["config"]["optimizer"]["momentum"] = 0.9
+    (run_dir / "results.json").write_text(json.dumps(record))
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    again = train(*args, "torch_threads=1", "progress=true", cwd=tmp_path)  # (those may change)
+    assert again.returncode == 1, again.stderr
+    assert "holds another run" in again.stderr and "optimizer.momentum: 0.9 -> 0.0" in again.stderr
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert json.loads((run_dir / "results.json").read_text())["config"]["optimizer"]["momentum"] == 0.9

@@ -59,10 +59,8 @@ def test_a_search_sends_its_trials_as_an_array_and_prunes_them_inside_their_jobs
     # (learnable_cifar_root: 256 images of 4 classes, so 16 can be held out stratified)
     result = train(*on_slurm(learnable_cifar_root, out, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                              "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
-                             "hydra/sweeper/pruner=none",
-                             "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
-                             "+hydra.sweeper.pruner.lower=2.0", "optimizer=choice(sgd,adam)",
-                             "data.val_split=16", "epochs=3"), cwd=tmp_path)
+                             "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=2.0",
+                             "optimizer=choice(sgd,adam)", "epochs=3"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = records(out)
     assert {name: (r["status"], r["epochs_done"]) for name, r in runs.items()} == {

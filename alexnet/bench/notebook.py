@@ -5,13 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from PIL import Image
 from sklearn.metrics import f1_score
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from alexnet.data.cifar import Split
-from alexnet.data.torchvision_pipeline import SplitDataset
+
+
+class NotebookDataset(Dataset):
+    """torchvision's CIFAR100 dataset as the notebook used it: an image index in, the transformed
+    PIL image out, its random transforms drawn from the global generator."""
+
+    def __init__(self, split: Split, transform: T.Compose) -> None:
+        self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
+        self.labels = split.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
 
 
 def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:
@@ -21,7 +37,7 @@ def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> Dat
         T.Resize(230), T.RandomHorizontalFlip(), T.Resize(input_size), T.ToTensor(),
         T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     ])
-    return DataLoader(SplitDataset(split, transform), batch_size=batch_size)
+    return DataLoader(NotebookDataset(split, transform), batch_size=batch_size)
 
 
 def notebook_train(loader: Iterable, model: nn.Module, optimizer: torch.optim.Optimizer,

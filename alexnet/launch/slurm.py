@@ -271,11 +271,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
                           Singleton.get_state()))
     try:
         jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as said_no:
-        # sbatch said no: nothing was submitted
-        raise refused(f"sbatch refused the sweep's jobs: {' '.join(str(refused).split())}. "
-                            "Fix the hydra.launcher settings it names (sinfo lists what the "
-                            "partitions have).") from None
+    except (submitit.core.utils.FailedJobError,
+            submitit.core.utils.FailedSubmissionError) as said_no:  # nothing was submitted
+        raise refused(f"sbatch refused the sweep's jobs: {' '.join(str(said_no).split())}. Fix "
+                      "the hydra.launcher settings it names (sinfo lists what the partitions "
+                      "have).") from None
     log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
              Path(str(jobs[0].paths.stdout)).parent.parent)
     try:

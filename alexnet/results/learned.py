@@ -170,7 +170,8 @@ def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str 
             ax.imshow(images[index].permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_title(titles[index], fontsize=7.5)
     if not titles:
-        axes.flat[0].text(0, 0.5, "no mistakes: every test image was classified correctly")
+        fig.text(0.5, 0.5, "no mistakes: every test image was classified correctly",
+                 ha="center", va="center")  # (beside the axes: tight_layout need not fit it)
     fig.suptitle(_title("Most confidently wrong test images (true class, then predicted)", label,
                         1.9 * GRID_SIDE), fontsize="small")
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """A study's pictures beside search.md: how the objective improved over the trials (or the Pareto
-front, for several objectives) and every trial's epoch-by-epoch values, pruned ones ending early."""
+front, for several objectives) and every trial's step-by-step values (epochs, for alexnet), pruned
+ones ending early."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def plot_study(study: optuna.Study, sweep_dir: Path, objectives: list[str]) -> l
             pictures.append(("search_pareto.png", optuna_plots.plot_pareto_front(
                 study, target_names=objectives)))
         if len(objectives) == 1 and any(t.intermediate_values for t in study.trials):
-            epochs = optuna_plots.plot_intermediate_values(study)
-            epochs.set_xlabel("epoch")
-            epochs.set_ylabel(f"{objectives[0]} (reported after each epoch)")
-            pictures.append(("search_epochs.png", epochs))
+            steps = optuna_plots.plot_intermediate_values(study)
+            steps.set_xlabel("step (alexnet: epoch)")
+            steps.set_ylabel(f"{objectives[0]} (reported at each step)")
+            pictures.append(("search_epochs.png", steps))
     written = []
     for name, axes in pictures:
         figure = axes.figure if hasattr(axes, "figure") else axes

@@ -48,9 +48,10 @@ def reseeded(config: Any, built: Any, trials_before: int) -> Any:
     """`built` (the sampler Hydra made from `config`) or, when the study already holds trials and
     the sampler has a seed, the same sampler with its continuing seed. QMC keeps its seed: its
     sequence goes on by itself from the point count the study keeps."""
+    import optuna
     from hydra.utils import instantiate
 
     seed = config.get("seed") if config is not None else None
-    if seed is None or trials_before == 0 or str(config.get("_target_")).endswith(".QMCSampler"):
+    if seed is None or trials_before == 0 or isinstance(built, optuna.samplers.QMCSampler):
         return built
     return instantiate(config, seed=continuing_seed(int(seed), trials_before))

@@ -35,8 +35,8 @@ def objective_names(study: optuna.Study, names: list[str] | None) -> list[str]:
     return ["value"] if count == 1 else [f"values_{i}" for i in range(count)]
 
 
-def write_results(study: optuna.Study, sweep_dir: Path, space: Space, names: list[str] | None,
-                  command: str | None = None) -> None:
+def write_results(study: optuna.Study, sweep_dir: Path, space: Space,
+                  names: list[str] | None) -> None:
     names = objective_names(study, names)
     every = study.get_trials(deepcopy=False)
     complete = [t for t in every if t.state == optuna.trial.TrialState.COMPLETE]
@@ -53,7 +53,7 @@ def write_results(study: optuna.Study, sweep_dir: Path, space: Space, names: lis
     fixed = list(space.fixed.values())
     for trial in best:
         values = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, trial.values, strict=True))
-        rerun = " ".join([command or program(), *map(shlex.quote, fixed),
+        rerun = " ".join([program(), *map(shlex.quote, fixed),
                           *(shlex.quote(space.override(k, v)) for k, v in trial.params.items())])
         lines += [f"- trial {trial.number}: {values}", f"  `{rerun}`"]
     lines += _importances(study, names)

@@ -130,7 +130,8 @@ def _method(key: str, path: str | None) -> Callable[..., Any] | None:
     try:
         return get_method(path)
     except Exception as err:
-        raise SettingError(f"hydra.sweeper.{key}={path} cannot be loaded ({err}); give "
+        reason = " ".join(str(err).split())  # (one line)
+        raise SettingError(f"hydra.sweeper.{key}={path} cannot be loaded ({reason}); give "
                            "module.function, importable from where the app runs") from None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet import extras
+from alexnet.configs import CONFIG_MODULE
 from alexnet.resume.stop import Stop, refused
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -30,7 +31,7 @@ def run(entry_point: Callable[[], Any]) -> None:
     argv = sys.argv[1:]
     multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
     try:
-        missing = extras.refusal(argv)
+        missing = extras.refusal(argv, CONFIG_MODULE)
         if missing is not None:  # (Hydra would fail composing it, not saying what to install)
             raise refused(missing)
         sys.argv[1:] = multirun_config_request(argv)

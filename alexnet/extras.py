@@ -38,7 +38,7 @@ TENSORBOARD = Need("tensorboard", "tensorboard", "alexnet-sweeps[tensorboard]")
 # (group, option) -> what choosing it needs (pyproject.toml's extras; tests check they match).
 NEEDS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("hydra/sweeper", "optuna"): (SEARCH,),
-    ("hydra/sweeper/sampler", "cmaes"): (Need("cmaes", "cmaes", "cmaes"),),  # Optuna's CmaEsSampler
+    ("hydra/sweeper/sampler", "cmaes"): (SEARCH, Need("cmaes", "cmaes", "alexnet-sweeps[search]")),
     ("hydra/launcher", "slurm"): (SUBMITIT,),
     ("hydra/launcher", "submitit_local"): (SUBMITIT,),
     ("hydra/launcher", "submitit_slurm"): (SUBMITIT,),
@@ -60,11 +60,11 @@ def importable(module: str) -> bool:
         return False
 
 
-def refusal(argv: Sequence[str]) -> str | None:
+def refusal(argv: Sequence[str], config_module: str) -> str | None:
     """Why this command line cannot run here (a choice it makes needs a package that is not
-    installed, and how to install it), or None. The config's defaults (a sweep preset's, an
-    experiment's) are looked at only when something is missing and the command line did not
-    already say."""
+    installed, and how to install it), or None. The defaults of the app's config (in the package
+    `config_module`: a sweep preset's, an experiment's) are looked at only when something is
+    missing and the command line did not already say."""
     missing = {need for needs in NEEDS.values() for need in needs if not importable(need.module)}
     if not missing:
         return None
@@ -81,7 +81,7 @@ def refusal(argv: Sequence[str]) -> str | None:
     if any(a.split("=")[0] in OTHER_CONFIG_FLAGS for a in argv):
         return None
     found = _first_missing(default_choices([o.input_line for o in parsed
-                                            if not o.is_sweep_override()]), missing)
+                                            if not o.is_sweep_override()], config_module), missing)
     if found is None:
         return None
     by = next((o.input_line for o in parsed if o.key_or_group in ("sweep", "experiment")), None)
@@ -118,7 +118,7 @@ def command_line_choices(parsed: Sequence[Override]) -> list[tuple[str, str]]:
     return chosen
 
 
-def default_choices(overrides: Sequence[str]) -> list[tuple[str, str]]:
+def default_choices(overrides: Sequence[str], config_module: str) -> list[tuple[str, str]]:
     """(group, option) of every group the composed config chooses through its defaults lists (a
     sweep preset's `override /hydra/sweeper: optuna`): Hydra's own defaults list, computed without
     loading any config's values. Empty when Hydra cannot compute it (it will say why)."""
@@ -126,10 +126,8 @@ def default_choices(overrides: Sequence[str]) -> list[tuple[str, str]]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from alexnet.configs import CONFIG_MODULE
-
     try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        with initialize_config_module(config_module=config_module, version_base="1.3"):
             defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
                 PRIMARY_CONFIG, list(overrides), RunMode.MULTIRUN)
     except Exception:

@@ -26,6 +26,9 @@ class OutputError(OSError):
                          "hydra.sweep.dir=, then rerun the same command to resume.")
         self.path = path
 
+    def __str__(self) -> str:  # (the message alone, without OSError's "[Errno N]")
+        return str(self.strerror)
+
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through `write` into a temp file beside `path`, flush and fsync it, then rename it over
@@ -36,7 +39,13 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         fd, tmp = _create_beside(path)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            target = _Refusals(f)
+            try:
+                write(target)
+            except Exception as err:  # a writer that turns the disk's OSError into its own error
+                if target.refused is None:  # (torch.save: RuntimeError "unexpected pos")
+                    raise
+                raise target.refused from err
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -47,6 +56,24 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+class _Refusals:
+    """A file to write into that remembers the OSError the disk answered a write with, so that
+    one is what the caller learns whatever error the writer raised around it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.refused = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.refused = err
+            raise
+
+    def __getattr__(self, name: str) -> object:  # flush, seek, tell...: the file's own
+        return getattr(self.f, name)
 
 
 def _create_beside(path: Path) -> tuple[int, str]:

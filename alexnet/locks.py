@@ -45,7 +45,7 @@ class UnsafeLockPath(OutputError):
     file we write. Names the path and the way out."""
 
     def __init__(self, path: Path, problem: str, fix: str) -> None:
-        OSError.__init__(self, f"refusing {path}: {problem}; {fix}")
+        OSError.__init__(self, errno.EPERM, f"refusing {path}: {problem}; {fix}")
         self.path = Path(path)
 
 

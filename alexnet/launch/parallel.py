@@ -33,7 +33,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
@@ -171,7 +171,8 @@ def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int
     """Compose the job's config (its hydra.launcher.n_jobs: the count in use, for the job to
     share the cores by) and start its process; a FAILED JobReturn when its config cannot be
     composed (as Hydra's own launchers report it)."""
-    log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
+    log.info("\t#%d : %s", index, " ".join(o for o in overrides
+                                            if not o.lstrip("+~").startswith("hydra.")))
     try:
         job_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
                                                                             list(overrides))

@@ -362,7 +362,9 @@ def sentence(effects: Effects) -> str:
                      "one of them alone): confounded, so no number is given for them")
     if not effects.factors and effects.label is None:
         only = effects.cells.iloc[0]
-        return (f"Only the seed varies: mean {metric} {only['mean']:.4f} over {int(only['n'])} runs.")
+        runs = f"{int(only['n'])} run{'s' if int(only['n']) != 1 else ''}"
+        varies = "Only the seed varies" if int(only["n"]) > 1 else "Nothing varies"
+        return f"{varies}: mean {metric} {only['mean']:.4f} over {runs}."
     if effects.no_interval:
         text = f"{effects.no_interval}, so no interval can be given (add seeds: seed=0,1,2)"
         shown = effects.factors if len(effects.factors) <= SPELLED_OUT or not effects.label else []

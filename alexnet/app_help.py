@@ -29,7 +29,10 @@ def groups(*parents: str) -> str:
             found += below(f"{group}/{child}")
         return found
 
-    return "\n".join(f"{group}: {', '.join(sorted(loader.get_group_options(group)))}"
+    def options(group: str) -> list[str]:  # (a leading _ marks a schema, not a choice)
+        return sorted(o for o in loader.get_group_options(group) if not o.startswith("_"))
+
+    return "\n".join(f"{group}: {', '.join(options(group))}"
                      for parent in parents for group in below(parent))
 
 

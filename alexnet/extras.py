@@ -38,7 +38,7 @@ TENSORBOARD = Need("tensorboard", "tensorboard", "alexnet-sweeps[tensorboard]")
 # (group, option) -> what choosing it needs (pyproject.toml's extras; tests check they match).
 NEEDS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("hydra/sweeper", "optuna"): (SEARCH,),
-    ("hydra/sweeper/sampler", "cmaes"): (SEARCH, Need("cmaes", "cmaes", "alexnet-sweeps[search]")),
+    ("hydra/sweeper/sampler", "cmaes"): (Need("cmaes", "cmaes", "alexnet-sweeps[search]"),),
     ("hydra/launcher", "slurm"): (SUBMITIT,),
     ("hydra/launcher", "submitit_local"): (SUBMITIT,),
     ("hydra/launcher", "submitit_slurm"): (SUBMITIT,),

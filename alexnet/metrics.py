@@ -34,9 +34,10 @@ class EvalAccumulator:
     def update(self, logits: Tensor, targets: Tensor, loss_sum: Tensor) -> None:
         """Add one batch: `loss_sum` is the summed (not averaged) loss over its samples."""
         predictions = logits.argmax(dim=1)
-        self.confusion += torch.bincount(
-            targets * self.num_classes + predictions, minlength=self.num_classes**2
-        )
+        # (index_add_, not bincount: bincount reads its largest index back to size its output,
+        # a host sync per batch on CUDA)
+        self.confusion.index_add_(0, targets * self.num_classes + predictions,
+                                  torch.ones_like(targets, dtype=self.confusion.dtype))
         k = min(5, logits.shape[1])
         self.top5_hits += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
         self.loss_sum += loss_sum.double()

@@ -221,7 +221,7 @@ PRUNER_CONFIGS = {"none": NopPrunerConfig, "median": MedianPrunerConfig,
 # The sweeper's structured config, which hydra/sweeper/optuna.yaml starts from: the plugin's own
 # (hydra_plugins/alexnet_sweeps/conf/) or an app's, which sets its own values on top. (Not named
 # `optuna` itself: Hydra would match an app's optuna.yaml against it and refuse the pair.)
-DEFAULTS_NAME = "optuna_defaults"
+DEFAULTS_NAME = "_optuna_defaults"  # (a leading _: --help does not list it as a choice)
 
 
 def register() -> None:

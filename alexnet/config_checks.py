@@ -18,11 +18,6 @@ class ConfigError(ValueError):
     """A setting is out of range; the message names the key, the value and what is allowed."""
 
 
-class Refused(BaseException):  # noqa: N818 - like SystemExit, an ending rather than an error
-    """A single run's setting that no run could use: `python -m alexnet.train` prints one `error:`
-    line and exits 2, as argparse does (a BaseException, so Hydra prints no traceback for it)."""
-
-
 def _check_positive_int(key: str, value: Any, example: int, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return

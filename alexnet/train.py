@@ -83,7 +83,7 @@ def _run(cfg: DictConfig, config: dict[str, Any], hydra_cfg: DictConfig, decisio
                                           Path(sweep_dir) if sweep_dir else None)
                 validate(cfg)
                 with placed(cfg, hydra_cfg.launcher, sweep_dir,
-                            stopped=lambda: stop.requested() is not None) as placement:
+                            stopped=stop.requested) as placement:
                     status = fit(cfg, record, stop, decision.checkpoint, placement, tracking)
             except OutputError as err:  # the disk refuses: every later run would fail the same way
                 raise Stop(str(err), status=Status.failed, output_dir=resumes) from err

@@ -1,4 +1,4 @@
-"""Several runs at once: the joblib and submitit launchers on the real CLI, and the slot pool."""
+"""Several runs at once: the parallel and submitit launchers on the real CLI, and the slot pool."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from alexnet.launch.placement import Placement, placed, threads_for
-from alexnet.launch.slots import SlotWaitStopped, hold_slot
+from alexnet.launch.slots import hold_slot
+from alexnet.resume.stop import Stop
 from alexnet.run.record import RunRecord
 from helpers import assert_same_metrics, metrics_without_timings, records, start, train
 
@@ -103,9 +104,9 @@ def test_slots_go_to_the_first_free_one_and_a_killed_holder_frees_its_slot(tmp_p
         assert (first.index, second.index) == (1, 2)
     with hold_slot(tmp_path, gpus, 1) as again:  # released out of order: the lowest free one
         assert again.index == 1
-        with pytest.raises(SlotWaitStopped), hold_slot(tmp_path, gpus[:2], 1,
-                                                       stopped=lambda: True):
-            pass  # all taken, and the sweep is stopping: it stops waiting
+        with pytest.raises(Stop, match="SIGTERM while it waited for a free GPU slot"), \
+                hold_slot(tmp_path, gpus[:2], 1, stopped=lambda: signal.SIGTERM):
+            pass  # all taken, and the run is asked to stop: it stops waiting
     holder.kill()  # SIGKILL while holding slot 0
     holder.wait()
     with hold_slot(tmp_path, gpus, 1) as freed:
@@ -114,23 +115,23 @@ def test_slots_go_to_the_first_free_one_and_a_killed_holder_frees_its_slot(tmp_p
 
 def test_slots_are_per_machine_so_two_sweeps_spread_over_the_gpus(tmp_path):
     cfg = OmegaConf.create({"device": "auto", "torch_threads": None,
-                            "launch": {"jobs_per_gpu": 2, "slots_dir": str(tmp_path / "slots")}})
-    joblib = OmegaConf.create({"_target_": "hydra_plugins.alexnet_sweeps.parallel_launcher."
-                               "ParallelLauncher", "n_jobs": 4})
+                            "launch": {"slots_dir": str(tmp_path / "slots")}})
+    parallel = OmegaConf.create({"_target_": "hydra_plugins.alexnet_sweeps.parallel_launcher."
+                                 "ParallelLauncher", "n_jobs": 4, "jobs_per_gpu": 2})
     both = ["GPU-a", "GPU-b"]
-    with placed(cfg, joblib, tmp_path / "sweep-1", both) as a, \
-            placed(cfg, joblib, tmp_path / "sweep-2", both) as b:  # another sweep, same machine
+    with placed(cfg, parallel, tmp_path / "sweep-1", both) as a, \
+            placed(cfg, parallel, tmp_path / "sweep-2", both) as b:  # another sweep, same machine
         assert (a.device, a.slot, b.device, b.slot) == ("cuda:0", "GPU-a#0", "cuda:1", "GPU-b#0")
         # A sweep started with CUDA_VISIBLE_DEVICES=<GPU b> sees GPU b as cuda:0: still GPU b.
-        with placed(cfg, joblib, tmp_path / "sweep-3", ["GPU-b"]) as c:
+        with placed(cfg, parallel, tmp_path / "sweep-3", ["GPU-b"]) as c:
             assert (c.device, c.slot) == ("cuda:0", "GPU-b#1")
-        with placed(cfg, joblib, tmp_path / "sweep-1", both) as d:
+        with placed(cfg, parallel, tmp_path / "sweep-1", both) as d:
             assert (d.device, d.slot) == ("cuda:0", "GPU-a#1")
     basic = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher."
                               "BasicLauncher"})
     with placed(cfg, basic, tmp_path, both) as alone:
         assert alone == Placement("auto", None)
-    with placed(OmegaConf.merge(cfg, {"device": "cpu"}), joblib, tmp_path, []) as cpu:
+    with placed(OmegaConf.merge(cfg, {"device": "cpu"}), parallel, tmp_path, []) as cpu:
         assert cpu.device == "cpu" and cpu.slot is None
 
 

@@ -10,6 +10,7 @@ says otherwise."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def places_gpu_slots(launcher: DictConfig) -> bool:
 @contextmanager
 def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
            gpus: Sequence[str] | None = None,
-           stopped: Callable[[], bool] = lambda: False) -> Iterator[Placement]:
+           stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Placement]:
     """The job's placement, holding its device slot (if any) until the job ends. `gpus` are the
     machine's GPUs as this process sees them (default: gpu_ids()); `stopped` says when to stop
     waiting for a slot."""

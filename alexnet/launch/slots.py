@@ -13,6 +13,7 @@ between users."""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,10 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from alexnet.locks import held, label, private_folder, try_lock
-
-
-class SlotWaitStopped(Exception):  # noqa: N818 - a state: the job stopped while it waited
-    """A stop was requested while the job waited for a free slot."""
+from alexnet.resume.stop import by_signal
 
 
 @dataclass(frozen=True)
@@ -51,10 +49,10 @@ def _checked_from(folder: Path) -> Path:
 
 @contextmanager
 def hold_slot(folder: Path, gpus: Sequence[str], jobs_per_gpu: int, poll_s: float = 0.2,
-              stopped: Callable[[], bool] = lambda: False) -> Iterator[Slot]:
+              stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Slot]:
     """Take the first free slot among `gpus` (their identities, in this process's cuda index order)
-    x `jobs_per_gpu`, waiting while all are taken (SlotWaitStopped when `stopped()` says so); give
-    it back on exit. UnsafeLockPath when `folder` is not ours alone."""
+    x `jobs_per_gpu`, waiting while all are taken (a Stop when `stopped()` names the signal that
+    asks it to); give it back on exit. UnsafeLockPath when `folder` is not ours alone."""
     folder = Path(folder)
     fix = ("GPU slots are not shared between users: use a folder only you can write (chmod go-w, "
            "if it is yours), or another one with launch.slots_dir=<folder>")
@@ -65,7 +63,8 @@ def hold_slot(folder: Path, gpus: Sequence[str], jobs_per_gpu: int, poll_s: floa
 
 
 def _take_slot(folder: Path, folder_fd: int, gpus: Sequence[str], jobs_per_gpu: int,
-               poll_s: float, stopped: Callable[[], bool]) -> tuple[IO[str], Slot]:
+               poll_s: float, stopped: Callable[[], signal.Signals | None]
+               ) -> tuple[IO[str], Slot]:
     while True:
         for place in range(jobs_per_gpu):
             for index, gpu in enumerate(gpus):
@@ -73,8 +72,9 @@ def _take_slot(folder: Path, folder_fd: int, gpus: Sequence[str], jobs_per_gpu: 
                 if handle is not None:
                     label(handle, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
                     return handle, Slot(index, place)
-        if stopped():
-            raise SlotWaitStopped("stopped while waiting for a free GPU slot")
+        sig = stopped()
+        if sig is not None:
+            raise by_signal(sig, "while it waited for a free GPU slot", saved=False)
         time.sleep(poll_s)
 
 

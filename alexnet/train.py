@@ -114,14 +114,18 @@ def _put_on_record(record: Any, ended: Stop, stop: GracefulStop, resumes: str) -
 
     if ended.output_dir is None and ended.status == Status.interrupted:
         ended.output_dir = resumes
-    if ended.status is not None:
-        with contextlib.suppress(OutputError):  # (a full disk may refuse the record too)
-            record.finish(ended.status, ended)
+    def write() -> None:
+        if ended.status is not None:
+            with contextlib.suppress(OutputError):  # (a full disk may refuse the record too)
+                record.finish(ended.status, ended)
+
+    write()
     if ended.status == Status.interrupted:
         try:
             stop.hand_over()  # under submitit: it requeues the job, which resumes from here
         except Exception as refused:  # e.g. requeued max_num_timeout times already
             ended.reason += f"; the job was not requeued ({refused})"
+            write()
 
 
 def objective_values(summary: dict[str, Any]) -> float | list[float]:

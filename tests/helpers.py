@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from alexnet.configs import compose_config
 from alexnet.hyperparameters import identity
+from alexnet.resume.stop import GracefulStop
 
 # Columns that change between two runs of the same settings: left out where runs are compared.
 TIMINGS = ["train_time_s", "images_per_s", "epoch_time_s"]
@@ -83,3 +85,16 @@ def tiny_config(root: Path, *overrides: str) -> DictConfig:
     """The composed config of a small CPU run on the CIFAR files in `root`."""
     return compose_config(f"data.root={root}", "data.download=false", "model=alexnet_cifar",
                           "progress=false", "device=cpu", *overrides)
+
+
+class StopAtSafePoint(GracefulStop):
+    """A stop request at the n-th look (1: before training starts; then after every training
+    step and at each epoch's end), the moment a signal would be seen there."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def requested(self) -> signal.Signals | None:
+        self.seen += 1
+        return signal.SIGTERM if self.seen == self.at else None

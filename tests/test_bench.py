@@ -72,14 +72,19 @@ def test_the_epoch_comparison_reports_times_and_the_inputs_share(cifar_root, set
     assert (figures["epoch_small_train_images"], figures["epoch_small_test_images"]) == (48, 24)
 
 
-def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
+def quick_bench(root, tmp_path, section: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m alexnet.bench --quick` on the CPU for one section: its output and figures."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(cifar_root),
-         "--device", "cpu", "--json", str(out), "--sections", "pipeline"],
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(root), "--device",
+         "cpu", "--json", str(out), "--sections", section],
+        capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
+    result, figures = quick_bench(cifar_root, tmp_path, "pipeline")
     assert figures["device"].startswith("cpu") and figures["torch"] == torch.__version__
     assert figures["peak_rss_mb"] > 0 and "train_notebook_227_b32_img_s" not in figures
     assert (f"ours {figures['pipeline_ours_227_img_s']:.0f} img/s -> "
@@ -88,13 +93,7 @@ def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
 
 @pytest.mark.slow
 def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_root, tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "alexnet.bench", "--quick", "--data-root", str(slower_cifar_root),
-         "--device", "cpu", "--json", str(out), "--sections", "search"],
-        capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    _, figures = quick_bench(slower_cifar_root, tmp_path, "search")
     for side in ("batches", "streamed"):
         assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
         assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each

@@ -136,7 +136,7 @@ def test_logger_options_compose(logger):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("checkpoint.keep=al", r"Invalid value 'al', expected one of \[weights, full\]"),
+    ("checkpoint.keep=al", r"Invalid value 'al', expected one of \[weights, full, best, none\]"),
     ("early_stop.mode=up", r"Invalid value 'up', expected one of \[auto, max, min\]"),
     ("early_stop.monitor=acc", r"expected one of \[auto, test_acc, test_loss"),
     ("early_stop.patience=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),

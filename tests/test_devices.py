@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import math
-import signal
 import struct
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from alexnet.data.cifar import load_cifar100
 from alexnet.engine import train_one_epoch
 from alexnet.fit import build_training, fit
 from alexnet.resume import checkpoint
-from alexnet.resume.stop import GracefulStop, Stop
+from alexnet.resume.stop import Stop
 from alexnet.run.record import RunRecord
-from helpers import metrics_without_timings, tiny_config, train
+from helpers import StopAtSafePoint, metrics_without_timings, tiny_config, train
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -53,19 +52,6 @@ def test_devices_no_run_can_train_on_are_refused(name, message):
         resolve_device(name)
 
 
-class StopAt(GracefulStop):
-    """A SIGTERM seen at the n-th look at a safe point (1: before training; then after every
-    step and at each epoch's end), as tests/test_resume.py stops runs."""
-
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def requested(self) -> signal.Signals | None:
-        self.seen += 1
-        return signal.SIGTERM if self.seen == self.at else None
-
-
 def small(root: Path, *overrides: str):
     """Two epochs of three steps: looks 2-4 are epoch 1's steps, 5 its end, 6-8 epoch 2's steps."""
     return tiny_config(root, "epochs=2", "batch_size=64", "data.train_subset=192",
@@ -84,7 +70,7 @@ def new_record(cfg, run_dir: Path) -> RunRecord:
 def stopped_at(cfg, run_dir: Path, at: int) -> dict:
     """The checkpoint a run of `cfg` leaves when stopped at look `at`, read back from its file."""
     with pytest.raises(Stop):
-        fit(cfg, new_record(cfg, run_dir), StopAt(at))
+        fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
     return checkpoint.load_latest(run_dir)
 
 

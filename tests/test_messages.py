@@ -90,7 +90,8 @@ def without(modules: list[str], *args: str) -> list[str]:
     (["mlflow"], ["-m", "logger=none,mlflow"],
      'error: logger=mlflow needs mlflow, which is not installed: pip install "alexnet-sweeps[mlflow]"'),
     (["cmaes"], ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=cmaes"],
-     "error: hydra/sweeper/sampler=cmaes needs cmaes, which is not installed: pip install cmaes"),
+     "error: hydra/sweeper/sampler=cmaes needs cmaes, which is not installed: "
+     'pip install "alexnet-sweeps[search]"'),
 ])
 def test_a_choice_whose_package_is_missing_is_one_line_naming_its_pip_install(
         cifar_root, tmp_path, modules, args, error):

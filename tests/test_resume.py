@@ -27,7 +27,7 @@ from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, Stop
 from alexnet.run.liveness import RUN_LOCK, boot_id, effective_status
 from alexnet.run.record import RunRecord
-from helpers import metrics_without_timings, start, train, wait_for_epochs
+from helpers import StopAtSafePoint, metrics_without_timings, start, train, wait_for_epochs
 
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -295,19 +295,6 @@ def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once
     assert attempts[0]["resumed_from_epoch"] is None and attempts[1]["resumed_from_epoch"] >= 1
 
 
-class StopAtSafePoint(GracefulStop):
-    """A stop request at the n-th look (1: before training starts; then after every training
-    step and at each epoch's end), the moment a signal would be seen there."""
-
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def requested(self) -> signal.Signals | None:
-        self.seen += 1
-        return signal.SIGTERM if self.seen == self.at else None
-
-
 def resume(cfg, run_dir: Path, saved=None) -> str:
     previous = json.loads((run_dir / "results.json").read_text())
     record = RunRecord(run_dir, OmegaConf.to_container(cfg, resolve=True), previous["overrides"],
@@ -417,9 +404,9 @@ def test_a_tie_is_no_improvement_so_a_frozen_run_stops_early():
     settings = OmegaConf.create({"patience": 2, "monitor": "test_acc", "mode": "max",
                                  "min_delta": 0.0})
     frozen = [{"test_acc": 0.01}] * 3
-    assert early_stop.should_stop(frozen, settings)
+    assert early_stop.should_stop(frozen, settings, {})
     assert not early_stop.should_stop([{"test_acc": 0.01}, {"test_acc": 0.01},
-                                       {"test_acc": 0.02}], settings)
+                                       {"test_acc": 0.02}], settings, {})
 
 
 class EightGpus:

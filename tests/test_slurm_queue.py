@@ -68,7 +68,7 @@ def job(folder: Path, job_id: str, outcome: object = None) -> SimpleNamespace:
     if outcome is not None:
         result.write_text("")
     return SimpleNamespace(job_id=job_id, paths=SimpleNamespace(result_pickle=result),
-                           _get_outcome_and_result=lambda: ("success", outcome))
+                           result=lambda: outcome)
 
 
 def test_the_wait_ends_for_a_job_that_left_no_result_and_for_a_silent_queue(commands, tmp_path):

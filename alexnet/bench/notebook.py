@@ -8,26 +8,23 @@ import torch
 from PIL import Image
 from sklearn.metrics import f1_score
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
 from alexnet.data.cifar import Split
+from alexnet.data.torchvision_pipeline import SplitDataset
 
 
-class NotebookDataset(Dataset):
+class NotebookDataset(SplitDataset):
     """torchvision's CIFAR100 dataset as the notebook used it: an image index in, the transformed
-    PIL image out, its random transforms drawn from the global generator."""
-
-    def __init__(self, split: Split, transform: T.Compose) -> None:
-        self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
-        self.labels = split.labels
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
+    PIL image out, its random transforms drawn from the global generator (ours seeds each
+    image)."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self[index] for index in indices]
 
 
 def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:

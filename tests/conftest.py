@@ -1,7 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# The suite runs tests beside each other (pytest-xdist, pyproject's addopts): one thread per process,
+# in this one and in every run it starts, so that they share the cores instead of fighting over
+# them (OpenMP's threads spin while they wait). Set before torch is imported anywhere.
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 

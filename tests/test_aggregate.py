@@ -43,6 +43,7 @@ def sweep_dir(cifar_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_multirun_leaves_results_and_plots_without_a_second_command(sweep_dir):
     table = pd.read_csv(sweep_dir / "results.csv")
     assert len(table) == 4
@@ -68,6 +69,7 @@ def test_multirun_leaves_results_and_plots_without_a_second_command(sweep_dir):
     assert "no interval can be given" in effects and "95% CI [" not in effects
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplog):
     config = json.loads((sweep_dir / "0" / "results.json").read_text())["config"]
     root = tmp_path / "mixed"
@@ -145,6 +147,7 @@ def test_show_data_labels_the_grid_with_class_names(cifar_root, tmp_path):
     assert (tmp_path / "data_grid.png").stat().st_size > 5_000
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_mlflow_copies_of_a_record_are_not_counted_as_runs(sweep_dir, tmp_path):
     outputs = tmp_path / "outputs"
     run = outputs / "sweeps" / "mine" / "0"
@@ -184,6 +187,7 @@ def config_of(sweep_dir, **changes):
     return {**config, **changes}
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_a_sweep_still_running_gives_each_runs_epochs_and_the_time_left(sweep_dir, tmp_path):
     root = tmp_path / "running_sweep"
     config = config_of(sweep_dir, epochs=3)
@@ -202,6 +206,7 @@ def test_a_sweep_still_running_gives_each_runs_epochs_and_the_time_left(sweep_di
     assert "estimated time left: about 85 s (5 epochs to go, 1 run at a time)" in printed
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_the_tables_and_pictures_go_by_the_selection_score_among_runs_that_count(sweep_dir, tmp_path):
     root = tmp_path / "held_out"
     config = config_of(sweep_dir, data={**config_of(sweep_dir)["data"], "val_split": 8})
@@ -232,6 +237,7 @@ def test_the_tables_and_pictures_go_by_the_selection_score_among_runs_that_count
     assert (root / "confusion_superclass.png").read_bytes() == expected.read_bytes()
 
 
+@pytest.mark.xdist_group("test_aggregate:sweep_dir")
 def test_plots_draw_runs_whose_scores_do_not_count_as_such_and_round_their_legends(sweep_dir,
                                                                                    tmp_path):
     root = tmp_path / "search_like"

@@ -58,6 +58,7 @@ def grid_sweep(learnable_cifar_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("test_effects:grid_sweep")
 def test_a_2x2_grid_with_seeds_gives_both_main_effects_their_intervals_and_the_interaction(
         grid_sweep):
     shown = (grid_sweep / "effects.md").read_text()
@@ -69,6 +70,7 @@ def test_a_2x2_grid_with_seeds_gives_both_main_effects_their_intervals_and_the_i
     assert (grid_sweep / "effects.png").stat().st_size > 10_000
 
 
+@pytest.mark.xdist_group("test_effects:grid_sweep")
 def test_the_effects_agree_with_statsmodels_anova_table_on_the_same_results(grid_sweep):
     results = pd.read_csv(grid_sweep / "results.csv")
     fit, frame = model_of(results)

@@ -23,8 +23,8 @@ from helpers import assert_same_metrics, metrics_without_timings, records, start
 
 def two_runs(root: Path, out: Path, *extra: str, sweep: tuple[str, ...] = (
         "optimizer=sgd", "epochs=6,3")) -> list[str]:
-    """Two runs of 6 and 3 short epochs (512 images), one thread each; or another `sweep`."""
-    return ["-m", *sweep, "data.train_subset=512", "batch_size=16", "model=alexnet_cifar",
+    """Two runs of 6 and 3 short epochs (256 images), one thread each; or another `sweep`."""
+    return ["-m", *sweep, "data.train_subset=256", "batch_size=16", "model=alexnet_cifar",
             "augmentation=crop_flip", "torch_threads=1", f"data.root={root}",
             "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
 
@@ -38,6 +38,7 @@ def reference(slower_cifar_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("test_launch:reference")
 def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes_it(
         slower_cifar_root, reference, tmp_path):
     """kill -9 of job 0 (6 epochs) mid-epoch while job 1 (3) trains: job 1 ends completed with
@@ -74,6 +75,7 @@ def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes
     assert_same_metrics(out, reference)
 
 
+@pytest.mark.xdist_group("test_launch:reference")
 def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resumes(
         slower_cifar_root, reference, tmp_path):
     out = tmp_path / "sweep"

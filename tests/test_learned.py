@@ -74,6 +74,7 @@ def test_evaluate_keeps_each_images_prediction_and_confidence(cifar_root):
     assert scores_kept == plain and torch.equal(confusion, plain_confusion)
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_a_finished_run_keeps_its_most_confident_mistakes(sweep, cifar_root):
     run_dir = sweep / "0"
     assert all((run_dir / name).is_file() for name in PICTURES)
@@ -101,6 +102,7 @@ def test_a_finished_run_keeps_its_most_confident_mistakes(sweep, cifar_root):
     assert (confidence[left_out] <= table["confidence"].min() + 1e-6).all()  # the most confident
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_the_filters_image_has_one_tile_per_kernel_each_scaled_to_its_own_range(sweep, tmp_path):
     run_dir = sweep / "0"
     network, _ = saved_network(run_dir)
@@ -132,6 +134,7 @@ def test_the_227_networks_96_kernels_of_11x11_tile_12_by_8():
     assert filter_tiles(weight).shape == (96, 33, 33, 3)
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_show_run_redraws_both_from_a_run_dir(sweep, tmp_path):
     run_dir = shutil.copytree(sweep / "0", tmp_path / "run")
     table = (run_dir / "mistakes.csv").read_bytes()
@@ -158,6 +161,7 @@ def test_show_run_redraws_both_from_a_run_dir(sweep, tmp_path):
             == (tmp_path / "out" / "filters.png").read_bytes())
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_a_run_with_no_evaluation_left_draws_its_filters_alone(sweep, tmp_path, caplog):
     network, cfg = saved_network(sweep / "0")
     data = load_cifar100(cfg.data.root, test_subset=cfg.data.test_subset)
@@ -168,6 +172,7 @@ def test_a_run_with_no_evaluation_left_draws_its_filters_alone(sweep, tmp_path, 
     assert "python -m alexnet.show_run" in caplog.text
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_show_run_says_in_one_line_what_is_missing(sweep, tmp_path, learnable_cifar_root, capsys):
     help_text = run_cli("alexnet.show_run", "--help", cwd=tmp_path)
     assert help_text.returncode == 0 and "RUN_DIR" in help_text.stdout
@@ -192,6 +197,7 @@ def test_show_run_says_in_one_line_what_is_missing(sweep, tmp_path, learnable_ci
     assert "is not a run dir: it has no results.json" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_a_sweep_shows_its_best_runs_pictures_beside_the_table(sweep):
     records = [json.loads((sweep / name / "results.json").read_text()) for name in ("0", "1")]
     finals = [r["final"]["test_acc"] for r in records]
@@ -202,6 +208,7 @@ def test_a_sweep_shows_its_best_runs_pictures_beside_the_table(sweep):
     assert (sweep / "best_filters.png").read_bytes() != (sweep / other / "filters.png").read_bytes()
 
 
+@pytest.mark.xdist_group("test_learned:sweep")
 def test_a_best_run_without_pictures_gets_them_drawn_and_one_without_weights_costs_none(
         sweep, tmp_path, caplog):
     copy = shutil.copytree(sweep, tmp_path / "sweep")

@@ -138,6 +138,7 @@ def finished_sweep(learnable_cifar_root, tmp_path_factory):
     return out, result.stderr
 
 
+@pytest.mark.xdist_group("test_messages:finished_sweep")
 def test_a_sweep_ends_by_printing_its_table_best_first(finished_sweep):
     out, stderr = finished_sweep
     lines = stderr.splitlines()
@@ -158,6 +159,7 @@ def test_a_sweep_ends_by_printing_its_table_best_first(finished_sweep):
     assert "4 runs: 2 completed, 2 failed" in stderr
 
 
+@pytest.mark.xdist_group("test_messages:finished_sweep")
 def test_checkpoint_keep_best_leaves_the_weights_of_the_sweeps_best_run_alone(finished_sweep):
     out, stderr = finished_sweep
     by_run = records(out)

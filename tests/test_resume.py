@@ -32,7 +32,7 @@ from helpers import StopAtSafePoint, metrics_without_timings, start, train, wait
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["-m", "optimizer=sgd,adam", "seed=0,1", "epochs=3", "batch_size=32",
-            "data.train_subset=512", "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
+            "data.train_subset=256", "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
             "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
 
 
@@ -50,6 +50,7 @@ def uninterrupted(slower_cifar_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("test_resume:uninterrupted")
 def test_sigkill_then_same_command_equals_an_uninterrupted_sweep(
         slower_cifar_root, uninterrupted, tmp_path):
     out = tmp_path / "sweep"
@@ -86,7 +87,7 @@ def test_sigkill_then_same_command_equals_an_uninterrupted_sweep(
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
         slower_cifar_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=512",
+    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=256",
             "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={slower_cifar_root}",
             "data.download=false", "progress=false", f"hydra.run.dir={run_dir}"]
     process = start(*args, cwd=tmp_path)
@@ -100,7 +101,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
     if "stopped: SIGTERM after epoch 1" not in output:  # (the signal may beat epoch 2's start)
         assert "stopped: SIGTERM in epoch 2" in output
         assert saved["in_progress"]["images"] > 0  # saved half-way through epoch 2
-        assert 0 < saved["train_batches"]["pass"]["next"] < 512
+        assert 0 < saved["train_batches"]["pass"]["next"] < 256
     assert f"Resume it with:\n  python -m alexnet.train {' '.join(args)}" in output
 
     again = train(*args, cwd=tmp_path)
@@ -127,6 +128,7 @@ def test_sigint_stops_the_sweep_at_a_safe_point(slower_cifar_root, tmp_path):
     assert (out / "0" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.xdist_group("test_resume:uninterrupted")
 def test_a_sweep_dir_of_another_sweep_is_refused_and_left_as_it_was(
         slower_cifar_root, uninterrupted, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in uninterrupted.rglob("*") if p.is_file()}
@@ -139,6 +141,7 @@ def test_a_sweep_dir_of_another_sweep_is_refused_and_left_as_it_was(
     assert {p: p.stat().st_mtime_ns for p in uninterrupted.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.xdist_group("test_resume:uninterrupted")
 def test_a_run_dir_of_another_run_is_refused(slower_cifar_root, uninterrupted, tmp_path):
     result = train(f"hydra.run.dir={uninterrupted / '0'}", "optimizer=adam", "model=alexnet_cifar",
                    f"data.root={slower_cifar_root}", "data.download=false", cwd=tmp_path)
@@ -281,7 +284,7 @@ def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once
         slower_cifar_root, tmp_path):
     run_dir = tmp_path / "run"
     args = ["optimizer=sgd", "epochs=3", "batch_size=32", "model=alexnet_cifar",
-            "data.train_subset=512", f"data.root={slower_cifar_root}", "data.download=false",
+            "data.train_subset=256", f"data.root={slower_cifar_root}", "data.download=false",
             "progress=false", f"hydra.run.dir={run_dir}"]  # (3 epochs: still training below)
     first = start(*args, cwd=tmp_path)
     wait_for_epochs(run_dir / "metrics.csv", 1, first)
@@ -517,8 +520,8 @@ def test_a_resumed_run_logs_into_the_same_mlflow_run(slower_cifar_root, tmp_path
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_dir = tmp_path / "run"
-    args = ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "epochs=2", "batch_size=8",
-            "data.train_subset=512", "model=alexnet_cifar", f"data.root={slower_cifar_root}",
+    args = ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "epochs=2", "batch_size=16",
+            "data.train_subset=256", "model=alexnet_cifar", f"data.root={slower_cifar_root}",
             "data.download=false", "progress=false", f"hydra.run.dir={run_dir}"]
     process = start(*args, cwd=tmp_path)
     wait_for_epochs(run_dir / "metrics.csv", 1, process)
@@ -537,7 +540,7 @@ def test_a_run_is_the_same_run_only_if_its_composed_config_is(slower_cifar_root,
     """The same command line after a default changed (here: the record's momentum edited, as an
     older preset would have left it) is another run: refused, naming the key, nothing touched."""
     run_dir = tmp_path / "run"
-    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=512",
+    args = ["optimizer=sgd", "epochs=3", "batch_size=16", "data.train_subset=256",
             "model=alexnet_cifar", f"data.root={slower_cifar_root}", "data.download=false",
             "progress=false", f"hydra.run.dir={run_dir}"]
     process = start(*args, cwd=tmp_path)

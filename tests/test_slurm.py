@@ -16,6 +16,7 @@ from helpers import assert_same_metrics, records, start, train, wait_for_epochs
 
 pytestmark = [
     pytest.mark.slurm,
+    pytest.mark.xdist_group("slurm"),  # one test's jobs at a time on the 2-CPU test cluster
     pytest.mark.skipif(shutil.which("sbatch") is None,
                        reason="no sbatch here: start a test cluster with `sudo bash tests/slurm/up.sh`"),
 ]
@@ -92,7 +93,7 @@ def test_a_run_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_un
     once the run has trained an epoch, as SLURM sends it to the job's step: the run saves at its
     step, submitit requeues the job (a 3-minute limit counts as timed out), and the requeued
     attempt resumes from the checkpoint to exactly the metrics of an uninterrupted run."""
-    settings = ["epochs=3", "batch_size=16", "data.train_subset=512"]
+    settings = ["epochs=3", "batch_size=16", "data.train_subset=256"]
     reference = start("-m", *settings, "model=alexnet_cifar", "torch_threads=1",
                       f"data.root={slower_cifar_root}", "data.download=false", "progress=false",
                       f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path)
@@ -134,7 +135,7 @@ def test_a_run_signalled_after_max_num_timeout_requeues_ends_interrupted_and_say
 def test_scancel_and_a_killed_job_end_the_sweep_and_the_same_command_resumes_them(
         slower_cifar_root, tmp_path):
     out = tmp_path / "sweep"
-    args = on_slurm(slower_cifar_root, out, "optimizer=sgd,adam", "epochs=6")
+    args = on_slurm(slower_cifar_root, out, "optimizer=sgd,adam", "epochs=6", "data.train_subset=512")
     process = start(*args, cwd=tmp_path)
     for run in ("0", "1"):
         wait_for_epochs(out / run / "metrics.csv", 1, process)

@@ -1,5 +1,7 @@
 """Picks the input pipeline named by `data.pipeline`: `tensor` (default, on the device) or
-`torchvision` (per-image PIL transforms in a DataLoader, the notebook's way)."""
+`torchvision` (per-image PIL transforms in a DataLoader, the notebook's way). torchvision is
+imported only when its pipeline is chosen: its import costs seconds (its ops pull in
+torch._dynamo) that a run with the default pipeline does not need."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from alexnet.data import tensor_pipeline, torchvision_pipeline
+from alexnet.data import tensor_pipeline
 from alexnet.data.cifar import Split
 from alexnet.speed import SpeedSettings
 
@@ -40,6 +42,8 @@ def build_batches(split: Split, cfg: DictConfig, train: bool, device: torch.devi
     common = dict(augmentation=cfg.augmentation, input_size=cfg.model.input_size,
                   batch_size=cfg.batch_size, train=train, device=device, seed=cfg.seed)
     if cfg.data.pipeline == "torchvision":
+        from alexnet.data import torchvision_pipeline
+
         return torchvision_pipeline.TorchvisionBatches(split, num_workers=cfg.data.num_workers,
                                                        **common)
     return tensor_pipeline.TensorBatches(split, dtype=settings.input_dtype,
@@ -49,6 +53,8 @@ def build_batches(split: Split, cfg: DictConfig, train: bool, device: torch.devi
 def preview(images: torch.Tensor, cfg: DictConfig) -> torch.Tensor:
     """The training augmentation applied to a uint8 batch on the CPU, as float32."""
     if cfg.data.pipeline == "torchvision":
+        from alexnet.data import torchvision_pipeline
+
         return torchvision_pipeline.augment_batch(images, cfg.augmentation, cfg.model.input_size)
     draws = tensor_pipeline.draw(len(images), cfg.augmentation, cfg.model.input_size, train=True)
     return tensor_pipeline.apply(images, draws, cfg.augmentation, cfg.model.input_size)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from alexnet.data.cifar import DataError, Split
 
@@ -26,6 +25,8 @@ def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
     labels = split.labels.numpy()
     classes, sizes = np.unique(labels, return_counts=True)
     _check_stratifiable(count, len(labels), classes, sizes)
+    from sklearn.model_selection import train_test_split  # (seconds to import: only when used)
+
     keep, val = train_test_split(np.arange(len(labels)), test_size=count, stratify=labels,
                                  random_state=seed)
     return _take(split, np.sort(keep)), _take(split, np.sort(val))

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 GRID_SIDE = 4  # the mistakes grid is GRID_SIDE x GRID_SIDE images
 TILE_PIXELS = 24  # each kernel is upscaled (nearest neighbour) to at least this many pixels a side
+MISTAKE_PIXELS = 112  # each mistaken image likewise: a 32x32 image is drawn at 128x128
 TABLE_COLUMNS = ["test_index", "true_label", "true_class", "predicted_label", "predicted_class",
                  "confidence"]
 
@@ -160,21 +161,34 @@ def mistake_titles(table: pd.DataFrame) -> list[str]:
 
 
 def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str = "") -> None:
-    """mistakes.png: the images (uint8, (n, 3, H, W)) in a GRID_SIDE-wide grid, pixels enlarged."""
+    """mistakes.png: the images (uint8, (n, 3, H, W)) in a GRID_SIDE-wide grid, pixels enlarged,
+    each under its title. One mosaic in one axes: a figure of 16 axes takes ten times as long to
+    draw, and every finished run draws one."""
     rows = max(1, math.ceil(len(titles) / GRID_SIDE))
-    fig, axes = plt.subplots(rows, GRID_SIDE, figsize=(1.9 * GRID_SIDE, 2.15 * rows + 0.5),
-                             squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if index < len(titles):
-            ax.imshow(images[index].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_title(titles[index], fontsize=7.5)
+    side = images.shape[-1] if len(titles) else 32
+    factor = max(1, math.ceil(MISTAKE_PIXELS / side))
+    tile, band, gap = side * factor, 32, 12  # pixels: an image, its two title lines, the margin
+    mosaic = np.ones((rows * (band + tile) + gap, GRID_SIDE * (tile + gap) + gap, 3))
+    places = []
+    for index in range(len(titles)):
+        top = (index // GRID_SIDE) * (band + tile) + band
+        left = gap + (index % GRID_SIDE) * (tile + gap)
+        image = images[index].permute(1, 2, 0).repeat_interleave(factor, 0).repeat_interleave(factor, 1)
+        mosaic[top:top + tile, left:left + tile] = image.numpy() / 255
+        places.append((left + tile / 2, top - 3))
+    height, width = mosaic.shape[0] / 100, mosaic.shape[1] / 100  # inches at 100 dpi
+    title = _title("Most confidently wrong test images (true class, then predicted)", label, width)
+    header = 0.15 + 0.16 * (title.count("\n") + 1)
+    fig = plt.figure(figsize=(width, height + header))
+    ax = fig.add_axes((0, 0, 1, height / (height + header)))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for (x, y), text in zip(places, titles, strict=True):
+        ax.text(x, y, text, ha="center", va="bottom", fontsize=7.5, linespacing=1.1)
     if not titles:
-        fig.text(0.5, 0.5, "no mistakes: every test image was classified correctly",
-                 ha="center", va="center")  # (beside the axes: tight_layout need not fit it)
-    fig.suptitle(_title("Most confidently wrong test images (true class, then predicted)", label,
-                        1.9 * GRID_SIDE), fontsize="small")
-    fig.tight_layout()
+        ax.text(mosaic.shape[1] / 2, mosaic.shape[0] / 2, "no mistakes: every test image was "
+                "classified correctly", ha="center", va="center")
+    fig.text(0.5, 1 - 0.08 / (height + header), title, ha="center", va="top", fontsize="small")
     write_atomic(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
 

@@ -122,14 +122,14 @@ def test_a_list_valued_choice_reaches_the_run_as_a_list(cifar_root, tmp_path):
 
 def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slower_cifar_root,
                                                                             tmp_path):
-    """Seed 1 of the random sampler gives trials of 1, 16, 1, 16 short epochs: with two places,
+    """Seed 1 of the random sampler gives trials of 1, 8, 1, 8 short epochs: with two places,
     trial 2 starts and ends while trial 1 runs (no batch barrier). kill -9 then; the same command
     ends with 4 finished trials, trials 0 and 2 not trained again, trial 1 resumed from its
     checkpoint."""
     out = tmp_path / "sweep"
     args = [a for a in search(slower_cifar_root, out, "hydra/launcher=parallel",
                               "hydra.launcher.n_jobs=2", "hydra.sweeper.sampler.seed=1",
-                              "epochs=choice(1,16)", "hydra.sweeper.n_trials=4",
+                              "epochs=choice(1,8)", "hydra.sweeper.n_trials=4",
                               "data.train_subset=256")
             if a != "epochs=2"]  # (a fixed value would beat the choice, as in Hydra's plugin)
     with open(tmp_path / "first.log", "w") as log:  # (a pipe nobody reads could fill and stall it)
@@ -142,7 +142,7 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slo
                 (tmp_path / "first.log").read_text()
             time.sleep(0.1)
         run_1 = records(out)["1"]
-        assert run_1["status"] == "running" and run_1["epochs_planned"] == 16, \
+        assert run_1["status"] == "running" and run_1["epochs_planned"] == 8, \
             (tmp_path / "first.log").read_text()
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the sweeper and its jobs, no handler runs
@@ -159,7 +159,7 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_search_resumes(slo
     assert len(after["1"]["attempts"]) == 2
     assert after["1"]["attempts"][1]["resumed_from_epoch"] is not None  # from its checkpoint
     epochs = pd.read_csv(out / "1" / "metrics.csv")["epoch"]
-    assert list(epochs) == list(range(1, 17)) and after["1"]["status"] == "completed"
+    assert list(epochs) == list(range(1, 9)) and after["1"]["status"] == "completed"
 
 
 @pytest.mark.parametrize("launcher", ["submitit_local", "parallel"])

@@ -9,7 +9,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from alexnet import config_schema  # noqa: F401 - registers the schemas before any composition
+from alexnet import (
+    config_schema,  # noqa: F401 - registers the schemas before any composition
+    scores,
+)
 from alexnet.data.cifar import TRAIN_IMAGES
 from alexnet.models import MODELS
 
@@ -81,6 +84,7 @@ def validate(cfg: DictConfig) -> None:
                           "e.g. loss.label_smoothing=0.1")
     _check_augmentation(cfg.augmentation, cfg.model.input_size)
     _check_resume(cfg)
+    _check_objective(cfg)
     _check_launch(cfg)
 
 
@@ -103,6 +107,18 @@ def _check_scheduler(scheduler: DictConfig | None) -> None:
 
 def _check_launch(cfg: DictConfig) -> None:
     _check_positive_int("torch_threads", cfg.torch_threads, 2, allow_none=True)
+
+
+def _check_objective(cfg: DictConfig) -> None:
+    """The objective must be a score a run records, and a validation score needs the split."""
+    known = (*scores.EPOCH_METRICS, *scores.RECORD_METRICS)
+    for name in scores.objectives(cfg):
+        if name not in known:
+            raise ConfigError(f"objective={name} is not a score a run records: use auto (val_acc "
+                              f"with data.val_split, else test_acc) or one of {', '.join(known)}")
+        if name.startswith("val_") and cfg.data.val_split is None:
+            raise ConfigError(f"objective={name} needs a validation split: add data.val_split=N "
+                              "(e.g. data.val_split=500), or use objective=auto")
 
 
 def _check_resume(cfg: DictConfig) -> None:

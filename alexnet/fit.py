@@ -24,6 +24,7 @@ from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cif
 from alexnet.data.pipelines import Batches, build_batches
 from alexnet.data.validation import hold_out
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
+from alexnet.files import OutputError
 from alexnet.launch.placement import Placement
 from alexnet.launch.position import terminal_line, this_job
 from alexnet.launch.slots import one_at_a_time
@@ -216,8 +217,14 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
         checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
     from alexnet.results.learned import save_learned  # (matplotlib: only once a run has ended)
 
-    save_learned(record.run_dir, state.model, parts.data.test, parts.data.classes, last_test,
-                 record.summary["overrides"])  # what it learned: first-layer filters, mistakes
+    try:  # what it learned: first-layer filters, mistakes (pictures: never worth a trained run)
+        save_learned(record.run_dir, state.model, parts.data.test, parts.data.classes, last_test,
+                     record.summary["overrides"])
+    except OutputError:
+        raise  # (a full disk stops the sweep, naming the file, as for every other file)
+    except Exception as err:
+        log.warning("what the network learned was not drawn (%s: %s); python -m alexnet.show_run "
+                    "%s draws it from the saved weights", type(err).__name__, err, record.run_dir)
     stopped_early = status in (Status.early_stopped, Status.pruned)
     record.finish(status, stopped_epoch=len(record.epochs) if stopped_early else None)
     checkpoint.remove(record.run_dir, keep_newest=cfg.checkpoint.keep == "full")

@@ -50,8 +50,8 @@ def main(cfg: DictConfig) -> float | list[float]:
             raise refused(str(err), output_dir=run_dir) from None
     try:
         decision = plan(run_dir, config)
-    except RunDirConflict as err:
-        raise Stop(str(err), output_dir=sweep_dir) from None
+    except RunDirConflict as err:  # (no output_dir: the same command again would meet it again)
+        raise Stop(str(err)) from None
     if decision.action == "skip" and decision.previous is not None:
         log.info("%s is already %s: not trained again", run_dir, decision.previous["status"])
         return objective_values(decision.previous)
@@ -114,6 +114,7 @@ def _put_on_record(record: Any, ended: Stop, stop: GracefulStop, resumes: str) -
 
     if ended.output_dir is None and ended.status == Status.interrupted:
         ended.output_dir = resumes
+
     def write() -> None:
         if ended.status is not None:
             with contextlib.suppress(OutputError):  # (a full disk may refuse the record too)
@@ -123,16 +124,17 @@ def _put_on_record(record: Any, ended: Stop, stop: GracefulStop, resumes: str) -
     if ended.status == Status.interrupted:
         try:
             stop.hand_over()  # under submitit: it requeues the job, which resumes from here
-        except Exception as refused:  # e.g. requeued max_num_timeout times already
-            ended.reason += f"; the job was not requeued ({refused})"
+        except Exception as not_requeued:  # e.g. requeued max_num_timeout times already
+            ended.reason += f"; the job was not requeued ({not_requeued})"
             write()
 
 
 def objective_values(summary: dict[str, Any]) -> float | list[float]:
-    """What a run returns to a sweeper: its final objective value, or a list of them (NaN where
-    it has none: a run that failed, or never reached an epoch)."""
+    """What a run returns to a sweeper: its final objective value, or a list of them; NaN where
+    its scores do not count (alexnet/scores.py: a run that failed, diverged or was stopped) or it
+    has none."""
     names = scores.objectives(summary.get("config") or {})
-    values = [scores.value(summary, name) for name in names]
+    values = [scores.value(summary, name) if scores.counts(summary) else None for name in names]
     values = [math.nan if v is None else v for v in values]
     return values[0] if len(values) == 1 else values
 

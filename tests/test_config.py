@@ -165,6 +165,8 @@ def test_wrong_types_and_choices_are_refused_at_composition_naming_the_key(overr
     ("early_stop.min_delta=-1", "early_stop.min_delta=-1.0: must be >= 0"),
     ("heartbeat_s=0", "heartbeat_s=0.0: must be a number of seconds > 0"),
     ("torch_threads=-2", "torch_threads=-2 is not allowed"),
+    ("objective=accuracy", "objective=accuracy is not a score a run records: use auto"),
+    ("objective=[test_acc,val_loss]", "objective=val_loss needs a validation split: add data.val_split=N"),
 ])
 def test_run_control_ranges_are_checked_before_training(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -31,7 +31,7 @@ from helpers import StopAtSafePoint, metrics_without_timings, start, train, wait
 
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["-m", "optimizer=sgd,adam", "seed=0,1", "epochs=3", "batch_size=32",
+    return ["-m", "optimizer=sgd,adam", "seed=0,1", "epochs=2", "batch_size=32",
             "data.train_subset=256", "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={root}",
             "data.download=false", "progress=false", f"hydra.sweep.dir={out}", *extra]
 
@@ -87,11 +87,11 @@ def test_sigkill_then_same_command_equals_an_uninterrupted_sweep(
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_a_single_run_resumes_exactly(
         slower_cifar_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["optimizer=sgd", "epochs=3", "batch_size=8", "data.train_subset=256",
+    args = ["optimizer=sgd", "epochs=2", "batch_size=8", "data.train_subset=256",
             "model=alexnet_cifar", "augmentation=crop_flip", f"data.root={slower_cifar_root}",
             "data.download=false", "progress=false", f"hydra.run.dir={run_dir}"]
     process = start(*args, cwd=tmp_path)
-    wait_for_epochs(run_dir / "metrics.csv", 1, process)  # (64 steps of epoch 2 to come)
+    wait_for_epochs(run_dir / "metrics.csv", 1, process)  # (32 steps of epoch 2 to come)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, output
@@ -320,7 +320,7 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
         assert not metrics_without_timings(tmp_path / "plain").equals(reference)
         assert list(metrics_without_timings(tmp_path / "plain")["lr"]) == [cfg.optimizer.lr] * 2
         assert reference["lr"].iloc[-1] < 1e-3 * cfg.optimizer.lr < reference["lr"].iloc[0]
-    for at in range(2, 10):  # first step, last step, epoch end, in both epochs
+    for at in (2, 4, 5, 7, 9):  # epoch 1's first and last step and its end; epoch 2's middle, end
         run_dir = tmp_path / f"stop-{at}"
         with pytest.raises(Stop):
             fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
@@ -498,6 +498,27 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
             time.sleep(1)  # (not reached: the handler raises at once)
     assert now.value.now and now.value.exit_code == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+
+
+def test_a_closed_terminal_sighup_asks_for_the_safe_point_as_sigterm_does(
+        learnable_cifar_root, tmp_path):
+    """A real SIGHUP to this process while a run trains: it stops at its next safe point with its
+    checkpoint saved, exit status 128 + SIGHUP, and its record says so."""
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192")
+
+    class HangUpAtStep(GracefulStop):
+        seen = 0
+
+        def requested(self):
+            self.seen += 1
+            if self.seen == 3:  # mid-epoch: the terminal closes
+                os.kill(os.getpid(), signal.SIGHUP)
+            return super().requested()
+
+    with pytest.raises(Stop) as stopped, HangUpAtStep() as stop:
+        fit(cfg, new_record(cfg, tmp_path), stop)
+    assert stopped.value.exit_code == 128 + signal.SIGHUP and "SIGHUP in epoch 1" in str(stopped.value)
+    assert checkpoint.load_latest(tmp_path)["in_progress"] is not None  # saved at that step
 
 
 def test_the_torchvision_pipeline_redoes_an_interrupted_epoch_to_the_same_metrics(

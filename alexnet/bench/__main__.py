@@ -1,7 +1,7 @@
 """Benchmark: the notebook's input pipeline and training loop, and the DataLoader a user would pick
 instead, against ours, in one process.
 
-    python -m alexnet.bench --data-root ../shared/data [--quick] [--json PATH] [--sections ...]
+    python -m alexnet.bench --data-root DIR [--quick] [--json PATH] [--sections ...]
 
 Each comparison warms every side up, then alternates the sides round by round and reports medians
 and their ratio, so machine noise hits both sides alike; one-time costs (compilation, graph
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alexnet.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("data"),
-                        help="folder holding cifar-100-python/ (here: ../shared/data)")
+                        help="a folder holding cifar-100-python/")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="fewer steps: under 2 min on a CPU")
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -253,8 +253,7 @@ def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Spli
     if not all((root / FOLDER / name).is_file() for name in ("test", "meta")):
         given = "--data-root" if data_root is not None else "the run's data.root"
         raise LearnedError(f"CIFAR-100 not found: {root / FOLDER} ({given}) lacks its test or meta "
-                           f"file; give the folder that holds {FOLDER}/ with --data-root DIR, "
-                           "e.g. --data-root ../shared/data")
+                           f"file; give the folder that holds {FOLDER}/ with --data-root DIR")
     try:
         cifar = load_cifar100(root, download=False, train_subset=1,
                               test_subset=data.get("test_subset"))

@@ -116,9 +116,14 @@ def _check_objective(cfg: DictConfig) -> None:
         if name not in known:
             raise ConfigError(f"objective={name} is not a score a run records: use auto (val_acc "
                               f"with data.val_split, else test_acc) or one of {', '.join(known)}")
-        if name.startswith("val_") and cfg.data.val_split is None:
-            raise ConfigError(f"objective={name} needs a validation split: add data.val_split=N "
-                              "(e.g. data.val_split=500), or use objective=auto")
+        _check_split_for("objective", name, cfg, ", or use objective=auto")
+
+
+def _check_split_for(key: str, metric: str, cfg: DictConfig, or_else: str = "") -> None:
+    """A validation score (val_*) exists only with a validation split."""
+    if metric.startswith("val_") and cfg.data.val_split is None:
+        raise ConfigError(f"{key}={metric} needs a validation split: add data.val_split=N "
+                          f"(e.g. data.val_split=500){or_else}")
 
 
 def _check_resume(cfg: DictConfig) -> None:
@@ -126,9 +131,7 @@ def _check_resume(cfg: DictConfig) -> None:
         raise ConfigError(f"heartbeat_s={cfg.heartbeat_s!r}: must be a number of seconds > 0, "
                           "e.g. heartbeat_s=30")
     _check_positive_int("early_stop.patience", cfg.early_stop.patience, 3, allow_none=True)
-    if str(cfg.early_stop.monitor).startswith("val_") and cfg.data.val_split is None:
-        raise ConfigError(f"early_stop.monitor={cfg.early_stop.monitor} needs a validation split: "
-                          "add data.val_split=N (e.g. data.val_split=500)")
+    _check_split_for("early_stop.monitor", str(cfg.early_stop.monitor), cfg)
     if cfg.early_stop.min_delta < 0:
         raise ConfigError(f"early_stop.min_delta={cfg.early_stop.min_delta!r}: must be >= 0, e.g. "
                           "early_stop.min_delta=0.001")

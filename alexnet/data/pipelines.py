@@ -16,8 +16,6 @@ from alexnet.data import tensor_pipeline
 from alexnet.data.cifar import Split
 from alexnet.speed import SpeedSettings
 
-PIPELINES = ("tensor", "torchvision")
-
 
 class Batches(Protocol):
     """A split served as (images as the network wants them, labels) on the training device, a

@@ -37,7 +37,8 @@ from alexnet.results.stats import CONFIDENCE, NO_SPREAD, SCORE, metric_of
 
 ALPHA = 1 - CONFIDENCE
 LABEL = "experiment"  # a name for a bundle of knobs, not a knob
-# Which trial of a search a run is (its trial id, study, storage): not how it trains.
+# Which trial of a search a run is: not how it trains. Sweeps made before the Optuna sweeper became
+# a drop-in for Hydra's own recorded it as search.* overrides; today it travels in the environment.
 NOT_KNOBS = ("search.",)
 # Knobs whose level means the sentence spells out beside the experiments' (the rest: effects.md).
 SPELLED_OUT = 3

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet.results.collect import Run
+from alexnet.run.progress import duration
 from alexnet.run.status import Status
 
 # Runs that will still train without anyone's help ...
@@ -85,14 +86,6 @@ def progress(runs: Sequence[Run]) -> Progress | None:
     unknown = any(p.left is None or p.seconds_per_epoch is None for p in pending)
     seconds_left = None if unknown else sum(p.left * p.seconds_per_epoch for p in pending) / at_once
     return Progress(found, len(runs), at_once, seconds_left)
-
-
-def duration(seconds: float) -> str:
-    """`45 s`, `12 min`, `2 h 05 min`."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def describe(found: Progress, relative_to: Path | None = None) -> str:

@@ -66,11 +66,6 @@ class Interval:
     predict_low: float  # the 95% prediction interval of one more run; nan likewise
     predict_high: float
 
-    @property
-    def no_spread(self) -> bool:
-        """Two or more values, all equal: a t interval cannot be given (it would have width 0)."""
-        return self.n >= 2 and self.sd <= NO_SPREAD
-
 
 def interval(values: Sequence[float], confidence: float = CONFIDENCE,
              bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:

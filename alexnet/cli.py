@@ -9,6 +9,7 @@ install that brings it."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import signal
@@ -41,6 +42,9 @@ def run(entry_point: Callable[[], Any]) -> None:
     except KeyboardInterrupt:  # a Ctrl-C outside any run's safe point: all saved is kept
         _end(Stop("interrupted (Ctrl-C); finished runs and saved checkpoints are kept",
                   exit_code=128 + signal.SIGINT), argv, multirun)
+    except BrokenPipeError:  # whoever read our output left (`--help | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
+        sys.exit(1)
 
 
 def _end(stop: Stop, argv: list[str], multirun: bool) -> None:

@@ -3,6 +3,8 @@
 import csv
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -73,6 +75,15 @@ def test_help_is_the_apps_own_and_lists_the_sweep_presets_not_the_schemas(tmp_pa
     assert not {"hydra/env", "hydra/output", "hydra/job_logging", "hydra/help"} & set(groups)
     assert ('hydra/sweeper=optuna; hydra/sweeper/sampler=cmaes: pip install "alexnet-sweeps[search]"'
             in result.stdout)
+
+
+def test_help_into_a_pipe_its_reader_closed_ends_without_a_traceback(tmp_path):
+    """`--help | head`: the reader leaves before the help is written (here: at once)."""
+    process = subprocess.Popen([sys.executable, "-m", "alexnet.train", "--help"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 1 and errors == ""
 
 
 def test_show_data_has_its_own_help_with_the_values_it_would_use(tmp_path):

@@ -488,6 +488,8 @@ def test_the_torchvision_pipeline_with_workers_resumes_to_exactly_the_uninterrup
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     """Real SIGINTs to this process: the first asks for the safe point, the second ends now."""
+    # (what was there before is put back: SIG_IGN for SIGINT where pytest runs in the background)
+    before = {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS}
     with GracefulStop() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested() == signal.SIGINT  # (the handler ran: a request, no exception)
@@ -497,7 +499,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # (not reached: the handler raises at once)
     assert now.value.now and now.value.exit_code == 128 + signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS} == before  # put back
 
 
 def test_a_closed_terminal_sighup_asks_for_the_safe_point_as_sigterm_does(

@@ -195,10 +195,16 @@ class SweepCallback(Callback):
         died = _error_of(job_return)
         if not isinstance(died, JobDied):
             return
+        from alexnet.results.planned import original_arguments
+        from alexnet.resume.stop import resume_command
         from alexnet.run.record import mark_abandoned
 
-        mark_abandoned(Path(died.run_dir), Status.failed,
-                       f"{died}. Rerun the same command to resume it from its last checkpoint.")
+        sweep_dir = str(config.hydra.sweep.dir)
+        arguments = original_arguments(Path(sweep_dir))
+        again = (f"resume it from its last checkpoint with: {resume_command(arguments, sweep_dir, True)}"
+                 if arguments is not None else
+                 f"rerun the same command with hydra.sweep.dir={sweep_dir} to resume it")
+        mark_abandoned(Path(died.run_dir), Status.failed, f"{died}; {again}")
         job_return.status = JobStatus.COMPLETED
         job_return.return_value = float("nan")
 

@@ -10,7 +10,6 @@ install that brings it."""
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 from alexnet import extras
 from alexnet.configs import CONFIG_MODULE
-from alexnet.resume.stop import Stop, refused
+from alexnet.resume.stop import Stop, refused, resume_command
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 SHOWING_FLAGS = ("-c", "--cfg", "-i", "--info")
@@ -63,14 +62,6 @@ def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
         print(f"Resume it with:\n  {resume_command(argv, stop.output_dir, multirun)}",
               file=sys.stderr)
     sys.exit(stop.exit_code)
-
-
-def resume_command(argv: list[str], output_dir: str, multirun: bool) -> str:
-    """The command that continues what `argv` started in `output_dir`: the same arguments with
-    that folder named (a dated default folder would start a new one)."""
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    kept = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")]
-    return " ".join(["python -m alexnet.train", *map(shlex.quote, [*kept, f"{key}={output_dir}"])])
 
 
 def discard_unstarted(run_dir: Path) -> None:

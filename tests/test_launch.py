@@ -64,6 +64,9 @@ def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes
     assert "leaked semaphore" not in output  # (tqdm's lock in a job is a thread lock)
     killed, sibling = records(out)["0"], records(out)["1"]
     assert killed["status"] == "failed" and "killed by SIGKILL" in killed["error"]["message"]
+    assert "resume it from its last checkpoint with: python -m alexnet.train -m " \
+        "hydra/launcher=parallel optimizer=sgd epochs=6,3 " in killed["error"]["message"]
+    assert killed["error"]["message"].endswith(f"hydra.sweep.dir={out}")  # (the folder named)
     assert sibling["status"] == "completed" and sibling["torch_threads"] == 1
     pd.testing.assert_frame_equal(metrics_without_timings(out / "1"),
                                   metrics_without_timings(reference / "1"))

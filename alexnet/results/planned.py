@@ -57,13 +57,18 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
     return [[str(o) for o in job] for job in jobs] if isinstance(jobs, list) else None
 
 
-def original_command(sweep_dir: Path) -> str | None:
-    """The command line the sweep in `sweep_dir` was last started with (from Hydra's
-    multirun.yaml), quoted for a shell; None when there is no such file."""
+def original_arguments(sweep_dir: Path) -> list[str] | None:
+    """The arguments the sweep in `sweep_dir` was last started with (from Hydra's multirun.yaml),
+    `-m` first; None when there is no such file."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return None
     overrides = OmegaConf.load(path).hydra.overrides
     arguments = [o for o in overrides.get("hydra", []) if not str(o).startswith("hydra.mode=")]
-    arguments += overrides.get("task", [])  # (hydra.mode=MULTIRUN is what -m says)
-    return " ".join(["python -m alexnet.train -m", *map(shlex.quote, map(str, arguments))])
+    return ["-m", *map(str, arguments), *map(str, overrides.get("task", []))]  # (-m: the mode)
+
+
+def original_command(sweep_dir: Path) -> str | None:
+    """The command line the sweep in `sweep_dir` was last started with, quoted for a shell."""
+    arguments = original_arguments(sweep_dir)
+    return None if arguments is None else " ".join(["python -m alexnet.train", *map(shlex.quote, arguments)])

@@ -13,6 +13,7 @@ from the checkpoint just saved."""
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 from collections.abc import Callable
@@ -68,6 +69,14 @@ def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str |
     kept = "its checkpoint is saved" if saved else "it had not begun training"
     return Stop(f"{sig.name} {where}; {kept}", status=Status.interrupted,
                 exit_code=128 + int(sig), output_dir=output_dir)
+
+
+def resume_command(argv: list[str], output_dir: str, multirun: bool) -> str:
+    """The command that continues what `argv` started in `output_dir`: the same arguments with
+    that folder named (a dated default folder would start a new one)."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    kept = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")]
+    return " ".join(["python -m alexnet.train", *map(shlex.quote, [*kept, f"{key}={output_dir}"])])
 
 
 class GracefulStop:

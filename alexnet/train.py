@@ -32,7 +32,21 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
     """One run; returns its final objective value (a list for several objectives, NaN where the
-    run has none) for sweepers."""
+    run has none) for sweepers. Stop signals are taken from its first line to its last: one that
+    comes before training stops the run at its first safe point, one after its last safe point
+    still stops the sweep (it is never lost, nor kills the process half-way)."""
+    with GracefulStop() as stop:
+        values = _start(cfg, stop)
+    if stop.signal is not None:
+        output_dir = HydraConfig.get().runtime.output_dir
+        raise Stop(f"{stop.signal.name} as the run in {output_dir} ended (kept as it ended)",
+                   exit_code=stop.exit_code, output_dir=_resumes(HydraConfig.get()))
+    return values
+
+
+def _start(cfg: DictConfig, stop: GracefulStop) -> float | list[float]:
+    """Decide what to do with the run dir (start, resume, leave a finished run alone), then
+    train."""
     from alexnet.config_checks import ConfigError, validate
     from alexnet.data.cifar import DataError, check_present
     from alexnet.resume.run_dir import RunDirConflict, plan
@@ -56,11 +70,18 @@ def main(cfg: DictConfig) -> float | list[float]:
         log.info("%s is already %s: not trained again", run_dir, decision.previous["status"])
         return objective_values(decision.previous)
     with finally_call(decision.release):  # the run dir stays ours until its run has ended
-        return _run(cfg, config, hydra_cfg, decision, run_dir, sweep_dir)
+        return _run(cfg, config, hydra_cfg, decision, run_dir, sweep_dir, stop)
+
+
+def _resumes(hydra_cfg: DictConfig) -> str:
+    """What the same command again continues: the sweep dir, or a single run's dir."""
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return str(hydra_cfg.sweep.dir)
+    return str(hydra_cfg.runtime.output_dir)
 
 
 def _run(cfg: DictConfig, config: dict[str, Any], hydra_cfg: DictConfig, decision: Any,
-         run_dir: Path, sweep_dir: str | None) -> float | list[float]:
+         run_dir: Path, sweep_dir: str | None, stop: GracefulStop) -> float | list[float]:
     """Train the run the plan decided on, and put its ending on record, once."""
     from alexnet.config_checks import validate
     from alexnet.data.cifar import DataError
@@ -73,8 +94,8 @@ def _run(cfg: DictConfig, config: dict[str, Any], hydra_cfg: DictConfig, decisio
     record = RunRecord(run_dir, config, list(hydra_cfg.overrides.task), cfg.heartbeat_s,
                        previous=decision.previous)
     tracking = Tracking()
-    resumes = sweep_dir or str(run_dir)  # what the same command again continues
-    with GracefulStop() as stop, finally_call(lambda: tracking.finish(record)):
+    resumes = _resumes(hydra_cfg)
+    with finally_call(lambda: tracking.finish(record)):
         try:
             try:
                 if decision.unreadable is not None:

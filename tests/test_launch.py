@@ -180,6 +180,41 @@ def test_a_signal_under_the_parallel_launcher_stops_every_running_job_at_a_safe_
     assert not (out / "2").exists()
 
 
+def test_a_stop_while_a_job_starts_reaches_it_and_the_command_exits_with_its_own_signal(
+        slower_cifar_root, tmp_path):
+    """A Ctrl-C to the launcher alone while its first job's process is starting up: the launcher
+    passes it on (SIGTERM) to that job, which holds it until it can stop (not killed by it
+    half-way through its imports); the command exits with the launcher's own signal."""
+    out = tmp_path / "sweep"
+    process = start(*two_runs(slower_cifar_root, out, "hydra/launcher=parallel",
+                              "hydra.launcher.n_jobs=1"), cwd=tmp_path)
+    job = wait_for_a_job_process(process)
+    os.kill(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGINT, output
+    assert "stopped: SIGINT" in output and "killed by" not in output
+    assert not Path(f"/proc/{job}").exists()
+    statuses = {name: r["status"] for name, r in records(out).items()}
+    assert set(statuses.values()) <= {"interrupted"} and "1" not in statuses, statuses
+
+
+def wait_for_a_job_process(launcher: subprocess.Popen) -> int:
+    """The pid of the launcher's first job process, as soon as it exists."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.stdout.read()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == launcher.pid and b"spawn_main" in command:
+                return int(stat.parent.name)
+        time.sleep(0.005)
+    raise AssertionError("no job process started")
+
+
 def test_a_job_that_stops_the_sweep_stops_its_running_siblings_at_a_safe_point(
         slower_cifar_root, tmp_path):
     out = tmp_path / "sweep"

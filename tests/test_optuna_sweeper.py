@@ -20,12 +20,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from alexnet.search.launchers import in_batches
+from alexnet.search.launchers import in_batches, jobs_at_once
 from alexnet.search.samplers import continuing_seed
 from alexnet.search.space import as_override, parse_space
 from alexnet.search.sweeper import FailureRate
+from hydra_plugins.alexnet_sweeps.parallel_launcher import ParallelLauncher
 
 APPS = Path(__file__).parent / "apps"
 
@@ -438,6 +440,17 @@ def test_the_failure_rate_is_judged_per_block_of_n_jobs_in_launch_order():
     assert rate.ended(0, None) is None  # 1 of 2: not above 0.5
     assert rate.ended(3, error) is None and rate.ended(2, error) is error  # 2 of 2
     assert rate.ended(4, error) is None and rate.finish() is error  # the last, shorter block
+
+
+def test_the_failure_blocks_are_as_many_jobs_as_the_launcher_runs_at_once():
+    """Our parallel launcher's n_jobs null (one per GPU slot, 2 without a GPU) is what it runs,
+    not one; other launchers are read from their config, as joblib's and submitit's say it."""
+    here = ParallelLauncher(jobs_per_gpu=3)
+    assert jobs_at_once(OmegaConf.create({"n_jobs": None}), here) == here.jobs_at_once() >= 2
+    assert jobs_at_once(OmegaConf.create({"n_jobs": 4}), ParallelLauncher(n_jobs=4)) == 4
+    assert jobs_at_once(OmegaConf.create({"n_jobs": 3})) == 3
+    assert jobs_at_once(OmegaConf.create({"array_parallelism": 5})) == 5
+    assert jobs_at_once(OmegaConf.create({})) == 1
 
 
 def test_a_continued_study_gets_another_seed_a_new_one_the_configured_one():

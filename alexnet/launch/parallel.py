@@ -13,9 +13,12 @@ Stopping: the first SIGINT, SIGTERM or SIGHUP to the launcher is passed on to th
 SIGTERM (a Ctrl-C reaches every process of the terminal's group by itself), which an app's runs take
 at their next safe point; no new job starts. A job that ends by raising a BaseException (our runs'
 `Stop`, a KeyboardInterrupt) stops its siblings the same way, and the launcher raises it once every
-job has ended. A second Ctrl-C kills the jobs at once. Stop signals are blocked while a job's
-process starts: one that comes then waits in the new process and stops it as its job begins,
-instead of killing it half-way through an import."""
+job has ended. A second Ctrl-C kills the jobs at once. A job's process starts with the stop
+signals blocked and holds one that comes before its job begins: that job then does not begin
+(instead of being killed half-way through an import); one that reached the launcher while the job
+started is passed on to it once it is registered. What remains
+is Hydra's own preparation of the job's dir, a few milliseconds, where the app has not yet taken
+the signals (ours take them as their run begins, alexnet/train.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
 from alexnet.launch.placement import cores, slots_for
-from alexnet.resume.stop import GracefulStop, Stop
+from alexnet.resume.stop import GracefulStop, Stop, by_signal
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +134,10 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                     started = _start(launcher, context, environment, n_jobs, *job)
                     if isinstance(started, JobReturn):  # its config could not be composed
                         yield job[0], started
-                    else:
-                        running[started.index] = started
+                        continue
+                    running[started.index] = started
+                    if stop.signal is not None:  # (it came while the job started: not passed on)
+                        pass_on(stop.signal)
                 if not running:
                     break
                 ready = wait([j.results for j in running.values()]
@@ -149,6 +155,7 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
         except Stop as now:  # a second Ctrl-C: every job ends at once
             for job in running.values():
                 job.process.kill()
+            now.output_dir = str(sweep_dir)  # (what the same command resumes)
             raise now
         finally:  # (also when the sweeper stops reading: its running jobs stop at a safe point)
             pass_on(signal.SIGTERM)
@@ -161,9 +168,9 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
         first = ours[0] if ours else None
         reason = (stop.signal.name if stop.signal is not None or first is None
                   else first.reason)
+        code = stop.exit_code if stop.signal is not None or first is None else first.exit_code
         raise Stop(f"{reason}; {len(stops)} running job(s) stopped at their safe point, and no "
-                   "new job was started", exit_code=first.exit_code if first else stop.exit_code,
-                   output_dir=sweep_dir)
+                   "new job was started", exit_code=code, output_dir=sweep_dir)
 
 
 def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int, index: int,
@@ -192,6 +199,9 @@ def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int
                               Singleton.get_state()))
     results, their_end = context.Pipe(duplex=False)
     process = context.Process(target=_run_job, args=(task, their_end), name=f"job-{index}")
+    # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
+    # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
+    resource_tracker.ensure_running()
     with _environment(environment), _signals_blocked():
         process.start()
     their_end.close()
@@ -232,10 +242,13 @@ def _run_job(task: bytes, results: Connection) -> None:
     import cloudpickle
 
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (a stop that came meanwhile)
-        hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
-        setup_globals()
-        Singleton.set_state(singleton_state)
+        with GracefulStop() as early:  # a stop before the job begins: it does not begin
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
+            hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
+            setup_globals()
+            Singleton.set_state(singleton_state)
+        if early.signal is not None:
+            raise by_signal(early.signal, "before the job began", saved=False)
         outcome = ("returned", run_job(hydra_context=hydra_context, task_function=task_function,
                                        config=config, job_dir_key="hydra.sweep.dir",
                                        job_subdir_key="hydra.sweep.subdir"))
@@ -269,8 +282,8 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 def _signals_blocked() -> Iterator[None]:
     """Block the stop signals while a job's process starts: it inherits the mask, and a signal
     that comes meanwhile waits there (and here) instead of being lost or killing an import."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -1,8 +1,9 @@
 """What the sweeper needs to know of a launcher, read from what the launcher declares: whether it
 streams jobs (the class says `streams_jobs = True` and has `run_each(jobs, at_most)`: a job is
-taken when a place is free and its return handed back as it ends), and otherwise how many jobs it
-runs at once (its config's n_jobs, as joblib's launcher; array_parallelism, as submitit's SLURM
-launcher; else one)."""
+taken when a place is free and its return handed back as it ends), and how many jobs it runs at
+once (what it says, `jobs_at_once()`, as our parallel launcher does when its n_jobs is null;
+else its config's n_jobs, as joblib's launcher; array_parallelism, as submitit's SLURM launcher;
+else one)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ def streams(launcher: Any) -> bool:
         callable(getattr(launcher, "run_each", None))
 
 
-def jobs_at_once(launcher_config: Any) -> int:
-    """How many jobs a launcher that takes a list of jobs runs at a time (one for the basic
-    launcher, and for submitit's local one, which starts a whole list at once)."""
+def jobs_at_once(launcher_config: Any, launcher: Any = None) -> int:
+    """How many jobs the launcher runs at a time (one for the basic launcher, and for submitit's
+    local one, which starts a whole list at once)."""
+    declared = getattr(launcher, "jobs_at_once", None)
+    if callable(declared):
+        return int(declared())
     n_jobs = launcher_config.get("n_jobs") if launcher_config is not None else None
     if isinstance(n_jobs, int):  # (joblib's reading: -1 one per core, -2 all but one...)
         return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)

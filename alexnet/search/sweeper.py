@@ -262,10 +262,11 @@ class Search:
         to_ask = max(0, n_trials - finished - len(rerun))
         launcher = self.sweeper.launcher
         self.streamed = streamed = launchers.streams(launcher)
-        at_once = settings.n_jobs or launchers.jobs_at_once(self.config.hydra.get("launcher"))
+        at_once = settings.n_jobs or launchers.jobs_at_once(self.config.hydra.get("launcher"),
+                                                            launcher)
         self.failures = FailureRate(settings.max_failure_rate, at_once)
         log.info("%d trials finished, %d to run again, %d to ask for; %s at a time", finished,
-                 len(rerun), to_ask, settings.n_jobs or at_once)
+                 len(rerun), to_ask, at_once)
         if rerun:
             log.info("running again the trials an earlier start left running: %s",
                      ", ".join(str(t.number) for t in rerun))

@@ -48,6 +48,13 @@ class ParallelLauncher(Launcher):
               config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
+    def jobs_at_once(self) -> int:
+        """How many jobs run side by side (n_jobs as read above), for a sweeper to size its
+        batches by."""
+        from alexnet.launch.parallel import jobs_at_once
+
+        return jobs_at_once(self.n_jobs, self.jobs_per_gpu)
+
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
         from alexnet.launch.parallel import launch

@@ -32,6 +32,17 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def cpu_model() -> str:
+    """The CPU's name as Linux gives it (figures differ between CPU models), with its family."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in info if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="the commit to compare with")
@@ -66,7 +77,7 @@ def main() -> None:
     after_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                                   capture_output=True).stdout.strip()
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(), "rounds": args.rounds,
         "before": args.before, "after": after_commit,
         "median_s": {side: {what: round(statistics.median(values), 2)

@@ -30,6 +30,8 @@ def run(entry_point: Callable[[], Any]) -> None:
     """Run Hydra's `entry_point` (alexnet.train.main) with sys.argv, ending every stop here."""
     argv = sys.argv[1:]
     multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # (a run's safe points take them while it trains)
+        signal.signal(sig, _stop_here)
     try:
         missing = extras.refusal(argv, CONFIG_MODULE)
         if missing is not None:  # (Hydra would fail composing it, not saying what to install)
@@ -44,6 +46,13 @@ def run(entry_point: Callable[[], Any]) -> None:
     except BrokenPipeError:  # whoever read our output left (`--help | head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
         sys.exit(1)
+
+
+def _stop_here(signum: int, frame: Any) -> None:
+    """SIGTERM or SIGHUP outside any run's safe point (starting up, between runs): stop where the
+    command is, as a Ctrl-C does there, saying so, instead of dying without a word."""
+    raise Stop(f"{signal.Signals(signum).name}; finished runs and saved checkpoints are kept",
+               exit_code=128 + signum)
 
 
 def _end(stop: Stop, argv: list[str], multirun: bool) -> None:

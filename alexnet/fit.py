@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def take_device(placement: Placement, speed_cfg: DictConfig,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,16 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
     """One run; returns its final objective value (a list for several objectives, NaN where the
-    run has none) for sweepers. Stop signals are taken from its first line to its last: one that
-    comes before training stops the run at its first safe point, one after its last safe point
-    still stops the sweep (it is never lost, nor kills the process half-way)."""
+    run has none) for sweepers. Stop signals are taken from its first line to its last, never
+    killing the process half-way: one that comes while the run is planned stops it at its first
+    safe point; in a sweep, one that comes after the run's last safe point stops the sweep there
+    (a submitit preemption or time limit then needs nothing: the run is done)."""
     with GracefulStop() as stop:
         values = _start(cfg, stop)
-    if stop.signal is not None:
-        output_dir = HydraConfig.get().runtime.output_dir
-        raise Stop(f"{stop.signal.name} as the run in {output_dir} ended (kept as it ended)",
-                   exit_code=stop.exit_code, output_dir=_resumes(HydraConfig.get()))
+    hydra_cfg = HydraConfig.get()
+    if stop.signal in GracefulStop.SIGNALS and hydra_cfg.mode == RunMode.MULTIRUN:
+        raise Stop(f"{stop.signal.name} as the run in {hydra_cfg.runtime.output_dir} ended (kept "
+                   "as it ended)", exit_code=stop.exit_code, output_dir=_resumes(hydra_cfg))
     return values
 
 
@@ -125,7 +127,18 @@ def _run(cfg: DictConfig, config: dict[str, Any], hydra_cfg: DictConfig, decisio
     if status == Status.diverged and sweep_dir is None:
         raise Stop(f"the run diverged (its loss became NaN or infinite); its record is in "
                    f"{run_dir}")
+    if sweep_dir is None:  # (a sweep ends with its table instead)
+        print(ending(record.summary, run_dir), file=sys.stderr)
     return objective_values(record.summary)
+
+
+def ending(summary: dict[str, Any], run_dir: Path) -> str:
+    """A single run's last line: how it ended, its objective, and where all of it is."""
+    names = scores.objectives(summary.get("config") or {})
+    said = [f"{name} {value:.4f}" for name in names
+            if (value := scores.value(summary, name)) is not None]
+    return (f"{summary['status']}{': ' + ', '.join(said) if said else ''}; its record, metrics "
+            f"and plots are in {run_dir}")
 
 
 def _put_on_record(record: Any, ended: Stop, stop: GracefulStop, resumes: str) -> None:

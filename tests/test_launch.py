@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -200,17 +201,14 @@ def test_a_stop_while_a_job_starts_reaches_it_and_the_command_exits_with_its_own
 
 def wait_for_a_job_process(launcher: subprocess.Popen) -> int:
     """The pid of the launcher's first job process, as soon as it exists."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert launcher.poll() is None, launcher.stdout.read()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                command = (stat.parent / "cmdline").read_bytes()
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent == launcher.pid and b"spawn_main" in command:
-                return int(stat.parent.name)
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
         time.sleep(0.005)
     raise AssertionError("no job process started")
 

@@ -69,6 +69,29 @@ def test_the_command_printed_after_a_ctrl_c_resumes_the_same_folder(
         assert {r["status"] for r in records(folder).values()} == {"completed"}
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_the_command_starts_up_is_one_stopped_line(cifar_root, tmp_path, sig):
+    """SIGTERM or SIGHUP as soon as the command takes them (before any run has begun): it stops
+    where it is, says so in one line and exits with 128 + the signal (not a silent death)."""
+    process = start("-m", "optimizer=sgd,adam", *TINY, f"data.root={cifar_root}", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not caught(process.pid, sig):  # (the command line's handler is in place)
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.002)
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + sig, output
+    assert f"stopped: {sig.name}; finished runs and saved checkpoints are kept" in output
+    assert "Traceback" not in output
+
+
+def caught(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler for `sig` (/proc's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(mask >> (sig - 1) & 1)
+
+
 def without(modules: list[str], *args: str) -> list[str]:
     """The training command line in a Python where `modules` cannot be imported (as if their
     packages were not installed)."""
@@ -178,3 +201,6 @@ def test_a_single_run_keeps_its_weights_with_best_and_none_with_none(cifar_root,
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == kept
+    final = json.loads((tmp_path / "run" / "results.json").read_text())["final"]["test_acc"]
+    assert result.stderr.endswith(f"completed: test_acc {final:.4f}; its record, metrics and "
+                                  f"plots are in {tmp_path / 'run'}\n")  # (its last line)

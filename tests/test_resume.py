@@ -498,7 +498,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
         with pytest.raises(Stop) as now:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # (not reached: the handler raises at once)
-    assert now.value.now and now.value.exit_code == 128 + signal.SIGINT
+    assert stop.twice is now.value and now.value.exit_code == 128 + signal.SIGINT
     assert {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS} == before  # put back
 
 

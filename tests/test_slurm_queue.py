@@ -3,13 +3,15 @@ stand-in scripts on PATH), the settings it refuses, and when its wait ends."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from alexnet.launch.slurm import Gone, check_settings, queue_states, wait
-from alexnet.resume.stop import Stop
+from alexnet.resume.stop import GracefulStop, Stop
 
 
 @pytest.fixture
@@ -95,3 +97,16 @@ def test_a_stopped_run_whose_job_went_back_to_the_queue_is_waited_for(commands, 
     assert isinstance(outcome, Stop) and (outcome.reason, outcome.exit_code) == (
         "SIGTERM in epoch 1", 143)
     assert len(calls.read_text().splitlines()) == 3
+
+
+def test_a_signal_while_the_sweep_waits_stops_the_waiting_and_names_the_scancel(commands,
+                                                                               tmp_path):
+    """A real SIGTERM to this process while it waits on a running job: the wait ends at its next
+    look with the command that would stop the jobs, which go on in SLURM."""
+    commands("squeue", "5_0|RUNNING|None\n")
+    with GracefulStop() as stop, pytest.raises(Stop) as ended:
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait([job(tmp_path, "5_0")], 0.1, 0.0, 60, stopped=stop.requested)
+    assert ended.value.exit_code == 128 + signal.SIGTERM
+    assert "SIGTERM: stopped waiting; the jobs go on in SLURM (scancel 5 stops them)" in str(
+        ended.value)

@@ -13,12 +13,12 @@ Stopping: the first SIGINT, SIGTERM or SIGHUP to the launcher is passed on to th
 SIGTERM (a Ctrl-C reaches every process of the terminal's group by itself), which an app's runs take
 at their next safe point; no new job starts. A job that ends by raising a BaseException (our runs'
 `Stop`, a KeyboardInterrupt) stops its siblings the same way, and the launcher raises it once every
-job has ended. A second Ctrl-C kills the jobs at once. A job's process starts with the stop
-signals blocked and holds one that comes before its job begins: that job then does not begin
-(instead of being killed half-way through an import); one that reached the launcher while the job
-started is passed on to it once it is registered. What remains
-is Hydra's own preparation of the job's dir, a few milliseconds, where the app has not yet taken
-the signals (ours take them as their run begins, alexnet/train.py)."""
+job has ended. A second Ctrl-C kills the jobs at once, started ones not yet registered included.
+A job's process starts with the stop signals blocked and holds one that comes before its task
+begins (while it imports, or Hydra prepares its dir): that task then does not begin, instead of
+being killed half-way through an import; one that reached the launcher while the job started is
+passed on to it once it is registered. From its first line the task takes signals its own way
+(ours: at the run's safe points, alexnet/train.py)."""
 
 from __future__ import annotations
 
@@ -152,12 +152,11 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                         stops.append(outcome)
                         if len(stops) == 1:
                             pass_on(signal.SIGTERM)
-        except Stop as now:  # a second Ctrl-C: every job ends at once
-            for job in running.values():
-                job.process.kill()
-            now.output_dir = str(sweep_dir)  # (what the same command resumes)
-            raise now
         finally:  # (also when the sweeper stops reading: its running jobs stop at a safe point)
+            if stop.twice is not None:  # a second Ctrl-C, here or in the sweeper: all end now
+                for process in multiprocessing.active_children():  # (one not registered yet too)
+                    process.kill()
+                stop.twice.output_dir = str(sweep_dir)  # (what the same command resumes)
             pass_on(signal.SIGTERM)
             for job in running.values():
                 job.process.join()
@@ -168,9 +167,9 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
         first = ours[0] if ours else None
         reason = (stop.signal.name if stop.signal is not None or first is None
                   else first.reason)
-        code = stop.exit_code if stop.signal is not None or first is None else first.exit_code
-        raise Stop(f"{reason}; {len(stops)} running job(s) stopped at their safe point, and no "
-                   "new job was started", exit_code=code, output_dir=sweep_dir)
+        code = stop.exit_code if stop.signal is not None else first.exit_code
+        raise Stop(f"{reason}; the {len(stops)} job(s) started stopped at a safe point or before "
+                   "they began, and no new job was started", exit_code=code, output_dir=sweep_dir)
 
 
 def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int, index: int,
@@ -238,20 +237,36 @@ def _outcome(launcher: Any, job: Job) -> JobReturn | BaseException:
 
 def _run_job(task: bytes, results: Connection) -> None:
     """A job's process: run the task as Hydra's own launchers do, send back its JobReturn, or the
-    BaseException it ended with."""
+    BaseException it ended with. A stop signal that comes before the task itself begins (while
+    this process imports, or Hydra prepares the job's dir) is held, and the task does not begin."""
+    import functools
+
     import cloudpickle
 
+    early = GracefulStop()
+
+    def not_begun() -> Stop:
+        return by_signal(early.signal, "before the job began", saved=False)
+
     try:
-        with GracefulStop() as early:  # a stop before the job begins: it does not begin
+        with early:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
             hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
             setup_globals()
             Singleton.set_state(singleton_state)
-        if early.signal is not None:
-            raise by_signal(early.signal, "before the job began", saved=False)
-        outcome = ("returned", run_job(hydra_context=hydra_context, task_function=task_function,
-                                       config=config, job_dir_key="hydra.sweep.dir",
-                                       job_subdir_key="hydra.sweep.subdir"))
+            if early.signal is not None:
+                raise not_begun()
+
+            @functools.wraps(task_function)
+            def begin(task_config: DictConfig) -> Any:
+                early.__exit__(None, None, None)  # (from here the task takes signals its way)
+                if early.signal is not None:
+                    raise not_begun()
+                return task_function(task_config)
+
+            outcome = ("returned", run_job(hydra_context=hydra_context, task_function=begin,
+                                           config=config, job_dir_key="hydra.sweep.dir",
+                                           job_subdir_key="hydra.sweep.subdir"))
     except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit) or a launch error
         outcome = ("raised", raised)
     try:

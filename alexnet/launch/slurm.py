@@ -21,9 +21,10 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.resume.stop import Stop, refused
+from alexnet.resume.stop import GracefulStop, Stop, refused
 from alexnet.run.record import mark_abandoned
 from alexnet.run.status import Status
 
@@ -166,20 +167,28 @@ class Broken:
     trace: str
 
 
-def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s: float) -> list[Any]:
+def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s: float,
+         stopped: Callable[[], signal.Signals | None] = lambda: None) -> list[Any]:
     """Each job's outcome, in order: its result (a JobReturn, or the run's Stop), Broken, or Gone.
 
     Result files are looked at every second, the queue every `poll_s`. A run that stopped
     (Stop) counts once SLURM has ended its job: after a preemption SLURM requeues the job and
     it runs again, writing a new result. A job SLURM says has ended gets `result_wait_s` for its
     result file to appear (a slow shared filesystem) before it counts as gone. When squeue has not
-    answered for `lost_after_s`, the wait ends with a Stop."""
+    answered for `lost_after_s`, or `stopped` says a stop signal came, the wait ends with a Stop
+    (the jobs go on in SLURM)."""
     outcomes: dict[int, Any] = {}
     ended_since: dict[int, tuple[float, str]] = {}
     held_said: set[str] = set()
     answered_at = next_poll = time.monotonic()
     states: dict[str, tuple[str, str]] | None = None
     while len(outcomes) < len(jobs):
+        sig = stopped()
+        if sig is not None:
+            raise Stop(f"{sig.name}: stopped waiting; the jobs go on in SLURM (scancel "
+                       f"{jobs[0].job_id.split('_')[0]} stops them). Rerun the same command once "
+                       "they have ended to collect the table and resume what did not finish.",
+                       exit_code=128 + int(sig))
         now = time.monotonic()
         if now >= next_poll:
             next_poll = now + poll_s
@@ -279,16 +288,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
              Path(str(jobs[0].paths.stdout)).parent.parent)
     try:
-        outcomes = wait(jobs, float(config.launch.queue_poll_s),
-                        float(config.launch.result_wait_s), float(config.launch.queue_lost_s))
-    except Stop as lost:  # (squeue fell silent)
-        lost.output_dir = str(sweep_dir)
+        with GracefulStop() as stop:  # (Ctrl-C, SIGTERM, SIGHUP: the waiting stops, not the jobs)
+            outcomes = wait(jobs, float(config.launch.queue_poll_s),
+                            float(config.launch.result_wait_s), float(config.launch.queue_lost_s),
+                            stopped=stop.requested)
+    except Stop as stopped:  # (a signal, squeue fallen silent, a second Ctrl-C)
+        stopped.output_dir = str(sweep_dir)
         raise
-    except KeyboardInterrupt:
-        raise Stop(f"stopped waiting; the jobs go on in SLURM (scancel "
-                   f"{jobs[0].job_id.split('_')[0]} stops them). Rerun the same command once they "
-                   "have ended to collect the table and resume what did not finish.",
-                   exit_code=130, output_dir=sweep_dir) from None
     return _returns(launcher, job_overrides, initial_job_idx, jobs, outcomes, str(sweep_dir))
 
 

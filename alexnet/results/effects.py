@@ -456,7 +456,9 @@ def markdown(effects: Effects) -> str:
     held = (" (the validation split's)" if str(effects.metric).startswith("val_") else
             " (these runs hold out no validation split)" if str(effects.metric).startswith("test_")
             else "")
-    lines.append(f"Selection score: final `{metric}`{held}. {effects.counted} runs count"
+    counted = f"{effects.counted} run counts" if effects.counted == 1 else \
+        f"{effects.counted} runs count"
+    lines.append(f"Selection score: final `{metric}`{held}. {counted}"
                  + (f"; left out: {left} (their scores are not results)." if left else "."))
     if effects.counted and effects.metric:
         lines.append(f"Model: statsmodels OLS, `{effects.formula}`, seeds as replicates"

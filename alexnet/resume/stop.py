@@ -32,19 +32,18 @@ class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rat
     `reason` says why, for a person; `status` is what the run's record is left saying
     (`interrupted`: it resumes on a rerun; None: no run of ours was touched); `exit_code` is the
     command's (128 + a signal's number, 1, or REFUSED); `output_dir` is the run or sweep dir it
-    concerns, which the same command again resumes (None: none); `now` marks a stop that must not
-    wait for safe points (a second Ctrl-C). A BaseException, so that Hydra's per-job error
+    concerns, which the same command again resumes (None: none). A BaseException, so that Hydra's
+    per-job error
     handling, which records an Exception as the job's failure, lets it through to the command
     line. Pickles whole (jobs in other processes hand it back to their launcher)."""
 
     def __init__(self, reason: str, *, status: Status | None = None, exit_code: int = 1,
-                 output_dir: str | Path | None = None, now: bool = False) -> None:
+                 output_dir: str | Path | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.exit_code = exit_code
         self.output_dir = None if output_dir is None else str(output_dir)
-        self.now = now
 
     def __str__(self) -> str:
         return self.reason
@@ -65,8 +64,8 @@ def refused(reason: str, output_dir: str | Path | None = None) -> Stop:
 def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None
               ) -> Stop:
     """A signal seen at a run's safe point: `where` it stopped, and whether its checkpoint was
-    saved there (a run that had not begun has nothing to save)."""
-    kept = "its checkpoint is saved" if saved else "it had not begun training"
+    saved there (a run that had not begun has nothing to save, and lost nothing)."""
+    kept = "its checkpoint is saved" if saved else "nothing of it was lost"
     return Stop(f"{sig.name} {where}; {kept}", status=Status.interrupted,
                 exit_code=128 + int(sig), output_dir=output_dir)
 
@@ -91,6 +90,7 @@ class GracefulStop:
 
     def __init__(self, on_signal: Callable[[signal.Signals], None] | None = None) -> None:
         self.signal: signal.Signals | None = None
+        self.twice: Stop | None = None  # what a second Ctrl-C raised (it stops at once)
         self.on_signal = on_signal
         self._previous: dict[signal.Signals, Any] = {}
 
@@ -123,9 +123,10 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal == signal.SIGINT and signum == signal.SIGINT:
-            raise Stop("interrupted twice (Ctrl-C): stopped at once; finished runs and saved "
-                       "checkpoints are kept", status=Status.interrupted,
-                       exit_code=128 + signal.SIGINT, now=True)
+            self.twice = Stop("interrupted twice (Ctrl-C): stopped at once; finished runs and "
+                              "saved checkpoints are kept", status=Status.interrupted,
+                              exit_code=128 + signal.SIGINT)
+            raise self.twice
         if self.signal is not None:
             return  # (the first signal stands: a Ctrl-C that the launcher also passes on)
         self.signal = signal.Signals(signum)

@@ -262,8 +262,8 @@ class Search:
         to_ask = max(0, n_trials - finished - len(rerun))
         launcher = self.sweeper.launcher
         self.streamed = streamed = launchers.streams(launcher)
-        at_once = settings.n_jobs or launchers.jobs_at_once(self.config.hydra.get("launcher"),
-                                                            launcher)
+        places = launchers.jobs_at_once(self.config.hydra.get("launcher"), launcher)
+        at_once = min(settings.n_jobs or places, places) if streamed else settings.n_jobs or places
         self.failures = FailureRate(settings.max_failure_rate, at_once)
         log.info("%d trials finished, %d to run again, %d to ask for; %s at a time", finished,
                  len(rerun), to_ask, at_once)

@@ -154,3 +154,22 @@ def test_the_notebooks_experiments_name_the_knobs_they_confound(tmp_path):
     assert adam.difference == pytest.approx(means[8] - means[7])
     best = next(level for level in effects.of("experiment") if level.best)
     assert best.level == "alexnet7" and "best experiment: alexnet7" in sentence(effects)
+
+
+def test_a_searchs_continuous_parameter_is_no_factor_and_the_sentence_says_why(tmp_path):
+    """Six trials of a search: optimizer.lr drawn from an interval (every run its own value),
+    batch_size from a choice. lr cannot be a factor (no level repeats): it is named, and
+    batch_size's effect is given without calling the two confounded."""
+    trials = [(0.0031, 16, 0.30), (0.0472, 32, 0.21), (0.0009, 16, 0.28), (0.0188, 32, 0.19),
+              (0.0650, 16, 0.33), (0.0012, 32, 0.22)]
+    for index, (lr, batch_size, score) in enumerate(trials):
+        config = {"optimizer": {"_target_": "torch.optim.SGD", "lr": lr}, "batch_size": batch_size,
+                  "seed": 0, "epochs": 1}
+        record(tmp_path, str(index), config, score, [f"optimizer.lr={lr}", f"batch_size={batch_size}"])
+    effects = analyse(collect([tmp_path]).runs)
+    assert effects.continuous == ["optimizer.lr"] and effects.factors == ["batch_size"]
+    said = sentence(effects)
+    assert said.startswith("Effects on test_acc (6 runs, seeds as replicates): optimizer.lr took a "
+                           "different value in every run (a continuous parameter): no level "
+                           "effect is given for it"), said
+    assert "confounded" not in said and "batch_size mattered" in said, said

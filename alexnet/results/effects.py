@@ -44,6 +44,9 @@ NOT_KNOBS = ("search.",)
 SPELLED_OUT = 3
 # Distances below this are zero in the estimability checks (the design holds 0/1 entries).
 TOLERANCE = 1e-8
+# A numeric knob with at least this many values, none of them repeated, is a search's continuous
+# parameter (interval(...)): every run is its own level, so it is no factor of the model.
+CONTINUOUS_FROM = 5
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Effects:
     formula: str = ""
     no_interval: str | None = None  # why no interval can be given
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # each setting's n and mean
+    continuous: list[str] = field(default_factory=list)  # knobs left out: see CONTINUOUS_FROM
 
     def of(self, factor: str) -> list[Level]:
         return [level for level in self.levels if level.factor == factor]
@@ -128,9 +132,11 @@ def analyse(runs: Sequence[Run]) -> Effects:
             f"the runs are ranked by different metrics ({', '.join(metrics)}); aggregate runs of "
             "one objective together"))
     metric = metrics[0] if metrics else None
-    factors = knobs(counted) if len(counted) > 1 else []
+    varied = knobs(counted) if len(counted) > 1 else []
+    continuous = [k for k in varied if _continuous([r.hyperparameters.get(k) for r in counted])]
+    factors = [k for k in varied if k not in continuous]
     label = LABEL if len({str(r.hyperparameters.get(LABEL)) for r in counted}) > 1 else None
-    effects = Effects(metric, len(counted), left_out, factors, label=label)
+    effects = Effects(metric, len(counted), left_out, factors, label=label, continuous=continuous)
     if not counted:
         effects.no_interval = "no run's scores count"
         return effects
@@ -167,6 +173,12 @@ def analyse(runs: Sequence[Run]) -> Effects:
     if fit is not None:
         effects.terms = _terms(factors, pairs if interactions else [], model, fit)
     return effects
+
+
+def _continuous(values: Sequence[Any]) -> bool:
+    """Whether a knob's values are a continuous parameter's: numbers, every one different, many."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    return numbers and len(values) >= CONTINUOUS_FROM and len(set(values)) == len(values)
 
 
 class _Design:
@@ -358,12 +370,19 @@ def sentence(effects: Effects) -> str:
     if not effects.counted or effects.metric is None:
         return f"No effects can be given: {effects.no_interval}."
     parts = []
+    if effects.continuous:
+        parts.append(f"{_and(effects.continuous)} took a different value in every run (a "
+                     "continuous parameter): no level effect is given for "
+                     f"{'it' if len(effects.continuous) == 1 else 'them'} (a search's search.md "
+                     "gives parameter importances)")
     for group in effects.confounded:
         parts.append(f"the runs cannot separate the effects of {_and(group)} (they never change "
                      "one of them alone): confounded, so no number is given for them")
     if not effects.factors and effects.label is None:
         only = effects.cells.iloc[0]
         runs = f"{int(only['n'])} run{'s' if int(only['n']) != 1 else ''}"
+        if effects.continuous:
+            return _capital(f"{parts[0]}; mean {metric} {only['mean']:.4f} over {runs}.")
         varies = "Only the seed varies" if int(only["n"]) > 1 else "Nothing varies"
         return f"{varies}: mean {metric} {only['mean']:.4f} over {runs}."
     if effects.no_interval:

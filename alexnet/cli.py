@@ -31,7 +31,8 @@ def run(entry_point: Callable[[], Any]) -> None:
     argv = sys.argv[1:]
     multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
     for sig in (signal.SIGTERM, signal.SIGHUP):  # (a run's safe points take them while it trains)
-        signal.signal(sig, _stop_here)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # (nohup: a hang-up stops nothing)
+            signal.signal(sig, _stop_here)
     try:
         missing = extras.refusal(argv, CONFIG_MODULE)
         if missing is not None:  # (Hydra would fail composing it, not saying what to install)
@@ -42,7 +43,7 @@ def run(entry_point: Callable[[], Any]) -> None:
         _end(stop, argv, multirun)
     except KeyboardInterrupt:  # a Ctrl-C outside any run's safe point: all saved is kept
         _end(Stop("interrupted (Ctrl-C); finished runs and saved checkpoints are kept",
-                  exit_code=128 + signal.SIGINT), argv, multirun)
+                  exit_code=128 + signal.SIGINT, output_dir=_sweep_under_way()), argv, multirun)
     except BrokenPipeError:  # whoever read our output left (`--help | head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
         sys.exit(1)
@@ -52,11 +53,25 @@ def _stop_here(signum: int, frame: Any) -> None:
     """SIGTERM or SIGHUP outside any run's safe point (starting up, between runs): stop where the
     command is, as a Ctrl-C does there, saying so, instead of dying without a word."""
     raise Stop(f"{signal.Signals(signum).name}; finished runs and saved checkpoints are kept",
-               exit_code=128 + signum)
+               exit_code=128 + signum, output_dir=_sweep_under_way())
+
+
+def _sweep_under_way() -> str | None:
+    """The sweep dir of a multirun that has begun (a stop between its runs resumes it), or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = str(HydraConfig.get().sweep.dir)
+    return sweep_dir if Path(sweep_dir).is_dir() else None
 
 
 def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
-    """Say how the command ended, bring a sweep's table up to date, exit with the stop's code."""
+    """Say how the command ended, bring a sweep's table up to date, exit with the stop's code
+    (another stop signal meanwhile changes nothing: the command is ending)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     if stop.refused:
         if stop.output_dir is not None and not multirun:
             discard_unstarted(Path(stop.output_dir))

@@ -157,19 +157,27 @@ def test_the_notebooks_experiments_name_the_knobs_they_confound(tmp_path):
 
 
 def test_a_searchs_continuous_parameter_is_no_factor_and_the_sentence_says_why(tmp_path):
-    """Six trials of a search: optimizer.lr drawn from an interval (every run its own value),
-    batch_size from a choice. lr cannot be a factor (no level repeats): it is named, and
-    batch_size's effect is given without calling the two confounded."""
-    trials = [(0.0031, 16, 0.30), (0.0472, 32, 0.21), (0.0009, 16, 0.28), (0.0188, 32, 0.19),
-              (0.0650, 16, 0.33), (0.0012, 32, 0.22)]
+    """Six trials of a search: optimizer.lr drawn from an interval (full-precision floats, every
+    run its own value), batch_size from a choice. lr cannot be a factor (no level repeats): it is
+    named, and batch_size's effect is given without calling the two confounded. A grid typed by
+    hand (five learning rates, no seeds) keeps its levels."""
+    trials = [(0.003123456789, 16, 0.30), (0.04718281828, 32, 0.21), (0.000912345678, 16, 0.28),
+              (0.01883045112, 32, 0.19), (0.06502987123, 16, 0.33), (0.001234987654, 32, 0.22)]
     for index, (lr, batch_size, score) in enumerate(trials):
         config = {"optimizer": {"_target_": "torch.optim.SGD", "lr": lr}, "batch_size": batch_size,
                   "seed": 0, "epochs": 1}
-        record(tmp_path, str(index), config, score, [f"optimizer.lr={lr}", f"batch_size={batch_size}"])
-    effects = analyse(collect([tmp_path]).runs)
+        record(tmp_path / "search", str(index), config, score,
+               [f"optimizer.lr={lr!r}", f"batch_size={batch_size}"])
+    effects = analyse(collect([tmp_path / "search"]).runs)
     assert effects.continuous == ["optimizer.lr"] and effects.factors == ["batch_size"]
     said = sentence(effects)
-    assert said.startswith("Effects on test_acc (6 runs, seeds as replicates): optimizer.lr took a "
-                           "different value in every run (a continuous parameter): no level "
-                           "effect is given for it"), said
+    assert said.startswith("Effects on test_acc (6 runs, seeds as replicates): no level effect is "
+                           "given for optimizer.lr: it took a different value in every run"), said
     assert "confounded" not in said and "batch_size mattered" in said, said
+
+    for index, lr in enumerate((0.1, 0.01, 0.001, 0.0001, 0.00001)):
+        config = {"optimizer": {"_target_": "torch.optim.SGD", "lr": lr}, "seed": 0, "epochs": 1}
+        record(tmp_path / "grid", str(index), config, 0.1 + 0.02 * index, [f"optimizer.lr={lr}"])
+    grid = analyse(collect([tmp_path / "grid"]).runs)
+    assert grid.factors == ["optimizer.lr"] and not grid.continuous
+    assert "optimizer.lr=1e-05 0.1800" in sentence(grid), sentence(grid)

@@ -47,6 +47,7 @@ from alexnet.resume.stop import GracefulStop, Stop, by_signal
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+JOB_NAME = "job-"  # a job's process is named job-<its number>
 # The numeric libraries' thread counts, set for each job to its share of the cores unless the
 # environment sets them (as joblib does for its workers).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -153,23 +154,27 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                         if len(stops) == 1:
                             pass_on(signal.SIGTERM)
         finally:  # (also when the sweeper stops reading: its running jobs stop at a safe point)
-            if stop.twice is not None:  # a second Ctrl-C, here or in the sweeper: all end now
-                for process in multiprocessing.active_children():  # (one not registered yet too)
-                    process.kill()
-                stop.twice.output_dir = str(sweep_dir)  # (what the same command resumes)
-            pass_on(signal.SIGTERM)
-            for job in running.values():
-                job.process.join()
+            try:
+                if stop.twice is None:
+                    pass_on(signal.SIGTERM)
+                    for job in running.values():
+                        job.process.join()
+            finally:
+                if stop.twice is not None:  # a second Ctrl-C, here or in the sweeper: end now
+                    for process in multiprocessing.active_children():
+                        if process.name.startswith(JOB_NAME):  # (one not registered yet too)
+                            process.kill()
+                            process.join()
+                    stop.twice.output_dir = str(sweep_dir)  # (what the same command resumes)
     ours = [s for s in stops if isinstance(s, Stop)]
     if stops and not ours and stop.signal is None:
         raise stops[0]  # (another app's job ended the command its own way: as it would alone)
     if stops or stop.signal is not None:
         first = ours[0] if ours else None
-        reason = (stop.signal.name if stop.signal is not None or first is None
-                  else first.reason)
+        reason = stop.signal.name if stop.signal is not None else first.reason
         code = stop.exit_code if stop.signal is not None else first.exit_code
-        raise Stop(f"{reason}; the {len(stops)} job(s) started stopped at a safe point or before "
-                   "they began, and no new job was started", exit_code=code, output_dir=sweep_dir)
+        raise Stop(f"{reason}; {len(stops)} running job(s) stopped (at a safe point, or before "
+                   "they began), and no new job was started", exit_code=code, output_dir=sweep_dir)
 
 
 def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int, index: int,
@@ -197,7 +202,7 @@ def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int
     task = cloudpickle.dumps((launcher.hydra_context, job_config, launcher.task_function,
                               Singleton.get_state()))
     results, their_end = context.Pipe(duplex=False)
-    process = context.Process(target=_run_job, args=(task, their_end), name=f"job-{index}")
+    process = context.Process(target=_run_job, args=(task, their_end), name=f"{JOB_NAME}{index}")
     # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
     # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
     resource_tracker.ensure_running()
@@ -238,44 +243,48 @@ def _outcome(launcher: Any, job: Job) -> JobReturn | BaseException:
 def _run_job(task: bytes, results: Connection) -> None:
     """A job's process: run the task as Hydra's own launchers do, send back its JobReturn, or the
     BaseException it ended with. A stop signal that comes before the task itself begins (while
-    this process imports, or Hydra prepares the job's dir) is held, and the task does not begin."""
+    this process imports, or Hydra prepares the job's dir) is held, and the task does not begin;
+    one that comes once the task has returned changes nothing (its outcome goes back whole)."""
     import functools
 
     import cloudpickle
 
-    early = GracefulStop()
+    held = GracefulStop()
 
     def not_begun() -> Stop:
-        return by_signal(early.signal, "before the job began", saved=False)
+        return by_signal(held.signal, "before the job began", saved=False)
 
-    try:
-        with early:
+    with held:
+        try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
             hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
             setup_globals()
             Singleton.set_state(singleton_state)
-            if early.signal is not None:
+            if held.signal is not None:
                 raise not_begun()
 
             @functools.wraps(task_function)
             def begin(task_config: DictConfig) -> Any:
-                early.__exit__(None, None, None)  # (from here the task takes signals its way)
-                if early.signal is not None:
+                held.__exit__(None, None, None)  # (from here the task takes signals its way)
+                if held.signal is not None:
                     raise not_begun()
-                return task_function(task_config)
+                try:
+                    return task_function(task_config)
+                finally:
+                    held.__enter__()
 
             outcome = ("returned", run_job(hydra_context=hydra_context, task_function=begin,
                                            config=config, job_dir_key="hydra.sweep.dir",
                                            job_subdir_key="hydra.sweep.subdir"))
-    except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit) or a launch error
-        outcome = ("raised", raised)
-    try:
-        message = cloudpickle.dumps(outcome)
-    except Exception as unpicklable:
-        message = cloudpickle.dumps(("raised", RuntimeError(
-            f"the job's outcome could not be sent back: {type(unpicklable).__name__}: "
-            f"{unpicklable}")))
-    results.send_bytes(message)
+        except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit), an error
+            outcome = ("raised", raised)
+        try:
+            message = cloudpickle.dumps(outcome)
+        except Exception as unpicklable:
+            message = cloudpickle.dumps(("raised", RuntimeError(
+                f"the job's outcome could not be sent back: {type(unpicklable).__name__}: "
+                f"{unpicklable}")))
+        results.send_bytes(message)
 
 
 @contextlib.contextmanager

@@ -278,23 +278,25 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
         arguments.append((list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}",
                           Singleton.get_state()))
-    try:
-        jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
-    except (submitit.core.utils.FailedJobError,
-            submitit.core.utils.FailedSubmissionError) as said_no:  # nothing was submitted
-        raise refused(f"sbatch refused the sweep's jobs: {' '.join(str(said_no).split())}. Fix "
-                      "the hydra.launcher settings it names (sinfo lists what the partitions "
-                      "have).") from None
-    log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
-             Path(str(jobs[0].paths.stdout)).parent.parent)
-    try:
-        with GracefulStop() as stop:  # (Ctrl-C, SIGTERM, SIGHUP: the waiting stops, not the jobs)
+    # From the submission on, Ctrl-C, SIGTERM and SIGHUP stop the waiting at its next look, not
+    # the jobs (and not sbatch half-way through submitting them).
+    with GracefulStop() as stop:
+        try:
+            jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
+        except (submitit.core.utils.FailedJobError,
+                submitit.core.utils.FailedSubmissionError) as said_no:  # nothing was submitted
+            raise refused(f"sbatch refused the sweep's jobs: {' '.join(str(said_no).split())}. "
+                          "Fix the hydra.launcher settings it names (sinfo lists what the "
+                          "partitions have).") from None
+        log.info("SLURM jobs %s; logs in %s", ", ".join(job.job_id for job in jobs),
+                 Path(str(jobs[0].paths.stdout)).parent.parent)
+        try:
             outcomes = wait(jobs, float(config.launch.queue_poll_s),
                             float(config.launch.result_wait_s), float(config.launch.queue_lost_s),
                             stopped=stop.requested)
-    except Stop as stopped:  # (a signal, squeue fallen silent, a second Ctrl-C)
-        stopped.output_dir = str(sweep_dir)
-        raise
+        except Stop as stopped:  # (a signal, squeue fallen silent, a second Ctrl-C)
+            stopped.output_dir = str(sweep_dir)
+            raise
     return _returns(launcher, job_overrides, initial_job_idx, jobs, outcomes, str(sweep_dir))
 
 

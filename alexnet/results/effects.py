@@ -44,9 +44,11 @@ NOT_KNOBS = ("search.",)
 SPELLED_OUT = 3
 # Distances below this are zero in the estimability checks (the design holds 0/1 entries).
 TOLERANCE = 1e-8
-# A numeric knob with at least this many values, none of them repeated, is a search's continuous
-# parameter (interval(...)): every run is its own level, so it is no factor of the model.
-CONTINUOUS_FROM = 5
+# A knob whose values are floats at full precision (as a search draws them from interval(...),
+# not as a person types a grid), at least this many and none repeated, is a continuous
+# parameter: every run is its own level, so it is no factor of the model.
+CONTINUOUS_FROM = 3
+DRAWN_DIGITS = 8  # significant digits of a float's repr from which it was drawn, not typed
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,12 @@ def analyse(runs: Sequence[Run]) -> Effects:
 
 
 def _continuous(values: Sequence[Any]) -> bool:
-    """Whether a knob's values are a continuous parameter's: numbers, every one different, many."""
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    return numbers and len(values) >= CONTINUOUS_FROM and len(set(values)) == len(values)
+    """Whether a knob's values are a continuous parameter's (see CONTINUOUS_FROM)."""
+    if not all(isinstance(v, float) for v in values):
+        return False
+    drawn = any(len(repr(v).split("e")[0].replace("-", "").replace(".", "").strip("0"))
+                >= DRAWN_DIGITS for v in values)
+    return drawn and len(values) >= CONTINUOUS_FROM and len(set(values)) == len(values)
 
 
 class _Design:
@@ -371,10 +376,10 @@ def sentence(effects: Effects) -> str:
         return f"No effects can be given: {effects.no_interval}."
     parts = []
     if effects.continuous:
-        parts.append(f"{_and(effects.continuous)} took a different value in every run (a "
-                     "continuous parameter): no level effect is given for "
-                     f"{'it' if len(effects.continuous) == 1 else 'them'} (a search's search.md "
-                     "gives parameter importances)")
+        parts.append(f"no level effect is given for {_and(effects.continuous)}: "
+                     f"{'it' if len(effects.continuous) == 1 else 'each'} took a different value "
+                     "in every run (a search's continuous parameter; its search.md gives the "
+                     "parameter importances)")
     for group in effects.confounded:
         parts.append(f"the runs cannot separate the effects of {_and(group)} (they never change "
                      "one of them alone): confounded, so no number is given for them")

@@ -6,10 +6,10 @@ second Ctrl-C. The run's orchestration (alexnet/train.py) turns it into the run'
 the command line (alexnet/cli.py) turns it into a message and the exit code, once.
 
 `GracefulStop` is how a signal becomes one: SIGTERM, SIGINT and SIGHUP (a closed terminal or ssh
-session) only set a flag; the training loop sees it after the current step, saves a checkpoint and
-stops with `Stop`. A second Ctrl-C stops at once. Under submitit, its preemption signal (SIGUSR2) is
-handled the same way and then handed to submitit, which requeues the job: the requeued job resumes
-from the checkpoint just saved."""
+session; not under nohup, which ignores it) only set a flag; the training loop sees it after the
+current step, saves a checkpoint and stops with `Stop`. A second Ctrl-C stops at once. Under
+submitit, its preemption signal (SIGUSR2) is handled the same way and then handed to submitit,
+which requeues the job: the requeued job resumes from the checkpoint just saved."""
 
 from __future__ import annotations
 
@@ -33,9 +33,8 @@ class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rat
     (`interrupted`: it resumes on a rerun; None: no run of ours was touched); `exit_code` is the
     command's (128 + a signal's number, 1, or REFUSED); `output_dir` is the run or sweep dir it
     concerns, which the same command again resumes (None: none). A BaseException, so that Hydra's
-    per-job error
-    handling, which records an Exception as the job's failure, lets it through to the command
-    line. Pickles whole (jobs in other processes hand it back to their launcher)."""
+    per-job error handling, which records an Exception as the job's failure, lets it through to
+    the command line. Pickles whole (jobs in other processes hand it back to their launcher)."""
 
     def __init__(self, reason: str, *, status: Status | None = None, exit_code: int = 1,
                  output_dir: str | Path | None = None) -> None:
@@ -97,6 +96,8 @@ class GracefulStop:
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():  # handlers only work there
             for sig in self.SIGNALS:
+                if sig == signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # (nohup: a hang-up stops nothing)
                 self._previous[sig] = signal.signal(sig, self._handle)
             for sig in self.LAUNCHER_SIGNALS:
                 if callable(signal.getsignal(sig)):

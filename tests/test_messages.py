@@ -19,7 +19,7 @@ import pytest
 from alexnet import extras, scores
 from alexnet.results.collect import collect
 from alexnet.results.effects import sweep_sentence
-from helpers import records, run_cli, start, train
+from helpers import CPU_ONLY, records, run_cli, start, train
 
 TINY = ["epochs=2", "model=alexnet_cifar", "data.download=false", "progress=false", "device=cpu"]
 
@@ -83,6 +83,24 @@ def test_a_signal_while_the_command_starts_up_is_one_stopped_line(cifar_root, tm
     assert process.returncode == 128 + sig, output
     assert f"stopped: {sig.name}; finished runs and saved checkpoints are kept" in output
     assert "Traceback" not in output
+
+
+def test_under_nohup_a_hang_up_while_the_command_starts_stops_nothing(cifar_root, tmp_path):
+    """Started as nohup starts it (SIGHUP ignored): a hang-up as soon as the command has its
+    handlers in place is still ignored, and the run completes."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alexnet.train", *TINY, "epochs=1", f"data.root={cifar_root}",
+         f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env=CPU_ONLY,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not caught(process.pid, signal.SIGTERM):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.002)
+    process.send_signal(signal.SIGHUP)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "completed: test_acc" in output
 
 
 def caught(pid: int, sig: signal.Signals) -> bool:

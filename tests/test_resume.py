@@ -502,6 +502,22 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     assert {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS} == before  # put back
 
 
+def test_under_nohup_a_hang_up_stays_ignored(tmp_path):
+    """nohup starts the command with SIGHUP ignored: a run's safe points leave it so (a closed
+    terminal stops nothing), and take SIGTERM and SIGINT as ever."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with GracefulStop() as stop:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop.requested() is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.requested() == signal.SIGTERM
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_a_closed_terminal_sighup_asks_for_the_safe_point_as_sigterm_does(
         learnable_cifar_root, tmp_path):
     """A real SIGHUP to this process while a run trains: it stops at its next safe point with its

@@ -116,6 +116,9 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
     threads = str(max(1, cores() // n_jobs))
     environment = {var: threads for var in THREAD_VARIABLES if var not in os.environ}
     context = multiprocessing.get_context("spawn")
+    # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
+    # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
+    resource_tracker.ensure_running()
     running: dict[int, Job] = {}
     stops: list[BaseException] = []
     upcoming = iter(jobs)
@@ -203,9 +206,6 @@ def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int
                               Singleton.get_state()))
     results, their_end = context.Pipe(duplex=False)
     process = context.Process(target=_run_job, args=(task, their_end), name=f"{JOB_NAME}{index}")
-    # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
-    # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
-    resource_tracker.ensure_running()
     with _environment(environment), _signals_blocked():
         process.start()
     their_end.close()

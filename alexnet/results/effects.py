@@ -181,9 +181,14 @@ def _continuous(values: Sequence[Any]) -> bool:
     """Whether a knob's values are a continuous parameter's (see CONTINUOUS_FROM)."""
     if not all(isinstance(v, float) for v in values):
         return False
-    drawn = any(len(repr(v).split("e")[0].replace("-", "").replace(".", "").strip("0"))
-                >= DRAWN_DIGITS for v in values)
+    drawn = any(_significant_digits(v) >= DRAWN_DIGITS for v in values)
     return drawn and len(values) >= CONTINUOUS_FROM and len(set(values)) == len(values)
+
+
+def _significant_digits(value: float) -> int:
+    """How many significant digits the shortest repr of `value` has (0.0031 has 2)."""
+    mantissa = repr(value).split("e")[0]
+    return len(mantissa.replace("-", "").replace(".", "").strip("0"))
 
 
 class _Design:

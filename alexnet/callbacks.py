@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from alexnet.configs import config_label
 from alexnet.resume.stop import Stop, refused
-from alexnet.run.status import ENDED_WELL, Status
+from alexnet.scores import ENDED_WELL, Status
 
 if TYPE_CHECKING:
     from alexnet.results.collect import Run
@@ -82,8 +82,8 @@ def compact_table(runs: list[Run], sweep_dir: Path) -> str:
     accuracy where that is another metric, and the status."""
     import math
 
+    from alexnet.results.collect import readable, varying_columns
     from alexnet.results.effects import NOT_KNOBS
-    from alexnet.results.labels import readable, varying_columns
     from alexnet.results.plots import label_keys
     from alexnet.results.report import ranked, results_table
 
@@ -117,8 +117,8 @@ def effects_sentence(runs: list[Run], sweep_dir: Path) -> str:
     """What the swept knobs did, in one sentence (effects.md has the numbers); nothing when fewer
     than two runs' scores count or they differ in nothing (there is nothing to compare)."""
     from alexnet import scores
+    from alexnet.results.collect import varying_columns
     from alexnet.results.effects import sweep_sentence
-    from alexnet.results.labels import varying_columns
 
     counted = [run for run in runs if scores.selection_score(run.summary) is not None]
     if len(counted) < 2 or not varying_columns(counted):

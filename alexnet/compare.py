@@ -20,8 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alexnet.results.collect import collect
-from alexnet.results.labels import varying_columns
+from alexnet.results.collect import collect, varying_columns
 from alexnet.results.stats import COLUMNS, SCORE, compare_settings
 
 EXAMPLE = """example (a sweep with seeds first):

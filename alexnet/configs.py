@@ -14,8 +14,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet import (
-    app_help,  # noqa: F401 - registers the resolvers --help's template calls
     config_schema,  # noqa: F401 - registers the schemas the configs start from
+    extras,
 )
 
 CONFIG_MODULE = "alexnet.conf"  # conf/: Hydra's primary config dir, as pkg://alexnet.conf
@@ -54,3 +54,33 @@ def config_label(hydra_config: DictConfig) -> str:
     """What a run's config is called (an MLflow experiment's default name): the sweep preset it
     was started with (`sweep=notebook_cpu`), else the config's name."""
     return str(hydra_config.runtime.choices.get("sweep") or hydra_config.job.config_name)
+
+
+def groups(*parents: str) -> str:
+    """Each group in `parents` and below, `group: option, option` a line (as Hydra lists the
+    app's groups)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+
+    def below(group: str) -> list[str]:
+        found = [group] if loader.get_group_options(group, ObjectType.CONFIG) else []
+        for child in sorted(loader.get_group_options(group, ObjectType.GROUP)):
+            found += below(f"{group}/{child}")
+        return found
+
+    def options(group: str) -> list[str]:  # (a leading _ marks a schema, not a choice)
+        return sorted(o for o in loader.get_group_options(group) if not o.startswith("_"))
+
+    return "\n".join(f"{group}: {', '.join(options(group))}"
+                     for parent in parents for group in below(parent))
+
+
+def register() -> None:
+    for name, resolver in (("alexnet_groups", groups), ("alexnet_extras", extras.listing)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+register()

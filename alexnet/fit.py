@@ -17,17 +17,14 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from alexnet import compiling, early_stop, scores, speed
-from alexnet.allocator import keep_freed_memory
+from alexnet import scores, speed
 from alexnet.config_checks import resolve_device
-from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, load_cifar100
+from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, hold_out, load_cifar100
 from alexnet.data.pipelines import Batches, build_batches
-from alexnet.data.validation import hold_out
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
-from alexnet.launch.placement import Placement
+from alexnet.launch.placement import Placement, one_at_a_time
 from alexnet.launch.position import terminal_line, this_job
-from alexnet.launch.slots import one_at_a_time
 from alexnet.metrics import Predictions, superclass_confusion
 from alexnet.models import build_model
 from alexnet.resume import checkpoint
@@ -35,8 +32,9 @@ from alexnet.resume.stop import GracefulStop, by_signal
 from alexnet.run import bars
 from alexnet.run import progress as run_progress
 from alexnet.run.record import CONFUSION_FILE, RunRecord
-from alexnet.run.status import Status
 from alexnet.schedules import build_scheduler
+from alexnet.scores import Status
+from alexnet.speed import keep_freed_memory
 from alexnet.tracking.guard import Tracking
 
 log = logging.getLogger(__name__)
@@ -99,13 +97,13 @@ def build_training(cfg: DictConfig, device: torch.device,
     network = build_model(cfg.model.name, **options).to(device)
     optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
                                         _convert_="all")
-    sample = compiling.probe_batch(next(iter(test_batches))[0], cfg.batch_size)
+    sample = speed.probe_batch(next(iter(test_batches))[0], cfg.batch_size)
 
     def probe(candidate: torch.nn.Module) -> None:
         with autocast(sample, settings.autocast_dtype):
             candidate(sample).float().logsumexp(1).mean().backward()
 
-    model = compiling.prepare_model(network, settings, probe, cfg.batch_size)
+    model = speed.prepare_model(network, settings, probe, cfg.batch_size)
     scheduler = (build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer,
                                  len(train_batches), cfg.epochs) if cfg.scheduler else None)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
@@ -162,10 +160,10 @@ def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
     position = this_job(cfg.epochs)  # run i of n, for the bars and the log line
     line = terminal_line(position) if cfg.progress else None
     while len(record.epochs) < cfg.epochs:
-        if early_stop.should_stop(record.epochs, cfg.early_stop, config):
+        if scores.should_stop(record.epochs, cfg.early_stop, config):
             status = Status.early_stopped
             log.info("early stop: %s has not improved for %d epochs",
-                     early_stop.watched(cfg.early_stop, config)[0], cfg.early_stop.patience)
+                     scores.watched(cfg.early_stop, config)[0], cfg.early_stop.patience)
             break
         epoch = len(record.epochs) + 1
         left = run_progress.time_left(run_progress.measured(record.epochs), cfg.epochs - epoch + 1,

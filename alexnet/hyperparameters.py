@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
+import pandas as pd
+
 NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s",
                        "torch_threads", "device", "data.root", "data.download", "data.num_workers",
                        "show_data")
@@ -46,3 +48,14 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
     (a key only one of them has comes from another version of the app, not another run)."""
     return [f"{key}: {recorded[key]!r} -> {current[key]!r}" for key in sorted(recorded)
             if key in current and recorded[key] != current[key]]
+
+
+def dotted(config: dict[str, Any]) -> dict[str, Any]:
+    """optimizer.lr, augmentation.flip, ... for a nested config."""
+    return pd.json_normalize(config, sep=".").iloc[0].to_dict()
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a resolved config, lists as text: what params/hparams can hold."""
+    return {k: v if isinstance(v, bool | int | float | str) else str(v)
+            for k, v in dotted(config).items()}

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
-from alexnet.run.status import SUCCEEDED
+from omegaconf import DictConfig
 
 AUTO = "auto"
 # Metrics where less is better; every other one (accuracy, top-5, F1) is better higher.
@@ -83,3 +84,56 @@ def best(summaries: Sequence[Mapping[str, Any]]) -> int | None:
             metric = selection_metric(summary.get("config") or {})
             ranked.append((score if higher_is_better(metric) else -score, -index))
     return -max(ranked)[1] if ranked else None
+
+
+class Status(str, Enum):
+    """In the order the summary line and tables list them."""
+
+    completed = "completed"
+    early_stopped = "early_stopped"  # its monitored score stopped improving
+    failed = "failed"  # an error; the message is in results.json
+    diverged = "diverged"  # its loss became NaN or infinite
+    pruned = "pruned"  # stopped by its search's pruner (hydra/sweeper=optuna): hopeless
+    interrupted = "interrupted"  # stopped at a safe point (or its job lost): resumes on rerun
+    stale = "stale"  # says running, but nobody holds its lock or its heartbeat stopped
+    running = "running"
+    waiting = "waiting"  # started, waiting for its device (a GPU slot, its turn to load)
+    not_started = "not_started"  # planned by its sweep, never begun (tables only)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Rerunning the sweep leaves these alone ...
+FINISHED = (Status.completed, Status.diverged, Status.early_stopped, Status.pruned)
+# ... in these a run succeeded: its scores count (statistics, comparisons) ...
+SUCCEEDED = (Status.completed, Status.early_stopped)
+# ... and a sweep whose runs all ended in these exits 0 (a pruned trial is a search working).
+ENDED_WELL = (*SUCCEEDED, Status.pruned)
+# A record in these says a process is on it (liveness.py checks whether it still is).
+LIVE = (Status.waiting, Status.running)
+
+
+def watched(early_stop: DictConfig, config: Mapping[str, Any]) -> tuple[str, bool]:
+    """(the metric early stopping watches, whether higher is better): `auto` is the run's objective
+    and its natural direction (alexnet/scores.py)."""
+    monitor = str(getattr(early_stop.monitor, "value", early_stop.monitor))  # enum or text
+    if monitor == AUTO:
+        monitor = selection_metric(config)
+    mode = str(getattr(early_stop.mode, "value", early_stop.mode))
+    return monitor, higher_is_better(monitor) if mode == AUTO else mode == "max"
+
+
+def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig,
+                config: Mapping[str, Any]) -> bool:
+    """Whether the last `patience` epochs all failed to beat the best value before them by more
+    than min_delta: a tie is no improvement (as in Lightning and Keras), so a run frozen at one
+    value stops."""
+    patience = early_stop.patience
+    if patience is None or len(epochs) <= patience:
+        return False
+    monitor, higher = watched(early_stop, config)
+    sign = 1.0 if higher else -1.0
+    values = [sign * float(row[monitor]) for row in epochs]
+    best_before = max(values[:-patience])
+    return all(value <= best_before + early_stop.min_delta for value in values[-patience:])

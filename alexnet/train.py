@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet import scores
 from alexnet.configs import CONFIG_PATH, config_label
 from alexnet.resume.stop import GracefulStop, Stop, refused
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 log = logging.getLogger(__name__)
 

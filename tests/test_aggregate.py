@@ -9,8 +9,7 @@ import pytest
 
 from alexnet.aggregate import main
 from alexnet.locks import try_lock
-from alexnet.results.collect import collect
-from alexnet.results.labels import varying_columns
+from alexnet.results.collect import collect, varying_columns
 from alexnet.results.planned import write_planned
 from alexnet.results.plots import (
     final_scores_figure,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.launch.slots import default_slots_dir, hold_slot, one_at_a_time
+from alexnet.launch.placement import default_slots_dir, hold_slot, one_at_a_time
 from alexnet.locks import UnsafeLockPath, is_locked, try_lock
 from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.run.liveness import RUN_LOCK
@@ -168,7 +168,7 @@ def test_folders_and_lock_files_of_another_user_are_refused_and_left_alone(tmp_p
 
 CREATE_LOCKS = """
 from pathlib import Path
-from alexnet.launch.slots import default_slots_dir, hold_slot, one_at_a_time
+from alexnet.launch.placement import default_slots_dir, hold_slot, one_at_a_time
 from alexnet.resume.run_dir import plan
 with hold_slot(default_slots_dir(), ["GPU-a"], 1), one_at_a_time(Path("sweep/.locks")):
     plan(Path("sweep/0"), {"epochs": 1}).release()
@@ -197,7 +197,7 @@ def test_lock_files_are_created_0600_in_folders_made_0700_whatever_the_umask(tmp
 def test_a_lock_file_cannot_be_taken_twice_across_processes_through_its_folder(tmp_path):
     sweep = tmp_path / "sweep"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from alexnet.launch.slots import one_at_a_time\n"
+        "import time; from pathlib import Path; from alexnet.launch.placement import one_at_a_time\n"
         f"with one_at_a_time(Path({str(sweep / '.locks')!r})):\n"
         "    print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
     try:

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from alexnet.launch.placement import Placement, placed, threads_for
-from alexnet.launch.slots import hold_slot
+from alexnet.launch.placement import Placement, hold_slot, placed, threads_for
 from alexnet.resume.stop import Stop
 from alexnet.run.record import RunRecord
 from helpers import assert_same_metrics, metrics_without_timings, records, start, train
@@ -101,7 +100,7 @@ def test_submitit_local_runs_the_sweep_and_a_preempted_job_is_requeued_and_resum
 def test_slots_go_to_the_first_free_one_and_a_killed_holder_frees_its_slot(tmp_path):
     gpus = ["GPU-a", "GPU-b", "GPU-c"]
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from alexnet.launch.slots import hold_slot\n"
+        "import sys, time; from pathlib import Path; from alexnet.launch.placement import hold_slot\n"
         f"with hold_slot(Path({str(tmp_path)!r}), {gpus!r}, 1) as slot:\n"
         "    print(slot.index, flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True)

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 import helpers  # noqa: I001
-from alexnet import early_stop
+from alexnet import scores
 from alexnet.files import OutputError
 from alexnet.fit import fit
 from alexnet.results.collect import collect
@@ -407,8 +407,8 @@ def test_a_tie_is_no_improvement_so_a_frozen_run_stops_early():
     settings = OmegaConf.create({"patience": 2, "monitor": "test_acc", "mode": "max",
                                  "min_delta": 0.0})
     frozen = [{"test_acc": 0.01}] * 3
-    assert early_stop.should_stop(frozen, settings, {})
-    assert not early_stop.should_stop([{"test_acc": 0.01}, {"test_acc": 0.01},
+    assert scores.should_stop(frozen, settings, {})
+    assert not scores.should_stop([{"test_acc": 0.01}, {"test_acc": 0.01},
                                        {"test_acc": 0.02}], settings, {})
 
 

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alexnet.results.collect import Run
-from alexnet.results.labels import varying_columns
+from alexnet.results.collect import Run, varying_columns
 from alexnet.results.report import aggregate, notebook_table
 from alexnet.results.stats import column_interval, compare_settings, interval, replicate_groups
 from alexnet.run.record import RunRecord

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from alexnet import compiling, speed
+from alexnet import speed
 from alexnet.fit import fit
 from alexnet.run.record import RunRecord
 from helpers import tiny_config
@@ -105,7 +105,7 @@ class Counting(torch.nn.Module):
 def test_cuda_graphs_take_full_batches_and_the_last_short_batch_runs_eagerly():
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
     graphed = Counting(network)
-    model = compiling.FullBatchGraphs(graphed, network, batch_size=4)
+    model = speed.FullBatchGraphs(graphed, network, batch_size=4)
     full, short = torch.randn(4, 3, 2, 2), torch.randn(3, 3, 2, 2)
     assert torch.equal(model(full), network(full)) and torch.equal(model(short), network(short))
     assert graphed.shapes == [4]  # only the full batch went to the graphs
@@ -113,7 +113,7 @@ def test_cuda_graphs_take_full_batches_and_the_last_short_batch_runs_eagerly():
 
 def test_the_compile_probe_runs_a_full_batch_and_leaves_no_trace():
     sample = torch.randn(3, 3, 8, 8)  # a test split smaller than one batch
-    assert compiling.probe_batch(sample, 8).shape[0] == 8
+    assert speed.probe_batch(sample, 8).shape[0] == 8
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5),
                                   torch.nn.Linear(192, 5), torch.nn.BatchNorm1d(5))
@@ -121,13 +121,13 @@ def test_the_compile_probe_runs_a_full_batch_and_leaves_no_trace():
     shapes: list[int] = []
 
     def probe(candidate: torch.nn.Module) -> None:
-        batch = compiling.probe_batch(sample, 8)
+        batch = speed.probe_batch(sample, 8)
         shapes.append(batch.shape[0])
         candidate(batch).logsumexp(1).mean().backward()
 
     settings = speed.SpeedSettings(channels_last=False, autocast_dtype=None, compile=False,
                                    compile_backend="eager", cuda_graphs=True)
-    model = compiling.prepare_model(network, settings, probe, batch_size=8)
-    assert isinstance(model, compiling.FullBatchGraphs) and shapes == [8]
+    model = speed.prepare_model(network, settings, probe, batch_size=8)
+    assert isinstance(model, speed.FullBatchGraphs) and shapes == [8]
     assert all(torch.equal(v, before[0][k]) for k, v in network.state_dict().items())
     assert torch.equal(torch.get_rng_state(), before[1])  # dropout's draws were put back

@@ -9,8 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from alexnet.config_checks import ConfigError, validate
-from alexnet.data.cifar import DataError, Split
-from alexnet.data.validation import hold_out
+from alexnet.data.cifar import DataError, Split, hold_out
 from alexnet.fit import fit
 from alexnet.run.record import RunRecord
 from helpers import tiny_config

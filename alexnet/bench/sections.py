@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from alexnet import compiling, speed
+from alexnet import speed
 from alexnet.bench.notebook import notebook_loader, notebook_test, notebook_train
 from alexnet.bench.timing import alternate, timed
 from alexnet.configs import compose_config
@@ -46,7 +46,7 @@ def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings, b
     """The same network twice, with SGD: as the notebook ran it, and with our speed settings."""
     torch.manual_seed(0)
     plain = build_model(name).to(device)
-    fast = compiling.prepare_model(build_model(name).to(device), settings, lambda m: None, batch_size)
+    fast = speed.prepare_model(build_model(name).to(device), settings, lambda m: None, batch_size)
     return tuple((m, torch.optim.SGD(m.parameters(), lr=0.005)) for m in (plain, fast))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from alexnet.allocator import keep_freed_memory
+from alexnet.speed import keep_freed_memory
 
 
 def sync(device: torch.device) -> None:

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.resume.stop import GracefulStop, Stop, refused
 from alexnet.run.record import mark_abandoned
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 log = logging.getLogger(__name__)
 

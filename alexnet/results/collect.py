@@ -12,12 +12,11 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from alexnet.flat_config import dotted
-from alexnet.hyperparameters import is_hyperparameter
+from alexnet.hyperparameters import dotted, is_hyperparameter
 from alexnet.results.planned import planned_jobs
 from alexnet.run.liveness import effective_status
 from alexnet.run.record import METRICS_FILE, RESULTS_FILE, read_summary
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 # Folders that hold copies of run records, not runs: MLflow's artifact stores.
 NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})
@@ -128,3 +127,50 @@ def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collec
     planned_paths = {run.path for run in runs if run.status == Status.not_started}
     skipped = [(path, reason) for path, reason in skipped if path not in planned_paths]
     return Collection(runs, skipped)
+
+
+# Hyperparameters first in the table, in this order, when they vary.
+LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip",
+           "augmentation.normalize", "optimizer", "optimizer.lr", "batch_size", "epochs",
+           "model.logit_relu", "seed"]
+SIGNIFICANT_DIGITS = 3
+
+
+def varying_columns(runs: Sequence[Run]) -> list[str]:
+    """Hyperparameters whose value differs between runs: leading ones first, then the rest."""
+    # A key only some runs have (momentum beside Adam) varies only if its present values differ.
+    table = pd.DataFrame([r.hyperparameters for r in runs])
+    varying = [c for c in table.columns if table[c].dropna().astype(str).nunique() > 1]
+    return [c for c in LEADING if c in varying] + sorted(c for c in varying if c not in LEADING)
+
+
+def own_keys(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
+    """The keys that say something of their own: a key no command line set whose value only
+    follows a key above it (scheduler.min_factor with scheduler: part of choosing the schedule)
+    is left out."""
+    values = pd.DataFrame([{k: str(r.hyperparameters.get(k)) for k in keys} for r in runs])
+    typed = {o.lstrip("+~").split("=", 1)[0] for r in runs for o in r.overrides}
+
+    def follows(key: str) -> bool:
+        parents = [p for p in keys if key.startswith(p + ".")]
+        return key not in typed and any((values.groupby(p)[key].nunique() <= 1).all()
+                                        for p in parents)
+
+    return [k for k in keys if not follows(k)]
+
+
+def readable(value: Any) -> str:
+    """A hyperparameter's value for a person: floats to 3 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.{SIGNIFICANT_DIGITS}g}"
+    return str(value)
+
+
+def natural_order(values: Sequence[Any]) -> list[Any]:
+    """Distinct values in the order a person lists them: numbers by size, then the rest by name."""
+    def is_number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    distinct = list(dict.fromkeys(values))
+    return (sorted(filter(is_number, distinct), key=float)
+            + sorted((v for v in distinct if not is_number(v)), key=str))

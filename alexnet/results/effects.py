@@ -31,8 +31,7 @@ from scipy.linalg import null_space
 from statsmodels.stats.anova import anova_lm
 
 from alexnet import scores
-from alexnet.results.collect import Run
-from alexnet.results.labels import natural_order, own_keys, readable, varying_columns
+from alexnet.results.collect import Run, natural_order, own_keys, readable, varying_columns
 from alexnet.results.stats import CONFIDENCE, NO_SPREAD, SCORE, metric_of
 
 ALPHA = 1 - CONFIDENCE

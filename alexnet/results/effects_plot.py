@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # files only, no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alexnet.files import write_atomic  # noqa: E402
+from alexnet.results.collect import readable  # noqa: E402
 from alexnet.results.effects import Effects  # noqa: E402
-from alexnet.results.labels import readable  # noqa: E402
 
 FILE = "effects.png"
 PER_ROW = 4

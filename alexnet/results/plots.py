@@ -21,11 +21,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alexnet import scores  # noqa: E402
 from alexnet.files import write_atomic  # noqa: E402
-from alexnet.results.collect import Run  # noqa: E402
-from alexnet.results.labels import own_keys, readable  # noqa: E402
+from alexnet.results.collect import (  # noqa: E402
+    Run,  # noqa: E402
+    own_keys,
+    readable,
+)
 from alexnet.results.stats import SCORE, column_interval, metric_of, replicate_groups  # noqa: E402
 from alexnet.run.record import CONFUSION_FILE, FILTERS_FILE, MISTAKES_FILE, MISTAKES_TABLE  # noqa: E402
-from alexnet.run.status import Status  # noqa: E402
+from alexnet.scores import Status  # noqa: E402
 
 log = logging.getLogger(__name__)
 

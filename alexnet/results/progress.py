@@ -19,7 +19,7 @@ from pathlib import Path
 
 from alexnet.results.collect import Run
 from alexnet.run.progress import duration
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 # Runs that will still train without anyone's help ...
 PENDING = (Status.running, Status.waiting, Status.not_started)

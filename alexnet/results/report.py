@@ -17,11 +17,10 @@ from alexnet.files import write_text_atomic
 from alexnet.results import effects as effect_analysis
 from alexnet.results import effects_plot
 from alexnet.results import plots as plotting
-from alexnet.results.collect import Collection, Run, collect
-from alexnet.results.labels import varying_columns
+from alexnet.results.collect import Collection, Run, collect, varying_columns
 from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.results.stats import NO_SPREAD, SUMMARIZED, column_interval, summary_table
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from scipy import stats
 
 from alexnet import scores
 from alexnet.results.collect import Run
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 # The selection score: each run's value of the metric it is ranked by (scores.selection_metric).
 SCORE = "score"

@@ -19,7 +19,7 @@ from alexnet.locks import is_locked, label, try_lock
 from alexnet.resume import checkpoint
 from alexnet.run.liveness import RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
 from alexnet.run.record import read_summary
-from alexnet.run.status import FINISHED, LIVE
+from alexnet.scores import FINISHED, LIVE
 
 # How long a job waits for the run dir's lock before saying another process holds it (a reader
 # such as the aggregator may hold it for an instant).

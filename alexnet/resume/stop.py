@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from alexnet.run.status import Status
+from alexnet.scores import Status
 
 REFUSED = 2  # the exit status of a refused setting, as argparse's
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.locks import is_locked
-from alexnet.run.status import LIVE, Status
+from alexnet.scores import LIVE, Status
 
 RUN_LOCK = ".lock"  # in the run dir, held by its trainer
 # A run on another machine is stale after this many heartbeats without a beat.

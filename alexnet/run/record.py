@@ -21,7 +21,7 @@ import pandas as pd
 from alexnet import scores
 from alexnet.files import append_line, write_text_atomic
 from alexnet.run.liveness import boot_id, slurm_job
-from alexnet.run.status import LIVE, Status
+from alexnet.scores import LIVE, Status
 
 METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.json"

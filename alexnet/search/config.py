@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 SWEEPER = "hydra_plugins.alexnet_sweeps.optuna_sweeper.OptunaSweeper"
 SAMPLERS = "optuna.samplers"
@@ -235,3 +235,22 @@ def register() -> None:
         for name, node in configs.items():
             store.store(group=f"hydra/sweeper/{group}", name=name, node=node,
                         provider="alexnet_sweeps")
+    OmegaConf.register_new_resolver("alexnet_objectives", objective_names, replace=True)
+    OmegaConf.register_new_resolver("alexnet_directions", directions, replace=True)
+
+
+def objective_names(objective: Any, val_split: Any) -> list[str]:
+    from alexnet import scores
+
+    if OmegaConf.is_config(objective):
+        objective = OmegaConf.to_container(objective)
+    return scores.objectives({"objective": objective, "data": {"val_split": val_split}})
+
+
+def directions(objective: Any, val_split: Any) -> str | list[str]:
+    """One direction per objective; a single one as a string, as the official plugin takes it."""
+    from alexnet import scores
+
+    found = ["maximize" if scores.higher_is_better(name) else "minimize"
+             for name in objective_names(objective, val_split)]
+    return found[0] if len(found) == 1 else found

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, NoReturn
 
-from alexnet.search.errors import refuse
+from alexnet.search.space import refuse
 
 # The packages a sampler imports only when it first samples: checked before any trial.
 NEEDS = {"CmaEsSampler": ("cmaes",), "GPSampler": ("torch", "scipy")}

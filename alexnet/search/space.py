@@ -11,9 +11,10 @@ job as that list, not as a string, and a sampled string is quoted only where Hyd
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import (
@@ -30,8 +31,6 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-
-from alexnet.search.errors import SettingError
 
 GRAMMAR = "choice(...), range(...), interval(...) or tag(log, interval(...))"
 
@@ -149,3 +148,15 @@ def _quoted(text: str) -> str:
 
 PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 QUOTE_OR_END = re.compile(r"(\\*)('|$)")
+
+
+EXIT_STATUS = 2
+
+
+class SettingError(ValueError):
+    """A sweeper setting that cannot work; its message names the key and a value that would."""
+
+
+def refuse(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_STATUS)

@@ -30,11 +30,12 @@ from hydra.core.utils import JobReturn
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from alexnet.files import write_text_atomic
+from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.search import launchers
 from alexnet.search import trial as trials
-from alexnet.search.errors import SettingError, refuse
 from alexnet.search.samplers import missing_packages, reseeded
-from alexnet.search.space import Space, as_override, parse_space
+from alexnet.search.space import SettingError, Space, as_override, parse_space, refuse
 from alexnet.search.study import (
     COMMAND_ATTR,
     SEARCH_ATTR,
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("minimize", "maximize")
 SWEEP_DIR_ATTR = "hydra.sweep.dir"  # the trial's user attribute: the sweep dir that launched it
-MULTIRUN_FILE = "multirun.yaml"
 NOP_PRUNER = "optuna.pruners.NopPruner"
 
 
@@ -196,7 +196,7 @@ class Search:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(settings.metric_names)
-        OmegaConf.save(self.config, self.sweep_dir / MULTIRUN_FILE)  # (as the basic sweeper)
+        write_text_atomic(self.sweep_dir / MULTIRUN_FILE, OmegaConf.to_yaml(self.config))
         log.info("Study name: %s", study.study_name)
         log.info("Storage: %s", self.text or "in memory")
         log.info("Sampler: %s", type(study.sampler).__name__)

@@ -13,9 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.flat_config import flat_config
+from alexnet.hyperparameters import flat_config
 from alexnet.run.record import RunRecord
-from alexnet.run.status import SUCCEEDED, Status
+from alexnet.scores import SUCCEEDED, Status
 
 # What says nothing a user can act on: MLflow creating and upgrading a SQLite store's tables at its
 # first use (and the migrations tool it runs); their warnings still show.

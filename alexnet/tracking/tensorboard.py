@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alexnet.flat_config import flat_config
+from alexnet.hyperparameters import flat_config
 from alexnet.run.record import RunRecord
 
 

@@ -19,10 +19,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from alexnet.search import config, objectives
+from alexnet.search import config
 
 config.register()
-objectives.register_resolvers()
 
 
 class OptunaSweeperConfigs(SearchPathPlugin):

@@ -12,13 +12,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexnet.configs import config_label
+from alexnet.results.planned import sweep_overrides
 from alexnet.resume.stop import Stop, refused
 from alexnet.scores import ENDED_WELL, Status
+
+# Runs a finished sweep left that the same command again goes on with.
+RESUMABLE = (Status.interrupted, Status.stale, Status.not_started)
 
 if TYPE_CHECKING:
     from alexnet.results.collect import Run
@@ -29,10 +32,19 @@ STATUS_ORDER = tuple(Status)
 TABLE_ROWS = 20  # the end-of-sweep table's rows at most (results.md has them all)
 
 
+def refuse_shared(folder: Path) -> None:
+    """ConfigError naming the folder when others could write where the run's files go."""
+    from alexnet.config_checks import ConfigError
+    from alexnet.files import shared_folder
+
+    problem = shared_folder(folder)
+    if problem is not None:
+        raise ConfigError(f"{problem}: they could plant links where our files go. Choose a "
+                          "folder of your own with hydra.run.dir= / hydra.sweep.dir=")
+
+
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
     """Whether the sweep (command line or hydra.sweeper.params) sweeps a key under `prefix`."""
-    from alexnet.results.planned import sweep_overrides
-
     return any(o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith(prefix)
                for o in sweep_overrides(config))
 
@@ -146,25 +158,44 @@ def keep_best_weights(runs: list[Run]) -> None:
               f"({removed / 1e6:.1f} MB)", file=sys.stderr)
 
 
-class SweepCallback(Callback):
-    """What every multirun does before its first job and after its last."""
+class Checks(Callback):
+    """What every command does before its first run and after its last: refuse what cannot work
+    before any folder is made, and end a sweep with its table."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A single run: refuse a bad setting, a missing data set (fetched here when asked, so a
+        failed download leaves nothing) and a run dir that others can write, before Hydra makes
+        the run dir: a refused run leaves no folder behind."""
+        from alexnet.config_checks import ConfigError, validate
+        from alexnet.data.cifar import DataError, fetch
+
+        try:
+            refuse_shared(Path(config.hydra.run.dir))
+            validate(config)
+            fetch(config.data.root, config.data.download)
+        except (ConfigError, DataError) as err:
+            raise refused(str(err)) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse launcher settings that cannot work (hydra/launcher=slurm); refuse a sweep dir that
-        holds another sweep (Hydra would overwrite its multirun.yaml
-        and mix the runs); stop a sweep whose data set every run would find missing or corrupt,
-        with the data error, instead of failing each run in turn (skipped when the sweep varies
-        data.*: then each run reports its own; with data.download on, the data is fetched here
-        once, so parallel jobs do not all download it); write the planned jobs; clear an earlier
-        start's stop request; open the sweep's MLflow parent run."""
+        """Refuse a sweep dir that others can write or that holds another sweep, a setting every
+        run shares that no run could use, launcher settings that cannot work (hydra/launcher=
+        slurm), and a data set every run would find missing (fetched here once when asked);
+        write the planned jobs; open the sweep's MLflow parent run."""
         from hydra.core.global_hydra import GlobalHydra
 
-        from alexnet.data.cifar import DataError, load_cifar100
+        from alexnet.config_checks import ConfigError, check_swept_keys, validate
+        from alexnet.data.cifar import DataError, fetch
         from alexnet.hyperparameters import identity
         from alexnet.results.planned import jobs_of, original_command, planned_jobs, write_planned
 
-        _check_launcher(config.hydra.launcher)
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            refuse_shared(sweep_dir)
+            check_swept_keys(config, sweep_overrides(config))
+            validate(config)
+        except ConfigError as err:
+            raise refused(str(err)) from None
+        _check_launcher(config.hydra.launcher)
         jobs = jobs_of(config, GlobalHydra.instance().config_loader())
         earlier = planned_jobs(sweep_dir)
         if earlier is not None and jobs is not None \
@@ -175,8 +206,7 @@ class SweepCallback(Callback):
                 "give a new hydra.sweep.dir.", exit_code=2)
         if not sweep_varies(config, "data"):
             try:
-                load_cifar100(config.data.root, config.data.download, train_subset=1,
-                              test_subset=1)
+                fetch(config.data.root, config.data.download)
             except DataError as err:
                 raise refused(f"no run of this sweep can start: {err}") from None
         if jobs is not None:
@@ -184,34 +214,11 @@ class SweepCallback(Callback):
         _track_sweep(config, lambda mlflow, settings: mlflow.start_sweep_run(
             settings, config_label(config.hydra), sweep_dir))
 
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """A job whose process died (hydra/launcher=parallel: out of memory, kill -9) is a failed
-        run like any other: its record says how it ended, and its return is the NaN of a failed
-        run, so that the sweep goes on to its table. Other jobs' ends: nothing to do here."""
-        from alexnet.launch.parallel import JobDied
-
-        if job_return.status != JobStatus.FAILED:
-            return
-        died = _error_of(job_return)
-        if not isinstance(died, JobDied):
-            return
-        from alexnet.results.planned import original_arguments
-        from alexnet.resume.stop import resume_command
-        from alexnet.run.record import mark_abandoned
-
-        sweep_dir = str(config.hydra.sweep.dir)
-        arguments = original_arguments(Path(sweep_dir))
-        again = (f"resume it from its last checkpoint with: {resume_command(arguments, sweep_dir, True)}"
-                 if arguments is not None else
-                 f"rerun the same command with hydra.sweep.dir={sweep_dir} to resume it")
-        mark_abandoned(Path(died.run_dir), Status.failed, f"{died}; {again}")
-        job_return.status = JobStatus.COMPLETED
-        job_return.return_value = float("nan")
-
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """results.csv/.md, summary and plots into the sweep dir, the summary line and table, the
-        weights of all runs but the best removed (checkpoint.keep=best), the MLflow parent run
-        closed with them; exit non-zero if any run did not succeed."""
+        """The sweep's tables, summary and plots, its summary line and table, the weights of all
+        runs but the best removed (checkpoint.keep=best), the MLflow parent run closed with them;
+        a stop naming the command that resumes the runs that did not finish, else a non-zero exit
+        unless every run ended well."""
         sweep_dir = Path(config.hydra.sweep.dir)
         runs = report_sweep(sweep_dir)
         if runs and config.checkpoint.keep == "best":
@@ -219,6 +226,12 @@ class SweepCallback(Callback):
         ended_well = succeeded(runs)
         _track_sweep(config, lambda mlflow, settings: mlflow.finish_sweep_run(
             settings, sweep_dir, ended_well))
+        unfinished = [run for run in runs or [] if run.status in RESUMABLE]
+        if unfinished:
+            raise Stop(f"{len(unfinished)} run(s) did not finish ("
+                       + ", ".join(sorted({str(run.status) for run in unfinished}))
+                       + "): the same command again resumes them from their checkpoints",
+                       output_dir=sweep_dir, reported=True)
         if not ended_well:
             raise SystemExit(1)
 
@@ -233,14 +246,6 @@ def _check_launcher(launcher: DictConfig) -> None:
     check = getattr(launcher_class(launcher), "check_settings", None)
     if check is not None:
         check(OmegaConf.to_container(launcher, resolve=True))
-
-
-def _error_of(job_return: JobReturn) -> BaseException | None:
-    """The error a FAILED job ended with (JobReturn.return_value raises it, after writing to stderr
-    that the job failed: this reads it quietly)."""
-    from alexnet.hydra_internals import job_error
-
-    return job_error(job_return)
 
 
 def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:

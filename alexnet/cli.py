@@ -10,7 +10,6 @@ install that brings it."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from alexnet.resume.stop import Stop, refused, resume_command
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 SHOWING_FLAGS = ("-c", "--cfg", "-i", "--info")
-HYDRA_CONFIGS = ".hydra"  # what Hydra writes in a run dir before the run starts, with <app>.log
 
 
 def run(entry_point: Callable[[], Any]) -> None:
@@ -73,11 +71,10 @@ def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     if stop.refused:
-        if stop.output_dir is not None and not multirun:
-            discard_unstarted(Path(stop.output_dir))
         print(f"error: {stop.reason}", file=sys.stderr)
         sys.exit(stop.exit_code)
-    if multirun and stop.output_dir is not None and Path(stop.output_dir).is_dir():
+    if multirun and stop.output_dir is not None and Path(stop.output_dir).is_dir() \
+            and not stop.reported:
         from alexnet.callbacks import report_sweep
 
         report_sweep(Path(stop.output_dir))
@@ -86,22 +83,6 @@ def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
         print(f"Resume it with:\n  {resume_command(argv, stop.output_dir, multirun)}",
               file=sys.stderr)
     sys.exit(stop.exit_code)
-
-
-def discard_unstarted(run_dir: Path) -> None:
-    """Remove the run dir Hydra made for a run refused before it started (nothing of the run is in
-    it), and the folders above it that are then empty (the default's outputs/runs/DATE/) inside
-    the working directory."""
-    if not run_dir.is_dir():
-        return
-    logs = [p for p in run_dir.iterdir() if p.name != HYDRA_CONFIGS]
-    if any(p.suffix != ".log" or not p.is_file() or p.stat().st_size > 0 for p in logs):
-        return  # (something of a run, or something said in its log: keep it)
-    shutil.rmtree(run_dir)
-    parent, here = run_dir.resolve().parent, Path.cwd().resolve()
-    while parent != here and parent.is_relative_to(here) and not any(parent.iterdir()):
-        parent.rmdir()
-        parent = parent.parent
 
 
 def multirun_config_request(argv: list[str]) -> list[str]:

@@ -4,6 +4,9 @@ config); here are what a type cannot say: ranges, and rules across keys."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -13,7 +16,7 @@ from alexnet import (
     config_schema,  # noqa: F401 - registers the schemas before any composition
     scores,
 )
-from alexnet.data.cifar import TRAIN_IMAGES
+from alexnet.data.cifar import NUM_CLASSES, TRAIN_IMAGES
 from alexnet.models import MODELS
 
 
@@ -47,11 +50,15 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device={name!r} is not supported: use device=auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here: use device=auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} but this machine has {torch.cuda.device_count()} "
+                          "GPU(s), cuda:0 and up: use device=auto or one of those")
     return device
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first setting no run could use."""
+    _check_known_keys(cfg)
     _check_positive_int("batch_size", cfg.batch_size, 32)
     _check_positive_int("epochs", cfg.epochs, 10)
     if cfg.seed < 0:
@@ -60,6 +67,10 @@ def validate(cfg: DictConfig) -> None:
     _check_positive_int("data.train_subset", cfg.data.train_subset, 5000, allow_none=True)
     _check_positive_int("data.test_subset", cfg.data.test_subset, 1000, allow_none=True)
     _check_positive_int("data.val_split", cfg.data.val_split, 500, allow_none=True)
+    if cfg.data.val_split is not None and cfg.data.val_split < NUM_CLASSES:
+        raise ConfigError(f"data.val_split={cfg.data.val_split} is fewer than the {NUM_CLASSES} "
+                          "classes, and a stratified hold-out takes at least one of each: hold out "
+                          f"more, e.g. data.val_split={NUM_CLASSES * 5}")
     training = min(cfg.data.train_subset or TRAIN_IMAGES, TRAIN_IMAGES)
     if cfg.data.val_split is not None and cfg.data.val_split >= training:
         raise ConfigError(f"data.val_split={cfg.data.val_split} holds out all of the {training} "
@@ -86,6 +97,53 @@ def validate(cfg: DictConfig) -> None:
     _check_resume(cfg)
     _check_objective(cfg)
     _check_launch(cfg)
+
+
+def _known(node: Any) -> set[str] | None:
+    """The keys a block's schema has; None where any key may be added (an Any-typed block)."""
+    if not dataclasses.is_dataclass(node):
+        return None
+    return {f.name for f in dataclasses.fields(node)}
+
+
+def _unknown(key: str, known: set[str], prefix: str = "") -> ConfigError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    guess = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return ConfigError(f"{prefix}{key} is not a setting of this app{guess} (python -m alexnet.train "
+                       "--help lists them)")
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """A key the schema does not know (a typo added with +, `+epoch=1`) is refused, naming the
+    nearest known one; keys added inside blocks that take any (`+optimizer.eps=1e-6`) are not."""
+    known = _known(config_schema.ConfigSchema)
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if key not in known:
+            raise _unknown(str(key), known)
+        block = _known(_block_schema(str(key)))
+        if block is not None and isinstance(cfg[key], DictConfig):
+            for inner in cfg[key]:
+                if inner not in block:
+                    raise _unknown(str(inner), block, f"{key}.")
+
+
+def _block_schema(key: str) -> Any:
+    """The schema class of a top-level block, where it has one of its own."""
+    default = config_schema.ConfigSchema.__dataclass_fields__[key].default_factory
+    return default if dataclasses.is_dataclass(default) else None
+
+
+def check_swept_keys(cfg: DictConfig, overrides: Sequence[Any]) -> None:
+    """The keys a sweep sweeps, checked as validate() checks a run's: a typo is refused once for
+    the whole sweep instead of failing every job."""
+    known = {*_known(config_schema.ConfigSchema), "experiment", "sweep"}  # (the last two: groups)
+    for override in overrides:
+        key = override.get_key_element().lstrip("+~")
+        top = key.split(".")[0].split("/")[0]
+        if override.is_sweep_override() and top not in known and top != "hydra":
+            raise _unknown(top, known)
 
 
 def _check_scheduler(scheduler: DictConfig | None) -> None:

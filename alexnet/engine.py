@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,76 +33,106 @@ def _bar(batches: Iterable[Batch], name: str, progress: ShowProgress) -> Iterabl
     return bar(batches, name) if progress else batches  # (a bar is hidden when stderr is no terminal)
 
 
+class _Together:
+    """The runs' batches side by side, one step's worth at a time, sized for a progress bar."""
+
+    def __init__(self, batches: Sequence[Iterable[Batch]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches[0])  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterable[tuple[Batch, ...]]:
+        return zip(*self.batches, strict=True)
+
+
 def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
     """Mixed precision in `dtype` for computations on x's device; None means plain fp32."""
     return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def train_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
-               autocast_dtype: torch.dtype | None = None,
-               scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0) -> Tensor:
-    """Forward, backward, update; returns the (detached) batch loss without syncing."""
-    with autocast(x, autocast_dtype):
-        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
+def train_step(model: nn.Module, inputs: Sequence[Tensor], targets: Sequence[Tensor],
+               optimizers: Sequence[torch.optim.Optimizer], autocast_dtype: torch.dtype | None = None,
+               scaler: torch.amp.GradScaler | None = None,
+               label_smoothing: Sequence[float] = ()) -> list[Tensor]:
+    """Forward, backward and update of each run of the group (alexnet/fused.py): one loss summed
+    over the runs, so each run's gradients are its own; returns each run's batch loss, unsynced."""
+    with autocast(inputs[0], autocast_dtype):
+        losses = [nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
+                  for logits, y, smoothing in zip(model(inputs), targets,
+                                                  label_smoothing or [0.0] * len(targets),
+                                                  strict=True)]
+    total = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+    model.zero_grad(set_to_none=True)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    scaled = scaler is not None and scaler.is_enabled()
+    (scaler.scale(total) if scaled else total).backward()
+    model.share_grads()
+    for optimizer in optimizers:
+        scaler.step(optimizer) if scaled else optimizer.step()
+    if scaled:
         scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    return loss.detach()
+    return [loss.detach() for loss in losses]
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                    optimizer: torch.optim.Optimizer, device: torch.device, progress: ShowProgress = True,
-                    autocast_dtype: torch.dtype | None = None,
+def train_one_epoch(model: nn.Module, batches: Sequence[Iterable[Batch]],
+                    optimizers: Sequence[torch.optim.Optimizer], device: torch.device,
+                    progress: ShowProgress = True, autocast_dtype: torch.dtype | None = None,
                     scaler: torch.amp.GradScaler | None = None, *,
-                    resume: EpochProgress | None = None,
-                    on_step: Callable[[EpochProgress], None] | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    label_smoothing: float = 0.0) -> dict[str, float]:
-    """Update the model over every batch; return mean train loss, the learning rate it ended at,
-    seconds and images/s.
-
-    `resume` continues a pass from a mid-epoch checkpoint (the batches continue on their own);
-    `on_step` is called after every step, the run's safe point to stop at; `scheduler` steps
-    after every optimizer step."""
+                    resume: Sequence[EpochProgress | None] | None = None,
+                    on_step: Callable[[list[EpochProgress]], None] | None = None,
+                    schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler | None] = (),
+                    label_smoothing: Sequence[float] = ()) -> list[dict[str, float]]:
+    """Update every run of the group over its batches; per run: mean train loss, the learning rate
+    it ended at, seconds and images/s. `resume` continues a pass from mid-epoch checkpoints (the
+    batches continue on their own); `on_step` is called after every step, the runs' safe point;
+    each scheduler steps after every optimizer step."""
     model.train()
-    state = resume or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
-    start = time.perf_counter() - state.seconds
-    for x, y in _bar(batches, "train", progress):
-        loss = train_step(model, x, y, optimizer, autocast_dtype, scaler, label_smoothing)
-        if scheduler is not None:
-            scheduler.step()
-        state.loss_sum += loss.double() * len(y)
-        state.images += len(y)
+    runs = len(batches)
+    states = [kept or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
+              for kept in (resume or [None] * runs)]
+    start = time.perf_counter() - states[0].seconds
+    smoothing = list(label_smoothing) or [0.0] * runs
+    for parts in _bar(_Together(batches), "train", progress):
+        inputs, targets = [x for x, _ in parts], [y for _, y in parts]
+        losses = train_step(model, inputs, targets, optimizers, autocast_dtype, scaler, smoothing)
+        for state, loss, y, scheduler in zip(states, losses, targets,
+                                             schedulers or [None] * runs, strict=True):
+            if scheduler is not None:
+                scheduler.step()
+            state.loss_sum += loss.double() * len(y)
+            state.images += len(y)
         if on_step is not None:
-            state.seconds = time.perf_counter() - start
-            on_step(state)
-    train_loss = float(state.loss_sum) / state.images  # the one host sync of the epoch
+            for state in states:
+                state.seconds = time.perf_counter() - start
+            on_step(states)
     seconds = time.perf_counter() - start
-    return {"train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train_time_s": seconds,
-            "images_per_s": state.images / seconds}
+    return [{"train_loss": float(state.loss_sum) / state.images,  # (a host sync per run, per epoch)
+             "lr": optimizer.param_groups[0]["lr"], "train_time_s": seconds,
+             "images_per_s": state.images / seconds} for state, optimizer in
+            zip(states, optimizers, strict=True)]
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int,
+def evaluate(model: nn.Module, batches: Sequence[Iterable[Batch]], num_classes: int,
              device: torch.device, progress: ShowProgress = True,
-             autocast_dtype: torch.dtype | None = None,
-             split: str = "test", *,
-             predictions: Predictions | None = None) -> tuple[dict[str, float], Tensor]:
-    """Loss, top-1, top-5 and macro-F1 over the whole split (keys named after it), plus its
-    confusion matrix. `predictions`, when given, is filled with each image's predicted class and
-    confidence (kept on the device, read back with the metrics: no sync per batch)."""
+             autocast_dtype: torch.dtype | None = None, split: str = "test", *,
+             predictions: Sequence[Predictions] | None = None) -> list[tuple[dict[str, float], Tensor]]:
+    """Per run of the group: loss, top-1, top-5 and macro-F1 over the whole split (keys named after
+    it), and its confusion matrix. `predictions`, when given, are filled with each image's
+    predicted class and confidence (kept on the device, read back with the metrics)."""
     model.eval()
-    accumulator = EvalAccumulator(num_classes, device, keep_predictions=predictions is not None)
-    for x, y in _bar(batches, split, progress):
-        with autocast(x, autocast_dtype):
-            logits = model(x).float()
-        accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
-    if predictions is not None:
-        kept = accumulator.predictions()
-        predictions.predicted, predictions.confidence = kept.predicted, kept.confidence
-    return accumulator.compute(split), accumulator.confusion_matrix()
+    accumulators = [EvalAccumulator(num_classes, device, keep_predictions=predictions is not None)
+                    for _ in batches]
+    for parts in _bar(_Together(batches), split, progress):
+        with autocast(parts[0][0], autocast_dtype):
+            outputs = model([x for x, _ in parts])
+        for accumulator, logits, (_, y) in zip(accumulators, outputs, parts, strict=True):
+            logits = logits.float()
+            accumulator.update(logits, y, nn.functional.cross_entropy(logits, y, reduction="sum"))
+    for accumulator, kept in zip(accumulators, predictions or [], strict=False):
+        found = accumulator.predictions()
+        kept.predicted, kept.confidence = found.predicted, found.confidence
+    return [(accumulator.compute(split), accumulator.confusion_matrix())
+            for accumulator in accumulators]

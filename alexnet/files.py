@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,16 @@ class OutputError(OSError):
 
     def __str__(self) -> str:  # (the message alone, without OSError's "[Errno N]")
         return str(self.strerror)
+
+    def __reduce__(self) -> tuple:  # (a job's process sends it back to its launcher whole)
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(kind: type, args: tuple, state: dict) -> OSError:
+    error = OSError.__new__(kind)
+    OSError.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -116,3 +127,23 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def shared_folder(folder: Path) -> str | None:
+    """Why `folder` (a run or sweep dir, made yet or not) is no place for our files, or None: it,
+    or a link on its way, is another user's, or a folder on its path lets others replace what is
+    in it (writable by all, without the sticky bit /tmp has)."""
+    folder = Path(os.path.abspath(folder))
+    for level in [folder, *folder.parents]:
+        try:
+            st = os.lstat(level)
+        except OSError:
+            continue
+        link = stat.S_ISLNK(st.st_mode)
+        if st.st_uid != os.geteuid() and (level == folder or (link and st.st_uid != 0)):
+            return f"{level} belongs to user {st.st_uid}"
+        if link:  # (the rest is checked where it leads)
+            return shared_folder(level.resolve() / folder.relative_to(level))
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            return f"anyone may write in {level} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None

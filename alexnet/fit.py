@@ -1,6 +1,7 @@
-"""A run's training: take its device, build what it trains with, go on from its checkpoint, and
-loop over the epochs, recording and checkpointing each one, until the last epoch, early stopping,
-the search's pruner, divergence or a stop signal ends it."""
+"""Training a group of runs, side by side in one network (alexnet/fused.py), or one run alone as a
+group of one: take the device, build what each run trains with, go on from its checkpoint, and
+loop over the epochs, recording and checkpointing each run every epoch, until its last epoch,
+early stopping, its search's pruner, divergence or a stop signal ends it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import hydra
@@ -23,10 +25,11 @@ from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, hold_out
 from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
+from alexnet.fused import fuse
 from alexnet.launch.placement import Placement, one_at_a_time
 from alexnet.launch.position import terminal_line, this_job
 from alexnet.metrics import Predictions, superclass_confusion
-from alexnet.models import build_model
+from alexnet.models import from_config
 from alexnet.resume import checkpoint
 from alexnet.resume.stop import GracefulStop, by_signal
 from alexnet.run import bars
@@ -34,10 +37,37 @@ from alexnet.run import progress as run_progress
 from alexnet.run.record import CONFUSION_FILE, RunRecord
 from alexnet.schedules import build_scheduler
 from alexnet.scores import Status
-from alexnet.speed import keep_freed_memory
 from alexnet.tracking.guard import Tracking
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Training:
+    """What a run trains with: its batches, its network and the state a checkpoint holds."""
+
+    test_batches: Batches
+    val_batches: Batches | None  # data.val_split's images, scored every epoch (val_acc, ...)
+    state: checkpoint.TrainingState  # network, optimizer, grad scaler, training batches
+
+
+@dataclass
+class Member:
+    """One run of a group: its config, record and trackers, the checkpoint it resumes from, and
+    while it trains, what it trains with."""
+
+    cfg: DictConfig
+    record: RunRecord
+    tracking: Tracking = field(default_factory=Tracking)
+    saved: dict[str, Any] | None = None
+    hydra: DictConfig | None = None  # its job's Hydra config: where it stands in its sweep
+    trial: str | None = None  # which search trial it is (alexnet.search.trial)
+    parts: Training | None = None
+    generators: dict[str, torch.Generator] = field(default_factory=dict)  # its own, in a group
+    grouped: bool = False  # whether its dropout draws from its own generators (a fused group)
+    in_progress: EpochProgress | None = None
+    last_test: Predictions = field(default_factory=Predictions)  # its mistakes are drawn from it
+    status: Status | None = None  # how it ended; None while it trains
 
 
 def describe(device: torch.device) -> str:
@@ -48,8 +78,8 @@ def describe(device: torch.device) -> str:
 
 
 def take_device(placement: Placement, speed_cfg: DictConfig,
-                record: RunRecord) -> tuple[torch.device, speed.SpeedSettings]:
-    """Use the placement's device and threads, resolve the speed switches for it, and record both."""
+                records: Sequence[RunRecord]) -> tuple[torch.device, speed.SpeedSettings]:
+    """Use the placement's device and threads, resolve the speed switches for it, record both."""
     if placement.threads is not None:
         torch.set_num_threads(placement.threads)
     device = resolve_device(placement.device)
@@ -57,182 +87,248 @@ def take_device(placement: Placement, speed_cfg: DictConfig,
         if device.index is None:  # `cuda`: the current one, named, so states and logs say which
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
-    record.set_device(describe(device), torch_threads=torch.get_num_threads(),
-                      device_slot=placement.slot)
+    for record in records:
+        record.set_device(describe(device), torch_threads=torch.get_num_threads(),
+                          device_slot=placement.slot)
     settings = speed.resolve(speed_cfg, device)
     if settings.keep_freed_memory:
-        keep_freed_memory()
+        speed.keep_freed_memory()
     return device, settings
 
 
-@dataclass
-class Training:
-    """What a run trains with: the data, its batches, the network (compiled or not) and the state
-    a checkpoint holds."""
-
-    data: Cifar100
-    test_batches: Batches
-    val_batches: Batches | None  # data.val_split's images, scored every epoch (val_acc, ...)
-    model: torch.nn.Module  # what runs the steps: the network, or its compiled / graphed form
-    state: checkpoint.TrainingState  # network, optimizer, grad scaler, training batches
-
-
-def build_training(cfg: DictConfig, device: torch.device,
-                   settings: speed.SpeedSettings) -> Training:
-    """Load the data, build batches, network, optimizer and grad scaler, apply the speed settings."""
+def load_data(cfg: DictConfig) -> Cifar100:
+    """The run's images (a group's are the same): its subsets, and its validation split."""
     data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
                          cfg.data.test_subset)
-    if cfg.data.val_split is not None:
-        train, val = hold_out(data.train, cfg.data.val_split, cfg.data.val_seed)
-        data = dataclasses.replace(data, train=train, val=val)
-    log.info("CIFAR-100: %d train / %s%d test images on %s, %s pipeline, %s", len(data.train),
-             f"{len(data.val)} validation / " if data.val is not None else "", len(data.test),
-             describe(device), cfg.data.pipeline, settings.describe())
-    train_batches = build_batches(data.train, cfg, True, device, settings)
-    test_batches = build_batches(data.test, cfg, False, device, settings)
-    val_batches = (build_batches(data.val, cfg, False, device, settings)
-                   if data.val is not None else None)
-    # Every key of the model config but these two is a constructor argument of the network.
-    options = {k: v for k, v in cfg.model.items() if k not in ("name", "crop_resize")}
-    network = build_model(cfg.model.name, **options).to(device)
+    if cfg.data.val_split is None:
+        return data
+    train, val = hold_out(data.train, cfg.data.val_split, cfg.data.val_seed)
+    return dataclasses.replace(data, train=train, val=val)
+
+
+def build_training(cfg: DictConfig, data: Cifar100, device: torch.device,
+                   settings: speed.SpeedSettings) -> Training:
+    """Batches, network (in the speed settings' memory format), optimizer, schedule, grad scaler."""
+    batches = {name: build_batches(split, cfg, name == "train", device, settings)
+               for name, split in (("train", data.train), ("test", data.test), ("val", data.val))
+               if split is not None}
+    network = from_config(cfg.model).to(device, memory_format=settings.memory_format)
     optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
                                         _convert_="all")
-    sample = speed.probe_batch(next(iter(test_batches))[0], cfg.batch_size)
+    scheduler = (build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer,
+                                 len(batches["train"]), cfg.epochs) if cfg.scheduler else None)
+    state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
+                                     batches["train"], scheduler)
+    return Training(batches["test"], batches.get("val"), state)
+
+
+def _own_generators(device: torch.device) -> dict[str, torch.Generator]:
+    """Generators holding the global ones' states now: a run of a group draws its dropout from
+    them as it would from the global ones alone (and its checkpoint keeps them as those)."""
+    found = {"torch": torch.Generator().set_state(torch.get_rng_state())}
+    if device.type != "cpu":
+        module = torch.get_device_module(device)
+        found["device"] = torch.Generator(device).set_state(module.get_rng_state(device))
+    return found
+
+
+def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
+                batch_size: int) -> torch.nn.Module:
+    """The members' networks as one; a run alone as itself (compiled or CUDA-graphed when asked),
+    drawing its dropout from the global generators, which take over its own where it was fused."""
+    networks = [m.parts.state.model for m in members]
+    if len(members) > 1:
+        if settings.compile or settings.cuda_graphs:
+            log.warning("speed.compile and speed.cuda_graphs are not applied to fused runs")
+        for m in members:
+            m.grouped = True
+        dropout = "device" if "device" in members[0].generators else "torch"
+        return fuse(networks, [m.generators[dropout] for m in members])
+    alone = members[0]
+    if alone.grouped:  # the last of its group: the global generators go on from its own
+        _set_global(alone.generators, next(networks[0].parameters()).device)
+        alone.grouped = False
+    sample = speed.probe_batch(next(iter(alone.parts.test_batches))[0], batch_size)
 
     def probe(candidate: torch.nn.Module) -> None:
         with autocast(sample, settings.autocast_dtype):
             candidate(sample).float().logsumexp(1).mean().backward()
 
-    model = speed.prepare_model(network, settings, probe, cfg.batch_size)
-    scheduler = (build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer,
-                                 len(train_batches), cfg.epochs) if cfg.scheduler else None)
-    state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
-                                     train_batches, scheduler)
-    return Training(data, test_batches, val_batches, model, state)
+    return fuse([speed.prepare_model(networks[0], settings, probe, batch_size)], [])
 
 
-def fit(cfg: DictConfig, record: RunRecord, stop: GracefulStop | None = None,
-        saved: dict[str, Any] | None = None, placement: Placement | None = None,
-        tracking: Tracking | None = None) -> Status:
-    """Train up to cfg.epochs, from scratch or from the checkpoint `saved`, recording and
-    checkpointing every epoch; returns the final status, or raises Stop when a stop signal ends
-    the run (its checkpoint saved at the step it had reached). `placement` (a sweep job's device
-    and threads) defaults to cfg.device and cfg.torch_threads; `tracking` mirrors every epoch."""
-    stop = stop or GracefulStop()
-    placement = placement or Placement(str(cfg.device), cfg.torch_threads)
-    tracking = tracking or Tracking()
-    device, settings = take_device(placement, cfg.speed, record)
-    torch.manual_seed(cfg.seed)
+def _set_global(generators: dict[str, torch.Generator], device: torch.device) -> None:
+    torch.set_rng_state(generators["torch"].get_state())
+    if "device" in generators:
+        torch.get_device_module(device).set_rng_state(generators["device"].get_state(), device)
+
+
+def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> None:
+    """Train the members (one run, or a group of the same shape, batch size, epochs and data, at
+    the same point of training) to their ends, each member's status set as it ends; raises Stop
+    when a stop signal ends them (their checkpoints saved at the step they had reached)."""
+    cfg = members[0].cfg
+    device, settings = take_device(placement, cfg.speed, [m.record for m in members])
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
                else contextlib.nullcontext())
     with startup:  # parallel jobs load data and allocate one after the other
         sig = stop.requested()
         if sig is not None:  # stopped while waiting its turn: nothing to save
             raise by_signal(sig, "before it began training", saved=False)
-        parts = build_training(cfg, device, settings)
-    state, train_batches = parts.state, parts.state.train_batches
-    checkpoint_path = record.run_dir / checkpoint.CHECKPOINT_FILE
-    config = record.summary["config"]
-    in_progress = None
-    if saved is not None:
-        epochs, in_progress = checkpoint.restore(saved, state, device)
-        record.resumed_from(epochs)
-        log.info("resuming %s after epoch %d%s", record.run_dir, len(epochs),
-                 f", {in_progress.images} images into the next" if in_progress else "")
-    else:
-        record.resumed_from(None)  # from the first epoch: an earlier attempt's rows go
-    tracking.start(record)
+        data = load_data(cfg)
+        log.info("CIFAR-100: %d train / %s%d test images on %s, %s pipeline, %s", len(data.train),
+                 f"{len(data.val)} validation / " if data.val is not None else "",
+                 len(data.test), describe(device), cfg.data.pipeline, settings.describe())
+        for m in members:
+            torch.manual_seed(m.cfg.seed)
+            m.parts = build_training(m.cfg, data, device, settings)
+            epochs = None
+            if m.saved is not None:
+                epochs, m.in_progress = checkpoint.restore(m.saved, m.parts.state, device)
+                log.info("resuming %s after epoch %d%s", m.record.run_dir, len(epochs),
+                         f", {m.in_progress.images} images into the next" if m.in_progress else "")
+            m.record.resumed_from(epochs)  # (None: from the first epoch, an earlier try's rows go)
+            m.generators = _own_generators(device)
+            m.tracking.start(m.record)
+    _epochs(members, data, device, settings, stop)
 
-    def safe_point(progress: EpochProgress) -> None:
-        """After every step: on a stop request save where we are and end the run."""
-        sig = stop.requested()
-        if sig is None:
+
+def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
+            settings: speed.SpeedSettings, stop: GracefulStop) -> None:
+    cfg = members[0].cfg
+    fine_to_coarse = data.fine_to_coarse()
+    position = this_job(members[0].hydra, cfg.epochs)  # the first run's place, for bars and log
+    line = terminal_line(position, members[0].hydra) if cfg.progress else None
+    model, training = None, []
+    while True:
+        for m in _training(members):
+            if scores.should_stop(m.record.epochs, m.cfg.early_stop, m.record.summary["config"]):
+                log.info("early stop: %s has not improved for %d epochs", scores.watched(
+                    m.cfg.early_stop, m.record.summary["config"])[0], m.cfg.early_stop.patience)
+                _finish(m, Status.early_stopped, data)
+        if not _training(members):
             return
-        if train_batches.resumes_mid_pass:
-            checkpoint.save(checkpoint_path, state, config, record.epochs, device, progress)
-        raise by_signal(sig, f"in epoch {len(record.epochs) + 1}",
-                        saved=train_batches.resumes_mid_pass or bool(record.epochs))
-
-    fine_to_coarse = parts.data.fine_to_coarse()
-    objective = scores.selection_metric(config)
-    status = Status.completed
-    last_test = Predictions()  # each test image's prediction in the last evaluation: its mistakes
-    position = this_job(cfg.epochs)  # run i of n, for the bars and the log line
-    line = terminal_line(position) if cfg.progress else None
-    while len(record.epochs) < cfg.epochs:
-        if scores.should_stop(record.epochs, cfg.early_stop, config):
-            status = Status.early_stopped
-            log.info("early stop: %s has not improved for %d epochs",
-                     scores.watched(cfg.early_stop, config)[0], cfg.early_stop.patience)
-            break
-        epoch = len(record.epochs) + 1
-        left = run_progress.time_left(run_progress.measured(record.epochs), cfg.epochs - epoch + 1,
-                                      position)
-        shown = (bars.labelled(run_progress.bar_label(position, epoch, cfg.epochs),
+        if _training(members) != training:  # (a run that ended leaves the fused network)
+            training = _training(members)
+            model = group_model(training, settings, cfg.batch_size)
+        epoch = len(training[0].record.epochs) + 1
+        states = [m.parts.state for m in training]
+        left = run_progress.time_left(run_progress.measured(training[0].record.epochs),
+                                      cfg.epochs - epoch + 1, position)
+        shown = (bars.labelled(run_progress.bar_label(position, epoch, cfg.epochs, len(training)),
                                run_progress.bar_postfix(left, position), line)
                  if cfg.progress else False)
-        train_stats = train_one_epoch(parts.model, train_batches, state.optimizer, device,
-                                      shown, settings.autocast_dtype, state.scaler,
-                                      resume=in_progress, on_step=safe_point,
-                                      scheduler=state.scheduler,
-                                      label_smoothing=cfg.loss.label_smoothing)
-        in_progress = None
+
+        def safe_point(progress: list[EpochProgress], epoch: int = epoch,
+                       training: list[Member] = training) -> None:
+            """After every step: on a stop request save where each run is and end them."""
+            sig = stop.requested()
+            if sig is None:
+                return
+            mid_pass = training[0].parts.state.train_batches.resumes_mid_pass
+            if mid_pass:
+                for m, state in zip(training, progress, strict=True):
+                    _save(m, m.record.epochs, device, state)
+            raise by_signal(sig, f"in epoch {epoch}", saved=mid_pass or epoch > 1)
+
+        trained = train_one_epoch(model, [s.train_batches for s in states],
+                                  [s.optimizer for s in states], device, shown,
+                                  settings.autocast_dtype, states[0].scaler,
+                                  resume=[m.in_progress for m in training], on_step=safe_point,
+                                  schedulers=[s.scheduler for s in states],
+                                  label_smoothing=[m.cfg.loss.label_smoothing for m in training])
         test_start = time.perf_counter()
-        val_stats = (evaluate(parts.model, parts.val_batches, NUM_CLASSES, device, shown,
-                              settings.autocast_dtype, split="val")[0]
-                     if parts.val_batches is not None else {})
-        test_stats, confusion = evaluate(parts.model, parts.test_batches, NUM_CLASSES, device,
-                                         shown, settings.autocast_dtype,
-                                         predictions=last_test)
-        row = {"epoch": epoch, **train_stats, **val_stats, **test_stats,
-               "epoch_time_s": train_stats["train_time_s"] + time.perf_counter() - test_start}
-        left = run_progress.time_left(run_progress.measured([*record.epochs, row]),
-                                      cfg.epochs - epoch, position)
-        log.info("%s  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  "
-                 "%.0f img/s  %s", run_progress.where(position, epoch, cfg.epochs), row["train_loss"],
-                 f"val_acc {row['val_acc']:.4f}  " if "val_acc" in row else "", row["test_loss"],
-                 row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"],
-                 run_progress.told(left, position))
-        if not math.isfinite(row["train_loss"]):
-            log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch)
-            record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
-            tracking.log_epoch(row)
-            record.finish(Status.diverged, stopped_epoch=epoch)
-            return Status.diverged
-        checkpoint.save(checkpoint_path, state, config, [*record.epochs, row], device)
-        record.add_epoch(row)
-        tracking.log_epoch(row)
-        record.save_table(CONFUSION_FILE, pd.DataFrame(
-            superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
-            index=parts.data.superclasses, columns=parts.data.superclasses))
-        if _pruned(row.get(objective), epoch, last=epoch == cfg.epochs):
-            log.info("pruned after epoch %d by its search's pruner", epoch)
-            status = Status.pruned
-            break
+        validated = (evaluate(model, [m.parts.val_batches for m in training], NUM_CLASSES, device,
+                              shown, settings.autocast_dtype, split="val")
+                     if data.val is not None else [({}, None)] * len(training))
+        tested = evaluate(model, [m.parts.test_batches for m in training], NUM_CLASSES, device,
+                          shown, settings.autocast_dtype, predictions=[m.last_test for m in training])
+        seconds = time.perf_counter() - test_start
+        for m, train_stats, (val_stats, _), (test_stats, confusion) in zip(
+                training, trained, validated, tested, strict=True):
+            m.in_progress = None
+            row = {"epoch": epoch, **train_stats, **val_stats, **test_stats,
+                   "epoch_time_s": train_stats["train_time_s"] + seconds}
+            _record_epoch(m, row, position, device, data, fine_to_coarse, confusion)
         sig = stop.requested()
-        if sig is not None:
+        if sig is not None and _training(members):
             raise by_signal(sig, f"after epoch {epoch}", saved=True)
-    if cfg.checkpoint.keep in ("weights", "best"):  # (best: the sweep's end removes the others')
-        checkpoint.save_weights(record.run_dir / checkpoint.MODEL_FILE, state.model)
+
+
+def _training(members: Sequence[Member]) -> list[Member]:
+    """The members still training: not ended, epochs left."""
+    return [m for m in members if m.status is None and len(m.record.epochs) < m.cfg.epochs]
+
+
+def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Position,
+                  device: torch.device, data: Cifar100, fine_to_coarse: torch.Tensor,
+                  confusion: torch.Tensor) -> None:
+    """Log, check, checkpoint and record one run's epoch; end the run where it ends there."""
+    epoch, epochs = row["epoch"], m.cfg.epochs
+    left = run_progress.time_left(run_progress.measured([*m.record.epochs, row]), epochs - epoch,
+                                  position)
+    log.info("%s  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  %.0f img/s  %s",
+             run_progress.where(this_job(m.hydra, epochs), epoch, epochs), row["train_loss"],
+             f"val_acc {row['val_acc']:.4f}  " if "val_acc" in row else "", row["test_loss"],
+             row["test_acc"], row["test_top5"], row["test_f1"], row["images_per_s"],
+             run_progress.told(left, position), extra={"run_dir": str(m.record.run_dir)})
+    if not math.isfinite(row["train_loss"]):
+        log.error("training diverged (train loss %s) at epoch %d", row["train_loss"], epoch,
+                  extra={"run_dir": str(m.record.run_dir)})
+        m.record.add_epoch(row)  # the last good epoch's checkpoint stays for a post-mortem
+        m.tracking.log_epoch(row)
+        m.status = Status.diverged
+        m.record.finish(Status.diverged, stopped_epoch=epoch)
+        return
+    _save(m, [*m.record.epochs, row], device)
+    m.record.add_epoch(row)
+    m.tracking.log_epoch(row)
+    m.record.save_table(CONFUSION_FILE, pd.DataFrame(
+        superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
+        index=data.superclasses, columns=data.superclasses))
+    objective = scores.selection_metric(m.record.summary["config"])
+    if _pruned(row.get(objective), epoch, epoch == epochs, m.trial):
+        log.info("pruned after epoch %d by its search's pruner", epoch,
+                 extra={"run_dir": str(m.record.run_dir)})
+        _finish(m, Status.pruned, data)
+    elif epoch == epochs:
+        _finish(m, Status.completed, data)
+
+
+def _save(m: Member, epochs: list[dict[str, Any]], device: torch.device,
+          in_progress: EpochProgress | None = None) -> None:
+    """The member's checkpoint; in a fused group its own generators stand for the global ones."""
+    rng = {name: g.get_state() for name, g in m.generators.items()} if m.grouped else None
+    checkpoint.save(m.record.run_dir / checkpoint.CHECKPOINT_FILE, m.parts.state,
+                    m.record.summary["config"], epochs, device, in_progress, rng=rng)
+
+
+def _finish(m: Member, status: Status, data: Cifar100) -> None:
+    """A run's end: its weights, what it learned, its record closed, its checkpoints gone."""
+    m.status = status
+    if m.cfg.checkpoint.keep in ("weights", "best"):  # (best: the sweep's end removes the others')
+        checkpoint.save_weights(m.record.run_dir / checkpoint.MODEL_FILE, m.parts.state.model)
     from alexnet.results.learned import save_learned  # (matplotlib: only once a run has ended)
 
     try:  # what it learned: first-layer filters, mistakes (pictures: never worth a trained run)
-        save_learned(record.run_dir, state.model, parts.data.test, parts.data.classes, last_test,
-                     record.summary["overrides"])
+        save_learned(m.record.run_dir, m.parts.state.model, data.test, data.classes, m.last_test,
+                     m.record.summary["overrides"])
     except OutputError:
         raise  # (a full disk stops the sweep, naming the file, as for every other file)
-    except Exception as err:
-        log.warning("what the network learned was not drawn (%s: %s); python -m alexnet.show_run "
-                    "%s draws it from the saved weights", type(err).__name__, err, record.run_dir)
+    except Exception as err:  # (MemoryError too: the run is trained, its pictures can be redrawn)
+        log.warning("what the network learned was not drawn (%s: %s); rerunning the same command "
+                    "draws it from the saved weights", type(err).__name__, err,
+                    extra={"run_dir": str(m.record.run_dir)})
     stopped_early = status in (Status.early_stopped, Status.pruned)
-    record.finish(status, stopped_epoch=len(record.epochs) if stopped_early else None)
-    checkpoint.remove(record.run_dir, keep_newest=cfg.checkpoint.keep == "full")
-    return status
+    m.record.finish(status, stopped_epoch=len(m.record.epochs) if stopped_early else None)
+    checkpoint.remove(m.record.run_dir, keep_newest=m.cfg.checkpoint.keep == "full")
 
 
-def _pruned(value: float | None, epoch: int, last: bool) -> bool:
+def _pruned(value: float | None, epoch: int, last: bool, trial: str | None) -> bool:
     """Report the epoch's objective to the search trial this run is (hydra/sweeper=optuna; no-op
     outside a search): True when its pruner says stop (never asked at the last epoch)."""
+    if value is None or not trial:
+        return False
     from alexnet.search.trial import report  # (optuna only where a search runs)
 
-    return value is not None and report(float(value), epoch, last=last)
+    return report(float(value), epoch, last=last, channel=trial)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -31,13 +32,12 @@ def _classifier(in_features: int, hidden: int, num_classes: int, dropout: float,
     return nn.Sequential(*layers)
 
 
-class AlexNet(nn.Module):
+class AlexNet(nn.Sequential):
     """AlexNet exactly as the notebook built it: 227 -> 256x6x6 = 9216 -> 4096 -> 4096 -> classes."""
 
     def __init__(self, input_size: int = 227, num_classes: int = 100, dropout: float = 0.5,
                  first_batchnorm: bool = True, logit_relu: bool = False) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             *_conv(3, 96, 11, stride=4, batchnorm=first_batchnorm), nn.MaxPool2d(3, 2),
             *_conv(96, 256, 5, padding=2), nn.MaxPool2d(3, 2),
             *_conv(256, 384, 3, padding=1),
@@ -49,13 +49,11 @@ class AlexNet(nn.Module):
             side = (side - kernel) // stride + 1
         if side < 1:
             raise ValueError(f"AlexNet needs input_size >= 67, got {input_size}")
-        self.classifier = _classifier(256 * side * side, 4096, num_classes, dropout, logit_relu)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x).flatten(1))
+        super().__init__(OrderedDict(features=features, flatten=nn.Flatten(), classifier=_classifier(
+            256 * side * side, 4096, num_classes, dropout, logit_relu)))
 
 
-class AlexNetCifar(nn.Module):
+class AlexNetCifar(nn.Sequential):
     """Five convolutions and three dense layers like AlexNet, sized for 32x32 input on a CPU.
 
     `hidden_batchnorm` adds BatchNorm after convolutions 2-5: with it, plain SGD at the notebook's
@@ -64,11 +62,10 @@ class AlexNetCifar(nn.Module):
     def __init__(self, input_size: int = 32, num_classes: int = 100, dropout: float = 0.5,
                  first_batchnorm: bool = True, hidden_batchnorm: bool = True,
                  logit_relu: bool = False) -> None:
-        super().__init__()
         if input_size % 8:
             raise ValueError(f"AlexNetCifar needs input_size divisible by 8, got {input_size}")
         bn = hidden_batchnorm
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             *_conv(3, 64, 3, padding=1, batchnorm=first_batchnorm), nn.MaxPool2d(2),
             *_conv(64, 128, 3, padding=1, batchnorm=bn), nn.MaxPool2d(2),
             *_conv(128, 256, 3, padding=1, batchnorm=bn),
@@ -76,10 +73,8 @@ class AlexNetCifar(nn.Module):
             *_conv(256, 128, 3, padding=1, batchnorm=bn), nn.MaxPool2d(2),
         )
         side = input_size // 8
-        self.classifier = _classifier(128 * side * side, 512, num_classes, dropout, logit_relu)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x).flatten(1))
+        super().__init__(OrderedDict(features=features, flatten=nn.Flatten(), classifier=_classifier(
+            128 * side * side, 512, num_classes, dropout, logit_relu)))
 
 
 MODELS: dict[str, type[nn.Module]] = {"alexnet": AlexNet, "alexnet_cifar": AlexNetCifar}

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from alexnet import fit as training
 from alexnet.configs import compose_config
 from alexnet.hyperparameters import identity
+from alexnet.launch.placement import Placement
 from alexnet.resume.stop import GracefulStop
 
 # Columns that change between two runs of the same settings: left out where runs are compared.
@@ -79,6 +81,15 @@ def assert_same_metrics(sweep: Path, reference: Path) -> None:
     assert ours.keys() == theirs.keys()
     for key, frame in ours.items():
         pd.testing.assert_frame_equal(frame, theirs[key])
+
+
+def fit(cfg: DictConfig, record, stop: GracefulStop | None = None, saved: dict | None = None,
+        placement: Placement | None = None) -> str:
+    """One run trained alone (a group of one, as the command line trains it); its status."""
+    member = training.Member(cfg, record, saved=saved)
+    training.fit([member], stop or GracefulStop(),
+                 placement or Placement(str(cfg.device), cfg.torch_threads))
+    return member.status
 
 
 def tiny_config(root: Path, *overrides: str) -> DictConfig:

@@ -21,11 +21,12 @@ from alexnet.config_checks import ConfigError, resolve_device
 from alexnet.data import tensor_pipeline
 from alexnet.data.cifar import load_cifar100
 from alexnet.engine import train_one_epoch
-from alexnet.fit import build_training, fit
+from alexnet.fit import build_training, load_data
+from alexnet.fused import fuse
 from alexnet.resume import checkpoint
 from alexnet.resume.stop import Stop
 from alexnet.run.record import RunRecord
-from helpers import StopAtSafePoint, metrics_without_timings, tiny_config, train
+from helpers import StopAtSafePoint, fit, metrics_without_timings, tiny_config, train
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -89,14 +90,14 @@ def test_a_checkpoint_without_loss_scaling_resumes_where_training_is_fp16(learna
     cfg = small(learnable_cifar_root)
     saved = stopped_at(cfg, tmp_path, 6)  # after epoch 2's first step
     assert saved["scaler"] == {} and saved["in_progress"]["images"] == 64
-    built = build_training(cfg, CPU, speed.resolve(cfg.speed, CPU))  # a new process's objects
+    built = build_training(cfg, load_data(cfg), CPU, speed.resolve(cfg.speed, CPU))  # anew
     state = dataclasses.replace(built.state, scaler=torch.amp.GradScaler("cpu", enabled=True))
     with caplog.at_level(logging.WARNING, logger="alexnet"):
         epochs, progress = checkpoint.restore(saved, state, CPU)
     assert "loss scaling starts afresh" in caplog.text
     assert len(epochs) == 1 and progress.images == 64
-    stats = train_one_epoch(state.model, state.train_batches, state.optimizer, CPU, False, None,
-                            state.scaler, resume=progress)
+    (stats,) = train_one_epoch(fuse([state.model], []), [state.train_batches], [state.optimizer],
+                               CPU, False, None, state.scaler, resume=[progress])
     assert progress.images == 192 and math.isfinite(stats["train_loss"])  # the rest of epoch 2
     assert state.scaler.state_dict()["scale"] > 0
 

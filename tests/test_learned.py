@@ -16,6 +16,7 @@ from alexnet import scores, speed
 from alexnet.data.cifar import load_cifar100
 from alexnet.data.pipelines import build_batches
 from alexnet.engine import evaluate
+from alexnet.fused import fuse
 from alexnet.metrics import Predictions
 from alexnet.models import AlexNet, from_config
 from alexnet.results.learned import (
@@ -64,13 +65,15 @@ def test_evaluate_keeps_each_images_prediction_and_confidence(cifar_root):
     torch.manual_seed(0)
     network = from_config(cfg.model).eval()
     predictions = Predictions()
-    scores_kept, confusion = evaluate(network, batches, 100, CPU, False, predictions=predictions)
-    evaluate(network, batches, 100, CPU, False, predictions=predictions)  # replaced, not appended
+    ((scores_kept, confusion),) = evaluate(fuse([network], []), [batches], 100, CPU, False,
+                                           predictions=[predictions])
+    evaluate(fuse([network], []), [batches], 100, CPU, False,
+             predictions=[predictions])  # replaced, not appended
     with torch.no_grad():
         logits = torch.cat([network(x) for x, _ in batches])
     assert torch.equal(predictions.predicted, logits.argmax(1))
     torch.testing.assert_close(predictions.confidence, logits.softmax(1).amax(1))
-    plain, plain_confusion = evaluate(network, batches, 100, CPU, False)
+    ((plain, plain_confusion),) = evaluate(fuse([network], []), [batches], 100, CPU, False)
     assert scores_kept == plain and torch.equal(confusion, plain_confusion)
 
 

@@ -21,12 +21,11 @@ import pandas as pd
 import pyte
 from omegaconf import OmegaConf
 
-from alexnet.fit import fit
 from alexnet.launch.position import take_line
 from alexnet.run.bars import GAP, bar
 from alexnet.run.progress import Position, TimeLeft, duration, measured, time_left, told, where
 from alexnet.run.record import RunRecord
-from helpers import tiny_config, train
+from helpers import fit, tiny_config, train
 
 TINY = ["model=alexnet_cifar", "device=cpu", "torch_threads=1", "data.download=false"]
 

@@ -19,7 +19,6 @@ from omegaconf import OmegaConf
 import helpers  # noqa: I001
 from alexnet import scores
 from alexnet.files import OutputError
-from alexnet.fit import fit
 from alexnet.results.collect import collect
 from alexnet.results.report import results_table
 from alexnet.resume import checkpoint
@@ -27,7 +26,7 @@ from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, Stop
 from alexnet.run.liveness import RUN_LOCK, boot_id, effective_status
 from alexnet.run.record import RunRecord
-from helpers import StopAtSafePoint, metrics_without_timings, start, train, wait_for_epochs
+from helpers import StopAtSafePoint, fit, metrics_without_timings, start, train, wait_for_epochs
 
 
 def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:

@@ -7,9 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from alexnet import speed
-from alexnet.fit import fit
 from alexnet.run.record import RunRecord
-from helpers import tiny_config
+from helpers import fit, tiny_config
 
 
 def run(cfg, out_dir):

@@ -10,9 +10,8 @@ from omegaconf import OmegaConf
 
 from alexnet.config_checks import ConfigError, validate
 from alexnet.data.cifar import DataError, Split, hold_out
-from alexnet.fit import fit
 from alexnet.run.record import RunRecord
-from helpers import tiny_config
+from helpers import fit, tiny_config
 
 
 def split_of(labels: list[int]) -> Split:

@@ -25,6 +25,7 @@ from alexnet.configs import compose_config
 from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
 from alexnet.data.pipelines import build_batches
 from alexnet.engine import evaluate, train_one_epoch, train_step
+from alexnet.fused import fuse
 from alexnet.models import build_model
 
 SECTIONS = ("pipeline", "train", "epoch", "sweep", "search")
@@ -103,6 +104,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
     cfg = training_config(f"batch_size={batch_size}", "augmentation=crop_flip_normalize")
     split = split.head(steps * batch_size)  # a side's call is one whole pass
     (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet", device, settings, batch_size)
+    fused = fuse([fast], [])
     scaler = settings.grad_scaler(device)
     ours = build_batches(split, cfg, True, device, settings)
     theirs = notebook_loader(split, batch_size)
@@ -120,7 +122,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
                 for i, (x, y) in enumerate(ours):
                     if i == steps:
                         break
-                    train_step(fast, x, y, fast_opt, dtype, scaler)
+                    train_step(fused, [x], [y], [fast_opt], dtype, scaler)
                     seen += len(y)
                 return seen
             seconds, seen = timed(device, work)
@@ -168,8 +170,9 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
                   ) -> Callable[[], float]:
         train_batches, test_batches = inputs[name]
         return lambda: timed(device, lambda: (
-            train_one_epoch(fast, train_batches, fast_opt, device, False, dtype, scaler),
-            evaluate(fast, test_batches, NUM_CLASSES, device, False, dtype)))[0]
+            train_one_epoch(fuse([fast], []), [train_batches], [fast_opt], device, False, dtype,
+                            scaler),
+            evaluate(fuse([fast], []), [test_batches], NUM_CLASSES, device, False, dtype)))[0]
 
     def input_only(name: str) -> Callable[[], float]:
         return lambda: timed(device, lambda: [x for batches in inputs[name] for x, _ in batches])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 from dataclasses import dataclass
@@ -60,12 +61,14 @@ class Cifar100:
         return mapping
 
 
-def check_present(root: str | Path, download: bool) -> None:
-    """DataError, before anything is read, when the files are missing and may not be fetched."""
+def fetch(root: str | Path, download: bool) -> None:
+    """The files are there, or fetched now when allowed; DataError before anything is read."""
     folder = Path(root).expanduser() / FOLDER
     missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
     if missing and not download:
         raise DataError(_not_found(folder, missing))
+    if missing:
+        _download(Path(root).expanduser())
 
 
 def _not_found(folder: Path, missing: list[str]) -> str:
@@ -81,11 +84,7 @@ def load_cifar100(
 ) -> Cifar100:
     """Read `<root>/cifar-100-python/{train,test,meta}`, downloading them first if asked and absent."""
     folder = Path(root).expanduser() / FOLDER
-    missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
-    if missing:
-        if not download:
-            raise DataError(_not_found(folder, missing))
-        _download(Path(root).expanduser())
+    fetch(root, download)
     meta = _read_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
     classes = _names(meta, "fine_label_names", NUM_CLASSES, folder / "meta")
     superclasses = _names(meta, "coarse_label_names", NUM_SUPERCLASSES, folder / "meta")
@@ -98,16 +97,25 @@ def load_cifar100(
 
 
 def _download(root: Path) -> None:
-    """Fetch and unpack the official archive with torchvision, which verifies its MD5."""
+    """Fetch and unpack the official archive with torchvision, which verifies its MD5; a failure
+    removes what it made (the archive, new empty folders), nothing else."""
     from torchvision.datasets import CIFAR100
     from torchvision.datasets.utils import download_and_extract_archive
 
+    made = [level for level in (root, *root.parents) if not level.exists()]
+    archive = root / CIFAR100.filename
+    had_archive = archive.exists()
     log.info("downloading CIFAR-100 into %s", root)
     try:
         download_and_extract_archive(
             CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5
         )
     except Exception as err:  # network, disk or checksum: all end the same way for the user
+        if not had_archive:
+            archive.unlink(missing_ok=True)
+        for level in made:  # (innermost first; a folder holding anything stays)
+            with contextlib.suppress(OSError):
+                level.rmdir()
         raise DataError(
             f"could not download CIFAR-100 into {root / FOLDER} ({err}). Download "
             f"{CIFAR100.url} by hand and unpack it there, or set data.root to a folder that "

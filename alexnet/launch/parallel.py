@@ -1,10 +1,10 @@
 """The parallel launcher's work (hydra/launcher=parallel): each job in a process of its own, a new
 one as soon as a place is free, and stops that reach every running job at its safe point.
 
-One process per job, as Ray Tune runs a trial: a job killed by the OOM killer, `kill -9` or a
-segfault costs that job alone, its siblings train on, and it comes back as a failed job whose error
-says how it ended (`JobDied`, through Hydra's job-end callbacks too, so the app can put it on
-record). Each job's process is a fresh interpreter (spawn: no threads, CUDA context or memory of
+One process per job (or per fused group, hydra/launcher=fused), as Ray Tune runs a trial: a job
+killed by the OOM killer, `kill -9` or a segfault costs that job alone, its siblings train on, and
+it comes back lost (alexnet/resume/stop.py: its run `interrupted`, the same command resumes it).
+Each job's process is a fresh interpreter (spawn: no threads, CUDA context or memory of
 another job), its task sent with cloudpickle (so the task function may live anywhere, `__main__`
 included) and its JobReturn sent back over a pipe. Its numeric libraries get their share of the
 cores (OMP_NUM_THREADS and friends, as joblib sets them) unless the environment sets them.
@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
@@ -38,11 +38,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
 from alexnet.launch.placement import cores, slots_for
-from alexnet.resume.stop import GracefulStop, Stop, by_signal
+from alexnet.resume.stop import GracefulStop, Stop, by_signal, lost
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +53,23 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-class JobDied(CompactHydraException):
-    """A job's process ended without handing back a result: killed by a signal (the OOM killer,
-    kill -9, a segfault) or exited on its own before its task returned."""
-
-    def __init__(self, index: int, run_dir: str, exit_code: int | None) -> None:
-        if exit_code is not None and exit_code < 0:
-            name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else "?"
-            how = f"was killed by {name} (signal {-exit_code})"
-            if -exit_code == signal.SIGKILL:
-                how += ": out of memory, or kill -9"
-        else:
-            how = f"exited with status {exit_code} before its task returned"
-        super().__init__(f"job #{index} ({run_dir}) {how}; it has no result")
-        self.index, self.run_dir, self.exit_code = index, run_dir, exit_code
+def _how(exit_code: int | None) -> str:
+    """How a job's process ended without a result, for a person."""
+    if exit_code is not None and exit_code < 0:
+        name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else "?"
+        return f"its process was killed by {name} (signal {-exit_code})" + (
+            ": out of memory, or kill -9" if -exit_code == signal.SIGKILL else "")
+    return f"its process exited with status {exit_code} before its task returned"
 
 
 @dataclass
-class Job:
-    """A job's process while it runs, and where its result comes from."""
+class Unit:
+    """A process's jobs (one, or a fused group) while it runs, and where their results come from."""
 
-    index: int
-    config: DictConfig  # its composed sweep config (hydra.runtime.output_dir: its run dir)
+    indices: list[int]
+    configs: list[DictConfig]  # each job's composed sweep config (its run dir: runtime.output_dir)
     process: multiprocessing.process.BaseProcess
-    results: Connection  # the launcher's end of the job's pipe
+    results: Connection  # the launcher's end of the process's pipe
 
 
 def jobs_at_once(n_jobs: int | None, jobs_per_gpu: int = 1, at_most: int | None = None) -> int:
@@ -101,10 +93,43 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
     """Each (job number, overrides) of `jobs` in a process of its own as soon as a place is free,
     yielding (job number, its JobReturn) as each ends. `jobs` is read lazily, one job per free
     place, after the returns before it were handed on: a sweeper can choose the next job from the
-    results so far (no batch barrier). `at_most` caps the places below the launcher's n_jobs.
+    results so far (no batch barrier). `at_most` caps the places below the launcher's n_jobs."""
+    def units(n_jobs: int) -> Iterator[list[tuple[int, DictConfig | JobReturn]]]:
+        for index, overrides in jobs:
+            yield compose(launcher, index, overrides, n_jobs)
 
-    Once every job has ended: a job's own stop (a BaseException it raised) is raised, or a Stop
-    when the launcher was signalled."""
+    yield from run_units(launcher, units, at_most)
+
+
+def compose(launcher: Any, index: int, overrides: Sequence[str], n_jobs: int
+            ) -> list[tuple[int, DictConfig | JobReturn]]:
+    """The job's config (its hydra.launcher.n_jobs: the count in use, for the job to share the
+    cores by), or a FAILED JobReturn when it cannot be composed (as Hydra's launchers say it)."""
+    log.info("\t#%d : %s", index, " ".join(o for o in overrides
+                                            if not o.lstrip("+~").startswith("hydra.")))
+    try:
+        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
+                                                                        list(overrides))
+    except Exception as err:
+        failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        failed.return_value = err
+        return [(index, failed)]
+    with open_dict(config):
+        config.hydra.job.id = index
+        config.hydra.job.num = index
+        config.hydra.launcher.n_jobs = n_jobs
+        config.hydra.runtime.output_dir = str(
+            Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir))
+    return [(index, config)]
+
+
+def run_units(launcher: Any,
+              units: Callable[[int], Iterator[list[tuple[int, DictConfig | JobReturn]]]],
+              at_most: int | None = None) -> Iterator[tuple[int, JobReturn]]:
+    """Each unit (a job, or a fused group of them) that units(n_jobs) yields, in a process of its
+    own as soon as a place is free; (job number, JobReturn) as each ends. Once every unit has
+    ended: a job's own stop (a BaseException it raised) is raised, or a Stop when the launcher was
+    signalled."""
     setup_globals()
     config: DictConfig = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -119,49 +144,49 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
     # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
     # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
     resource_tracker.ensure_running()
-    running: dict[int, Job] = {}
+    running: dict[int, Unit] = {}
     stops: list[BaseException] = []
-    upcoming = iter(jobs)
+    upcoming = units(n_jobs)
 
     def pass_on(sig: signal.Signals) -> None:
-        for job in running.values():
+        for unit in running.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(job.process.pid, signal.SIGTERM)
+                os.kill(unit.process.pid, signal.SIGTERM)
 
     with GracefulStop(on_signal=pass_on) as stop:
         try:
             while True:
                 while len(running) < n_jobs and stop.signal is None and not stops:
-                    job = next(upcoming, None)
-                    if job is None:
+                    unit = next(upcoming, None)
+                    if unit is None:
                         break
-                    started = _start(launcher, context, environment, n_jobs, *job)
-                    if isinstance(started, JobReturn):  # its config could not be composed
-                        yield job[0], started
+                    if isinstance(unit[0][1], JobReturn):  # its config could not be composed
+                        yield unit[0]
                         continue
-                    running[started.index] = started
-                    if stop.signal is not None:  # (it came while the job started: not passed on)
+                    started = _start(launcher, context, environment, unit)
+                    running[started.indices[0]] = started
+                    if stop.signal is not None:  # (it came while the unit started: not passed on)
                         pass_on(stop.signal)
                 if not running:
                     break
-                ready = wait([j.results for j in running.values()]
-                             + [j.process.sentinel for j in running.values()])
-                for job in [j for j in running.values()
-                            if j.results in ready or j.process.sentinel in ready]:
-                    del running[job.index]
-                    outcome = _outcome(launcher, job)
-                    if isinstance(outcome, JobReturn):
-                        yield job.index, outcome
-                    else:
+                ready = wait([u.results for u in running.values()]
+                             + [u.process.sentinel for u in running.values()])
+                for unit in [u for u in running.values()
+                             if u.results in ready or u.process.sentinel in ready]:
+                    del running[unit.indices[0]]
+                    outcome = _outcome(launcher, unit)
+                    if isinstance(outcome, BaseException):
                         stops.append(outcome)
                         if len(stops) == 1:
                             pass_on(signal.SIGTERM)
+                        continue
+                    yield from zip(unit.indices, outcome, strict=True)
         finally:  # (also when the sweeper stops reading: its running jobs stop at a safe point)
             try:
                 if stop.twice is None:
                     pass_on(signal.SIGTERM)
-                    for job in running.values():
-                        job.process.join()
+                    for unit in running.values():
+                        unit.process.join()
             finally:
                 if stop.twice is not None:  # a second Ctrl-C, here or in the sweeper: end now
                     for process in multiprocessing.active_children():
@@ -180,71 +205,61 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
                    "they began), and no new job was started", exit_code=code, output_dir=sweep_dir)
 
 
-def _start(launcher: Any, context: Any, environment: dict[str, str], n_jobs: int, index: int,
-           overrides: Sequence[str]) -> Job | JobReturn:
-    """Compose the job's config (its hydra.launcher.n_jobs: the count in use, for the job to
-    share the cores by) and start its process; a FAILED JobReturn when its config cannot be
-    composed (as Hydra's own launchers report it)."""
-    log.info("\t#%d : %s", index, " ".join(o for o in overrides
-                                            if not o.lstrip("+~").startswith("hydra.")))
-    try:
-        job_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
-                                                                            list(overrides))
-    except Exception as err:
-        failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-        failed.return_value = err
-        return failed
-    with open_dict(job_config):
-        job_config.hydra.job.id = index
-        job_config.hydra.job.num = index
-        job_config.hydra.launcher.n_jobs = n_jobs
-        job_config.hydra.runtime.output_dir = str(
-            Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir))
+def _start(launcher: Any, context: Any, environment: dict[str, str],
+           unit: list[tuple[int, DictConfig]]) -> Unit:
+    """Start the unit's process: Hydra's run_job for one job, a fused group's training for more."""
     import cloudpickle  # (the task function may be defined anywhere, __main__ included)
 
-    task = cloudpickle.dumps((launcher.hydra_context, job_config, launcher.task_function,
+    indices, configs = [index for index, _ in unit], [config for _, config in unit]
+    task = cloudpickle.dumps((launcher.hydra_context, configs, launcher.task_function,
                               Singleton.get_state()))
     results, their_end = context.Pipe(duplex=False)
-    process = context.Process(target=_run_job, args=(task, their_end), name=f"{JOB_NAME}{index}")
+    process = context.Process(target=_run_unit, args=(task, their_end),
+                              name=f"{JOB_NAME}{'-'.join(map(str, indices))}")
     with _environment(environment), _signals_blocked():
         process.start()
     their_end.close()
-    return Job(index, job_config, process, results)
+    return Unit(indices, configs, process, results)
 
 
-def _outcome(launcher: Any, job: Job) -> JobReturn | BaseException:
-    """What the ended job handed back: its JobReturn, or the BaseException it raised; a FAILED
-    JobReturn with JobDied when it handed back nothing, reported to the job-end callbacks."""
+def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
+    """What the ended unit handed back: its jobs' JobReturns, or the BaseException it raised; for
+    a process that handed back nothing, each job is lost (its run interrupted), said to the
+    job-end callbacks."""
     import cloudpickle
 
     try:
-        kind, value = cloudpickle.loads(job.results.recv_bytes()) if job.results.poll() \
+        kind, value = cloudpickle.loads(unit.results.recv_bytes()) if unit.results.poll() \
             else (None, None)
     except (EOFError, OSError):  # its process ended before it could say
         kind, value = None, None
-    job.process.join()
-    job.results.close()
+    unit.process.join()
+    unit.results.close()
     if kind in ("returned", "raised"):
         return value
-    error = JobDied(job.index, str(job.config.hydra.runtime.output_dir), job.process.exitcode)
-    log.error("%s", error)
-    died = JobReturn(overrides=list(job.config.hydra.overrides.task), hydra_cfg=job.config,
-                     working_dir=os.getcwd(), status=JobStatus.FAILED)
-    died.return_value = error
-    before = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(job.config)
-    try:  # (Hydra's run_job calls them in the job's process; this job's process is gone)
-        launcher.hydra_context.callbacks.on_job_end(config=job.config, job_return=died)
-    finally:
-        HydraConfig.instance().cfg = before
-    return died
+    returns = []
+    for index, config in zip(unit.indices, unit.configs, strict=True):
+        gone = lost(config.hydra.runtime.output_dir, _how(unit.process.exitcode))
+        log.error("job #%d lost: %s", index, gone)
+        ret = JobReturn(overrides=list(config.hydra.overrides.task), hydra_cfg=config,
+                        working_dir=os.getcwd(), status=JobStatus.COMPLETED)
+        ret.return_value = gone
+        before = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(config)
+        try:  # (Hydra's run_job calls them in the job's process; this one's is gone)
+            launcher.hydra_context.callbacks.on_job_end(config=config, job_return=ret)
+        finally:
+            HydraConfig.instance().cfg = before
+        returns.append(ret)
+    return returns
 
 
-def _run_job(task: bytes, results: Connection) -> None:
-    """A job's process: run the task as Hydra's own launchers do, send back its JobReturn, or the
-    BaseException it ended with. A stop signal that comes before the task itself begins (while
-    this process imports, or Hydra prepares the job's dir) is held, and the task does not begin;
-    one that comes once the task has returned changes nothing (its outcome goes back whole)."""
+def _run_unit(task: bytes, results: Connection) -> None:
+    """A unit's process: one job run as Hydra's own launchers run it, or a fused group trained
+    together (alexnet/launch/fused.py); sends back their JobReturns, or the BaseException it ended
+    with. A stop signal that comes before the task itself begins (while this process imports, or
+    Hydra prepares the job's dir) is held, and the task does not begin; one that comes once the
+    task has returned changes nothing (its outcome goes back whole)."""
     import functools
 
     import cloudpickle
@@ -254,28 +269,34 @@ def _run_job(task: bytes, results: Connection) -> None:
     def not_begun() -> Stop:
         return by_signal(held.signal, "before the job began", saved=False)
 
+    def begin(task: Callable[..., Any], *args: Any) -> Any:
+        held.__exit__(None, None, None)  # (from here the task takes signals its way)
+        if held.signal is not None:
+            raise not_begun()
+        try:
+            return task(*args)
+        finally:
+            held.__enter__()
+
     with held:
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
-            hydra_context, config, task_function, singleton_state = cloudpickle.loads(task)
+            hydra_context, configs, task_function, singleton_state = cloudpickle.loads(task)
             setup_globals()
             Singleton.set_state(singleton_state)
             if held.signal is not None:
                 raise not_begun()
+            if len(configs) > 1:
+                from alexnet.launch.fused import run_group
 
-            @functools.wraps(task_function)
-            def begin(task_config: DictConfig) -> Any:
-                held.__exit__(None, None, None)  # (from here the task takes signals its way)
-                if held.signal is not None:
-                    raise not_begun()
-                try:
-                    return task_function(task_config)
-                finally:
-                    held.__enter__()
-
-            outcome = ("returned", run_job(hydra_context=hydra_context, task_function=begin,
-                                           config=config, job_dir_key="hydra.sweep.dir",
-                                           job_subdir_key="hydra.sweep.subdir"))
+                returns = begin(run_group, hydra_context, configs)
+            else:
+                returns = [run_job(hydra_context=hydra_context, config=configs[0],
+                                   task_function=functools.wraps(task_function)(
+                                       functools.partial(begin, task_function)),
+                                   job_dir_key="hydra.sweep.dir",
+                                   job_subdir_key="hydra.sweep.subdir")]
+            outcome = ("returned", returns)
         except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit), an error
             outcome = ("raised", raised)
         try:

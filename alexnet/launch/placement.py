@@ -111,6 +111,7 @@ def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
         yield Placement(f"cuda:{slot.index}", threads, f"{gpus[slot.index]}#{slot.place}", startup)
 
 
+@dataclass(frozen=True)
 class Slot:
     index: int  # among this process's visible GPUs: the job's device is cuda:<index>
     place: int  # 0 for the first job on that GPU, 1 for the second...

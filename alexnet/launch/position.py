@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -31,12 +30,12 @@ log = logging.getLogger(__name__)
 _held: dict[Path, tuple[IO[str], int]] = {}
 
 
-def this_job(epochs: int) -> Position:
-    """This job's place in its multirun (`epochs`: its own planned epochs, assumed for the later
-    runs of a search, and of a grid that does not override epochs); run 1 of 1 outside one."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+def this_job(hydra_cfg: DictConfig | None, epochs: int) -> Position:
+    """The place in its multirun of the job of `hydra_cfg` (`epochs`: its own planned epochs,
+    assumed for the later runs of a search, and of a grid that does not override epochs); run 1
+    of 1 outside one."""
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
         return Position()
-    hydra_cfg = HydraConfig.get()
     run = int(hydra_cfg.job.num) + 1
     planned = planned_jobs(Path(str(hydra_cfg.sweep.dir)))
     n_trials = hydra_cfg.sweeper.get("n_trials")
@@ -67,14 +66,14 @@ def _at_once(hydra_cfg: DictConfig, runs: int | None) -> int:
     return max(1, min(count, runs or count))
 
 
-def terminal_line(position: Position) -> int | None:
+def terminal_line(position: Position, hydra_cfg: DictConfig | None) -> int | None:
     """The line below the cursor this job's bar keeps while several jobs of its sweep share the
     terminal (alexnet/run/bars.py): the first free one of the sweep's pool (lock files in
     <sweep dir>/.locks/); None when its bar can draw where the cursor is (one run at a time) or
     stderr is not a terminal (no bar is shown)."""
     if position.at_once <= 1 or not sys.stderr.isatty():
         return None
-    folder = Path(str(HydraConfig.get().sweep.dir)) / LOCKS_DIR
+    folder = Path(str(hydra_cfg.sweep.dir)) / LOCKS_DIR
     if folder not in _held:
         try:
             _held[folder] = take_line(folder)

@@ -32,6 +32,7 @@ from alexnet.data.cifar import FOLDER, DataError, Split, load_cifar100  # noqa: 
 from alexnet.data.pipelines import build_batches  # noqa: E402
 from alexnet.engine import evaluate  # noqa: E402
 from alexnet.files import write_atomic, write_text_atomic  # noqa: E402
+from alexnet.fused import fuse  # noqa: E402
 from alexnet.hyperparameters import identity  # noqa: E402
 from alexnet.metrics import Predictions  # noqa: E402
 from alexnet.resume import checkpoint  # noqa: E402
@@ -271,8 +272,9 @@ def evaluate_weights(network: nn.Module, config: dict[str, Any], test: Split) ->
     settings = speed.resolve(cfg.speed, cpu)
     batches = build_batches(test, cfg, False, cpu, settings)
     predictions = Predictions()
-    evaluate(network.to(memory_format=settings.memory_format), batches, int(cfg.model.num_classes),
-             cpu, progress=False, autocast_dtype=settings.autocast_dtype, predictions=predictions)
+    evaluate(fuse([network.to(memory_format=settings.memory_format)], []), [batches],
+             int(cfg.model.num_classes), cpu, progress=False,
+             autocast_dtype=settings.autocast_dtype, predictions=[predictions])
     return predictions
 
 

@@ -50,9 +50,11 @@ class TrainingState:
 
 
 def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[dict[str, Any]],
-         device: torch.device, in_progress: EpochProgress | None = None) -> None:
+         device: torch.device, in_progress: EpochProgress | None = None,
+         rng: dict[str, Tensor] | None = None) -> None:
     """Write checkpoint.pt of the run of resolved `config` after `epochs`, or mid-epoch with
-    `in_progress` (a safe point); the one it replaces becomes checkpoint.prev.pt."""
+    `in_progress` (a safe point); the one it replaces becomes checkpoint.prev.pt. `rng`: the run's
+    generator states where they are not the global ones (a fused group's run)."""
     payload = {
         "format": FORMAT,
         "hyperparameters": hyperparameters(config),  # what makes it this run (resume/run_dir.py)
@@ -62,7 +64,7 @@ def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[
         "scaler": state.scaler.state_dict(),
         "train_batches": state.train_batches.state_dict(),
         "scheduler": None if state.scheduler is None else state.scheduler.state_dict(),
-        "rng": _rng_states(device),
+        "rng": rng or _rng_states(device),
         "in_progress": None if in_progress is None else {
             "loss_sum": in_progress.loss_sum.detach().cpu(), "images": in_progress.images,
             "seconds": in_progress.seconds},

@@ -13,6 +13,7 @@ which requeues the job: the requeued job resumes from the checkpoint just saved.
 
 from __future__ import annotations
 
+import math
 import shlex
 import signal
 import threading
@@ -37,12 +38,13 @@ class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rat
     the command line. Pickles whole (jobs in other processes hand it back to their launcher)."""
 
     def __init__(self, reason: str, *, status: Status | None = None, exit_code: int = 1,
-                 output_dir: str | Path | None = None) -> None:
+                 output_dir: str | Path | None = None, reported: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.exit_code = exit_code
         self.output_dir = None if output_dir is None else str(output_dir)
+        self.reported = reported  # the sweep's table was printed just before it
 
     def __str__(self) -> str:
         return self.reason
@@ -53,11 +55,26 @@ class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rat
         return self.exit_code == REFUSED
 
 
-def refused(reason: str, output_dir: str | Path | None = None) -> Stop:
-    """A setting (or a data folder) that no run could use, refused before anything is trained or
-    submitted; `output_dir`: the run dir Hydra made for it, which the command line removes again
-    when nothing of the run is in it."""
-    return Stop(reason, exit_code=REFUSED, output_dir=output_dir)
+class JobLost(RuntimeError):
+    """A job whose process ended without recording its end (killed, out of memory, its node
+    lost): what a launcher returns for it. Its run is `interrupted`, its trial stays open."""
+
+    def __float__(self) -> float:  # (what a sweeper that does not know it reads: no value)
+        return math.nan
+
+
+def lost(run_dir: str | Path, how: str) -> JobLost:
+    """The one rule for a lost job, on every launcher: its run, where its record still says it is
+    live, is put on record as interrupted, and the same command resumes it."""
+    from alexnet.run.record import mark_abandoned
+
+    mark_abandoned(Path(run_dir), Status.interrupted, how)
+    return JobLost(f"{run_dir}: {how}; the same command again resumes it from its checkpoint")
+
+
+def refused(reason: str) -> Stop:
+    """A setting (or a data folder) that no run could use, refused before any folder is made."""
+    return Stop(reason, exit_code=REFUSED)
 
 
 def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None

@@ -78,10 +78,12 @@ def told(left: TimeLeft | None, position: Position) -> str:
     return f"time left (estimate): run {duration(left.run_s)}, sweep {sweep}"
 
 
-def bar_label(position: Position, epoch: int, epochs: int) -> str:
-    """`run 2/6 epoch 3/5`, the short form a progress bar starts with."""
+def bar_label(position: Position, epoch: int, epochs: int, together: int = 1) -> str:
+    """`run 2/6 epoch 3/5` (`runs 2-5/6 ...` for a fused group), a progress bar's first words."""
     runs = "" if position.runs is None else f"/{position.runs}"
-    return f"run {position.run}{runs} epoch {epoch}/{epochs}"
+    which = f"runs {position.run}-{position.run + together - 1}" if together > 1 else \
+        f"run {position.run}"
+    return f"{which}{runs} epoch {epoch}/{epochs}"
 
 
 def bar_postfix(left: TimeLeft | None, position: Position) -> str | None:

@@ -35,13 +35,13 @@ _in_memory: dict[str, Any] = {}  # study name -> the sweeper's study kept in mem
 _said: set[str] = set()
 
 
-def report(value: float, step: int, *, last: bool = False) -> bool:
+def report(value: float, step: int, *, last: bool = False, channel: str | None = None) -> bool:
     """Report `value` at `step` to the trial this process runs; True when its pruner says stop,
     and the trial then ends PRUNED whatever the run returns. `last=True` at the run's last step:
     the value is recorded and the pruner not asked. False outside a search, for a study of
     several objectives (Optuna prunes single-objective studies only: the step alone is kept),
     and where the study cannot be reached (said once, with why)."""
-    channel = os.environ.get(VARIABLE)
+    channel = channel or os.environ.get(VARIABLE)
     if not channel:
         return False
     try:

@@ -1,0 +1,144 @@
+"""Several runs' networks trained as one (hydra/launcher=fused), HFTA's way: each convolution one
+grouped convolution over the runs' stacked channels, BatchNorm over them (each run keeps its own
+statistics), each linear layer one batched matmul, each run's dropout drawn from its own generator.
+Each run's own network keeps its weights as views of the fused ones, so its optimizer, schedule and
+checkpoint are exactly what they are when it trains alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+FUSABLE = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Dropout, nn.Linear, nn.Flatten)
+
+
+def layers(network: nn.Module) -> list[nn.Module]:
+    """The network's layers in order, nested nn.Sequentials flattened."""
+    if not isinstance(network, nn.Sequential):
+        raise TypeError(f"only an nn.Sequential can be fused, not {type(network).__name__}")
+    found = []
+    for child in network:
+        found += layers(child) if isinstance(child, nn.Sequential) else [child]
+    return found
+
+
+class Single(nn.Module):
+    """A group of one: the run's own network (compiled or not), on the runs' interface."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, inputs: Sequence[Tensor]) -> list[Tensor]:
+        return [self.network(inputs[0])]
+
+    def share_grads(self) -> None:
+        """Nothing to share: the network's parameters hold their own gradients."""
+
+
+class Fused(nn.Module):
+    """K networks of one shape as one module: forward takes each run's batch and returns each
+    run's logits. A trailing ReLU that only some runs have (model.logit_relu) is applied to those."""
+
+    def __init__(self, networks: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        runs = [layers(network) for network in networks]
+        self.k, self.generators = len(runs), list(generators)
+        shortest = min(len(run) for run in runs)
+        self.relu_last = [len(run) > shortest for run in runs]  # model.logit_relu, per run
+        if any(len(run) > shortest + 1 or (len(run) > shortest and not isinstance(run[-1], nn.ReLU))
+               for run in runs):
+            raise ValueError("networks of different shapes cannot be fused")
+        self.runs = [run[:shortest] for run in runs]  # (a plain list: their weights are views)
+        self.steps = nn.ModuleList()
+        for position, group in enumerate(zip(*self.runs, strict=True)):
+            kinds = {(type(layer), _shape(layer)) for layer in group}
+            if len(kinds) != 1 or not isinstance(group[0], FUSABLE):
+                raise ValueError(f"layer {position} differs between the runs or cannot be fused: "
+                                 f"{sorted(map(str, kinds))}")
+            self.steps.append(_fuse(list(group)))
+
+    def forward(self, inputs: Sequence[Tensor]) -> list[Tensor]:
+        x = torch.cat(list(inputs), dim=1)  # (batch, runs x channels, h, w)
+        for step, group in zip(self.steps, zip(*self.runs, strict=True), strict=True):
+            x = self._apply(step, list(group), x)
+        if any(self.relu_last):
+            chosen = torch.tensor(self.relu_last, device=x.device).view(-1, 1, 1)
+            x = torch.where(chosen, x.clamp_min(0), x)
+        return list(x.unbind(0))
+
+    def _apply(self, step: nn.Module, group: list[nn.Module], x: Tensor) -> Tensor:
+        first = group[0]
+        if isinstance(first, nn.Conv2d):
+            return F.conv2d(x, step.weight, step.bias, first.stride, first.padding, first.dilation,
+                            first.groups * self.k)
+        if isinstance(first, nn.BatchNorm2d):
+            if self.training:
+                for layer in group:
+                    layer.num_batches_tracked.add_(1)
+            return F.batch_norm(x, step.running_mean, step.running_var, step.weight, step.bias,
+                                self.training, first.momentum, first.eps)
+        if isinstance(first, nn.Linear):  # (runs, batch, features)
+            return torch.baddbmm(step.bias.unsqueeze(1), x, step.weight.transpose(1, 2))
+        if isinstance(first, nn.Flatten):  # each run's (channels, h, w) in a row of its own
+            return x.reshape(x.shape[0], self.k, -1).transpose(0, 1)
+        if isinstance(first, nn.Dropout):
+            return self._dropout(x, [layer.p for layer in group])
+        return first(x)  # ReLU, MaxPool2d: each channel alone
+
+    def _dropout(self, x: Tensor, p: list[float]) -> Tensor:
+        """Each run's mask from its own generator, drawn as nn.Dropout draws it on the CPU."""
+        if not self.training:
+            return x
+        masks = [torch.ones_like(x[k]) if p[k] == 0 else
+                 torch.empty_like(x[k]).bernoulli_(1 - p[k], generator=self.generators[k])
+                 .div_(1 - p[k]) for k in range(self.k)]
+        return x * torch.stack(masks)
+
+    def share_grads(self) -> None:
+        """Give each run's parameters their slice of the fused gradients (its optimizer's input)."""
+        for step, group in zip(self.steps, zip(*self.runs, strict=True), strict=True):
+            for name, fused in step.named_parameters():
+                for k, layer in enumerate(group):
+                    getattr(layer, name).grad = None if fused.grad is None else _part(fused.grad, k,
+                                                                                      self.k)
+
+
+def _shape(layer: nn.Module) -> tuple:
+    """What must match for layers to fuse: their parameters' shapes and their settings."""
+    settings = {name: value for name, value in vars(layer).items()
+                if not name.startswith("_") and name not in ("training", "p", "inplace")}
+    return (tuple(tuple(p.shape) for p in layer.parameters()), repr(sorted(settings.items())))
+
+
+def _part(fused: Tensor, k: int, runs: int) -> Tensor:
+    """Run k's part of a fused tensor: its index in a stacked one (a linear layer's, 3 or 2
+    dimensions of which the first is the runs), else its block of the concatenated first dimension."""
+    if fused.dim() in (2, 3) and fused.shape[0] == runs:
+        return fused[k]
+    size = fused.shape[0] // runs
+    return fused[k * size:(k + 1) * size]
+
+
+def _fuse(group: list[nn.Module]) -> nn.Module:
+    """One module holding the group's parameters and buffers side by side; each run's layer then
+    holds views of them."""
+    step = nn.Module()
+    join = torch.stack if isinstance(group[0], nn.Linear) else torch.cat
+    for name, _ in group[0].named_parameters(recurse=False):
+        step.register_parameter(name, nn.Parameter(join([getattr(m, name).detach() for m in group])))
+    for name in ("running_mean", "running_var"):
+        if getattr(group[0], name, None) is not None:
+            step.register_buffer(name, torch.cat([getattr(m, name) for m in group]))
+    for k, layer in enumerate(group):
+        for name, fused in [*step.named_parameters(), *step.named_buffers()]:
+            getattr(layer, name).data = _part(fused.data, k, len(group))
+    return step
+
+
+def fuse(networks: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:
+    """The runs' networks as one module: the network itself for one run, else Fused."""
+    return Single(networks[0]) if len(networks) == 1 else Fused(networks, generators)

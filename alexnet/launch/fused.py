@@ -1,0 +1,129 @@
+"""The fused launcher's work (hydra/launcher=fused): a sweep's jobs grouped by what their network
+needs to be one (alexnet/fused.py), each group trained in one process by the parallel launcher's
+machinery, each job still a run of its own: its run dir, Hydra files, log, record and return."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from alexnet.files import write_text_atomic
+from alexnet.hyperparameters import dotted
+from alexnet.launch.parallel import compose, run_units
+from alexnet.resume.stop import GracefulStop, Stop
+
+log = logging.getLogger(__name__)
+
+# The keys whose values must be the same for runs to train as one network; every other key (seed,
+# optimizer, schedule, augmentation, loss, dropout, the ReLU on the logits, early stopping...) may
+# differ between the runs of a group.
+SPLITS = ("model", "batch_size", "epochs", "data", "device", "speed", "torch_threads")
+PER_RUN = ("model.dropout", "model.logit_relu")
+
+
+def group_key(config: DictConfig) -> tuple[tuple[str, str], ...]:
+    """What must match for two jobs' runs to be fused (SPLITS, but PER_RUN)."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    values = dotted(OmegaConf.to_container(task, resolve=True, enum_to_str=True))
+    return tuple(sorted((key, repr(value)) for key, value in values.items()
+                        if key.startswith(SPLITS) and not key.startswith(PER_RUN)))
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's launch: the jobs grouped, each group (at most `group_size` runs) in a process;
+    their returns in job order."""
+    def units(n_jobs: int) -> Iterator[list[tuple[int, Any]]]:
+        groups: dict[Any, list[tuple[int, Any]]] = {}
+        for index, overrides in enumerate(job_overrides, start=initial_job_idx):
+            (composed,) = compose(launcher, index, overrides, n_jobs)
+            if isinstance(composed[1], JobReturn):
+                yield [composed]
+                continue
+            groups.setdefault(group_key(composed[1]), []).append(composed)
+        size = launcher.group_size or len(job_overrides)
+        for group in groups.values():
+            for start in range(0, len(group), size):
+                part = group[start:start + size]
+                log.info("fused: job(s) %s train as one network", ", ".join(str(i) for i, _ in part))
+                yield part
+
+    returns = dict(run_units(launcher, units))
+    return [returns[index] for index in sorted(returns)]
+
+
+def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobReturn]:
+    """In a group's process: each job's run dir and Hydra files as Hydra's run_job makes them,
+    its log lines in its own log file, then the runs trained together (alexnet/train.py)."""
+    from alexnet.train import run_jobs
+
+    jobs = []
+    for config in configs:
+        HydraConfig.instance().set_config(config)
+        run_dir = Path(config.hydra.runtime.output_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        task = copy.deepcopy(config)
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        if config.hydra.output_subdir is not None:
+            (run_dir / str(config.hydra.output_subdir)).mkdir(exist_ok=True)
+            for name, node in (("config.yaml", task), ("hydra.yaml", {"hydra": config.hydra}),
+                               ("overrides.yaml", config.hydra.overrides.task)):
+                write_text_atomic(run_dir / str(config.hydra.output_subdir) / name,
+                                  OmegaConf.to_yaml(node))
+        jobs.append((task, config.hydra))
+    _log_each_run(configs)
+    for config in configs:
+        hydra_context.callbacks.on_job_start(config=config, task_function=run_jobs)
+    with GracefulStop() as stop:
+        values = run_jobs(jobs, stop)
+    returns = []
+    for config, (task, _), value in zip(configs, jobs, values, strict=True):
+        ret = JobReturn(overrides=list(config.hydra.overrides.task), cfg=task,
+                        hydra_cfg=config, working_dir=os.getcwd(),
+                        task_name=config.hydra.job.name, status=JobStatus.COMPLETED)
+        ret.return_value = value
+        hydra_context.callbacks.on_job_end(config=config, job_return=ret)
+        returns.append(ret)
+    if stop.signal in GracefulStop.SIGNALS:  # (after the runs' last safe point: the sweep stops)
+        raise Stop(f"{stop.signal.name} as the fused runs ended (kept as they ended)",
+                   exit_code=stop.exit_code, output_dir=str(configs[0].hydra.sweep.dir))
+    return returns
+
+
+class _OwnRun(logging.Filter):
+    """A run's log file takes its own lines and the group's, not its siblings'."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "run_dir", self.run_dir) == self.run_dir
+
+
+def _log_each_run(configs: Sequence[DictConfig]) -> None:
+    """Hydra's job logging of the first job, and a log file in each job's run dir."""
+    configure_log(configs[0].hydra.job_logging, configs[0].hydra.verbose)
+    root = logging.getLogger()
+    template = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+    for config in configs:
+        run_dir = str(config.hydra.runtime.output_dir)
+        handler = logging.FileHandler(Path(run_dir) / f"{config.hydra.job.name}.log")
+        if template is not None:
+            handler.setFormatter(template.formatter)
+        handler.addFilter(_OwnRun(run_dir))
+        root.addHandler(handler)

@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import pandas as pd
 import torch
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from alexnet import scores, speed
@@ -61,7 +62,6 @@ class Member:
     tracking: Tracking = field(default_factory=Tracking)
     saved: dict[str, Any] | None = None
     hydra: DictConfig | None = None  # its job's Hydra config: where it stands in its sweep
-    trial: str | None = None  # which search trial it is (alexnet.search.trial)
     parts: Training | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)  # its own, in a group
     grouped: bool = False  # whether its dropout draws from its own generators (a fused group)
@@ -287,7 +287,7 @@ def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Positio
         superclass_confusion(confusion, fine_to_coarse, NUM_SUPERCLASSES).numpy(),
         index=data.superclasses, columns=data.superclasses))
     objective = scores.selection_metric(m.record.summary["config"])
-    if _pruned(row.get(objective), epoch, epoch == epochs, m.trial):
+    if _pruned(row.get(objective), epoch, epoch == epochs, m.hydra):
         log.info("pruned after epoch %d by its search's pruner", epoch,
                  extra={"run_dir": str(m.record.run_dir)})
         _finish(m, Status.pruned, data)
@@ -324,11 +324,12 @@ def _finish(m: Member, status: Status, data: Cifar100) -> None:
     checkpoint.remove(m.record.run_dir, keep_newest=m.cfg.checkpoint.keep == "full")
 
 
-def _pruned(value: float | None, epoch: int, last: bool, trial: str | None) -> bool:
+def _pruned(value: float | None, epoch: int, last: bool, hydra_cfg: DictConfig | None) -> bool:
     """Report the epoch's objective to the search trial this run is (hydra/sweeper=optuna; no-op
     outside a search): True when its pruner says stop (never asked at the last epoch)."""
-    if value is None or not trial:
+    if value is None or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
         return False
     from alexnet.search.trial import report  # (optuna only where a search runs)
 
-    return report(float(value), epoch, last=last, channel=trial)
+    return report(float(value), epoch, last=last,
+                  job=(str(hydra_cfg.sweep.dir), int(hydra_cfg.job.num)))

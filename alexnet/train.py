@@ -58,7 +58,6 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
     from alexnet.fit import Member
     from alexnet.resume.run_dir import RunDirConflict, plan
     from alexnet.run.record import RunRecord
-    from alexnet.search.trial import VARIABLE
 
     values: list[Values | None] = [None] * len(jobs)
     members: list[tuple[int, Any, Any]] = []
@@ -77,9 +76,8 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
             record = RunRecord(Path(hydra_cfg.runtime.output_dir), config,
                                list(hydra_cfg.overrides.task), cfg.heartbeat_s,
                                previous=decision.previous)
-            members.append((index, decision, Member(
-                cfg, record, saved=decision.checkpoint, hydra=hydra_cfg,
-                trial=(hydra_cfg.job.get("env_set") or {}).get(VARIABLE))))
+            members.append((index, decision, Member(cfg, record, saved=decision.checkpoint,
+                                                    hydra=hydra_cfg)))
         for group in _by_position(members):
             _train(group, stop)
     finally:

@@ -42,9 +42,9 @@ def reference(slower_cifar_root, tmp_path_factory) -> Path:
 def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes_it(
         slower_cifar_root, reference, tmp_path):
     """kill -9 of job 0 (6 epochs) mid-epoch while job 1 (3) trains: job 1 ends completed with
-    exactly the reference's metrics, job 0 is on record as killed, the command exits 1 naming
-    it; the same command again (here with the basic launcher and progress bars on) resumes job 0
-    to the reference's metrics and leaves job 1 alone."""
+    exactly the reference's metrics, job 0 is on record as interrupted (lost), the command stops
+    naming the command that resumes it; that command again (here with the basic launcher and
+    progress bars on) resumes job 0 to the reference's metrics and leaves job 1 alone."""
     out = tmp_path / "sweep"
     args = two_runs(slower_cifar_root, out, "hydra/launcher=parallel")
     process = start(*args, cwd=tmp_path)
@@ -59,14 +59,14 @@ def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 1, output
     assert "2 at a time, each in its own process" in output
-    assert f"job #0 ({out / '0'}) was killed by SIGKILL (signal 9)" in output
-    assert "2 runs: 1 completed, 1 failed" in output
+    assert f"job #0 lost: {out / '0'}: its process was killed by SIGKILL (signal 9)" in output
+    assert "2 runs: 1 completed, 1 interrupted" in output
+    assert "stopped: 1 run(s) did not finish (interrupted)" in output
+    assert "Resume it with:\n  python -m alexnet.train -m optimizer=sgd epochs=6,3" in output
+    assert f"hydra/launcher=parallel hydra.sweep.dir={out}" in output
     assert "leaked semaphore" not in output  # (tqdm's lock in a job is a thread lock)
     killed, sibling = records(out)["0"], records(out)["1"]
-    assert killed["status"] == "failed" and "killed by SIGKILL" in killed["error"]["message"]
-    assert "resume it from its last checkpoint with: python -m alexnet.train -m " \
-        "hydra/launcher=parallel optimizer=sgd epochs=6,3 " in killed["error"]["message"]
-    assert killed["error"]["message"].endswith(f"hydra.sweep.dir={out}")  # (the folder named)
+    assert killed["status"] == "interrupted" and "killed by SIGKILL" in killed["error"]["message"]
     assert sibling["status"] == "completed" and sibling["torch_threads"] == 1
     pd.testing.assert_frame_equal(metrics_without_timings(out / "1"),
                                   metrics_without_timings(reference / "1"))

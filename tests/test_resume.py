@@ -319,12 +319,15 @@ def test_a_stop_at_any_step_resumes_to_exactly_the_uninterrupted_metrics(
         assert not metrics_without_timings(tmp_path / "plain").equals(reference)
         assert list(metrics_without_timings(tmp_path / "plain")["lr"]) == [cfg.optimizer.lr] * 2
         assert reference["lr"].iloc[-1] < 1e-3 * cfg.optimizer.lr < reference["lr"].iloc[0]
-    for at in (2, 4, 5, 7, 9):  # epoch 1's first and last step and its end; epoch 2's middle, end
+    for at in (2, 4, 5, 7):  # epoch 1's first and last step and its end; epoch 2's middle
         run_dir = tmp_path / f"stop-{at}"
         with pytest.raises(Stop):
             fit(cfg, new_record(cfg, run_dir), StopAtSafePoint(at))
         assert resume(cfg, run_dir, checkpoint.load_latest(run_dir)) == "completed"
         pd.testing.assert_frame_equal(metrics_without_timings(run_dir), reference, obj=f"stop {at}")
+    # a stop at the last epoch's end finds the run done: it ends completed, nothing to resume
+    assert fit(cfg, new_record(cfg, tmp_path / "stop-9"), StopAtSafePoint(9)) == "completed"
+    pd.testing.assert_frame_equal(metrics_without_timings(tmp_path / "stop-9"), reference)
 
 
 def test_a_restart_without_its_checkpoint_leaves_each_epoch_once(learnable_cifar_root, tmp_path):

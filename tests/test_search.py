@@ -19,7 +19,7 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from alexnet.search.trial import job_environment
+from alexnet.search.trial import write_study_file
 from helpers import records, run_cli, train
 
 
@@ -35,19 +35,21 @@ def study_of(out: Path) -> optuna.Study:
 
 
 def test_a_run_reports_to_its_trial_and_stops_when_the_pruner_says_so(cifar_root, tmp_path):
-    """One run, told its trial through the environment as the sweeper tells each job: it reports
-    from its own process through the storage, and a pruner that stops every trial stops it."""
+    """A job of a sweep whose dir holds the sweeper's study file is the trial of its number: it
+    reports from its own process through the storage, and a pruner that stops every trial stops
+    it. The job's command line says nothing of it."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"  # any storage two processes share
     trial = optuna.create_study(study_name="s", storage=url, direction="maximize").ask()
-    where = job_environment("s", url, trial.number,
-                            {"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0})
-    run_dir = tmp_path / "run"
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_study_file(sweep, "s", url, {"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0})
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet.train", "model=alexnet_cifar", "epochs=3",
+        [sys.executable, "-m", "alexnet.train", "-m", "model=alexnet_cifar", "epochs=3",
          f"data.root={cifar_root}", "data.download=false", "progress=false",
-         f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True,
-        env={**os.environ, **where}, timeout=600)
+         f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+    assert "env_set" not in result.stdout + result.stderr
+    run_dir = sweep / str(trial.number)
     summary = json.loads((run_dir / "results.json").read_text())
     assert summary["status"] == "pruned" and summary["epochs_done"] == 1 < summary["epochs_planned"]
     reported = optuna.load_study(study_name="s", storage=url).trials[0].intermediate_values

@@ -52,7 +52,7 @@ def test_images_that_cannot_be_stratified_are_refused_saying_what_to_change(labe
 
 
 def test_a_run_with_a_validation_split_scores_it_every_epoch(learnable_cifar_root, tmp_path):
-    cfg = tiny_config(learnable_cifar_root, "epochs=2", "batch_size=32", "data.val_split=64",
+    cfg = tiny_config(learnable_cifar_root, "epochs=2", "batch_size=32", "data.val_split=100",
                       "early_stop.monitor=val_acc", "early_stop.patience=5")
     validate(cfg)
     record = RunRecord(tmp_path, OmegaConf.to_container(cfg, resolve=True), [])
@@ -68,6 +68,7 @@ def test_a_run_with_a_validation_split_scores_it_every_epoch(learnable_cifar_roo
     (["early_stop.monitor=val_acc"], "needs a validation split: add data.val_split=N"),
     (["data.train_subset=100", "data.val_split=100"], "holds out all of the 100 training images"),
     (["data.val_split=60000"], "holds out all of the 50000 training images"),
+    (["data.val_split=50"], "data.val_split=50 is fewer than the 100 classes"),
     (["scheduler=step", "scheduler.every_epochs=0"], "scheduler.every_epochs=0 is not allowed"),
     (["scheduler=onecycle", "scheduler.warmup_fraction=1.5"], "must be in \\[0.0, 1.0\\]"),
 ])

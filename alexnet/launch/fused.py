@@ -58,7 +58,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
                 log.info("fused: job(s) %s train as one network", ", ".join(str(i) for i, _ in part))
                 yield part
 
-    returns = dict(run_units(launcher, units))
+    returns = dict(run_units(launcher, units, group=run_group))
     return [returns[index] for index in sorted(returns)]
 
 

@@ -125,11 +125,13 @@ def compose(launcher: Any, index: int, overrides: Sequence[str], n_jobs: int
 
 def run_units(launcher: Any,
               units: Callable[[int], Iterator[list[tuple[int, DictConfig | JobReturn]]]],
-              at_most: int | None = None) -> Iterator[tuple[int, JobReturn]]:
-    """Each unit (a job, or a fused group of them) that units(n_jobs) yields, in a process of its
-    own as soon as a place is free; (job number, JobReturn) as each ends. Once every unit has
-    ended: a job's own stop (a BaseException it raised) is raised, or a Stop when the launcher was
-    signalled."""
+              at_most: int | None = None,
+              group: Callable[[Any, list[DictConfig]], list[JobReturn]] | None = None
+              ) -> Iterator[tuple[int, JobReturn]]:
+    """Each unit (a job, or a group of them that `group` runs together in one process) that
+    units(n_jobs) yields, in a process of its own as soon as a place is free; (job number,
+    JobReturn) as each ends. Once every unit has ended: a job's own stop (a BaseException it
+    raised) is raised, or a Stop when the launcher was signalled."""
     setup_globals()
     config: DictConfig = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -163,7 +165,7 @@ def run_units(launcher: Any,
                     if isinstance(unit[0][1], JobReturn):  # its config could not be composed
                         yield unit[0]
                         continue
-                    started = _start(launcher, context, environment, unit)
+                    started = _start(launcher, context, environment, unit, group)
                     running[started.indices[0]] = started
                     if stop.signal is not None:  # (it came while the unit started: not passed on)
                         pass_on(stop.signal)
@@ -206,13 +208,13 @@ def run_units(launcher: Any,
 
 
 def _start(launcher: Any, context: Any, environment: dict[str, str],
-           unit: list[tuple[int, DictConfig]]) -> Unit:
-    """Start the unit's process: Hydra's run_job for one job, a fused group's training for more."""
+           unit: list[tuple[int, DictConfig]], group: Callable[..., Any] | None) -> Unit:
+    """Start the unit's process: Hydra's run_job for one job, `group` for several."""
     import cloudpickle  # (the task function may be defined anywhere, __main__ included)
 
     indices, configs = [index for index, _ in unit], [config for _, config in unit]
     task = cloudpickle.dumps((launcher.hydra_context, configs, launcher.task_function,
-                              Singleton.get_state()))
+                              group, Singleton.get_state()))
     results, their_end = context.Pipe(duplex=False)
     process = context.Process(target=_run_unit, args=(task, their_end),
                               name=f"{JOB_NAME}{'-'.join(map(str, indices))}")
@@ -281,15 +283,14 @@ def _run_unit(task: bytes, results: Connection) -> None:
     with held:
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
-            hydra_context, configs, task_function, singleton_state = cloudpickle.loads(task)
+            hydra_context, configs, task_function, group, singleton_state = \
+                cloudpickle.loads(task)
             setup_globals()
             Singleton.set_state(singleton_state)
             if held.signal is not None:
                 raise not_begun()
             if len(configs) > 1:
-                from alexnet.launch.fused import run_group
-
-                returns = begin(run_group, hydra_context, configs)
+                returns = begin(group, hydra_context, configs)
             else:
                 returns = [run_job(hydra_context=hydra_context, config=configs[0],
                                    task_function=functools.wraps(task_function)(

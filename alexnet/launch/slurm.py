@@ -30,13 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.resume.stop import GracefulStop, Stop, refused
-from alexnet.run.record import mark_abandoned
-from alexnet.scores import Status
+from alexnet.resume.stop import GracefulStop, Stop, lost, refused
 
 log = logging.getLogger(__name__)
 
@@ -302,30 +300,30 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
 def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
              jobs: Sequence[Any], outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
-    """The jobs' JobReturns; a Stop, once their runs are on record, when any job stopped,
-    ended without a result, or failed outside its run."""
-    said = []
+    """The jobs' JobReturns: a job that ended without a result, or failed outside its run, is
+    lost (its run interrupted, resumed by the same command); a Stop once every job has ended,
+    when a run stopped."""
+    stopped = []
     for offset, (overrides, outcome) in enumerate(zip(job_overrides, outcomes, strict=True)):
         if isinstance(outcome, JobReturn):
             continue
+        if isinstance(outcome, Stop):  # (its run is on record as stopped)
+            stopped.append(outcome)
+            continue
         job_id = jobs[offset].job_id
-        run_dir = run_dir_of(launcher, overrides, initial_job_idx + offset, job_id)
-        if isinstance(outcome, Stop):  # (its run said so; a later attempt may have died)
-            reason = f"{outcome.reason} (and its SLURM job has ended)"
-            said.append(f"stopped: {outcome.reason}")
-        elif isinstance(outcome, Gone):
-            reason = (f"SLURM job {job_id} ended ({outcome.state}) before its run recorded an "
-                      "end: cancelled, killed, or its node lost")
-            said.append(f"{run_dir}: SLURM job {job_id} ended ({outcome.state}) without a result")
+        if isinstance(outcome, Gone):
+            how = (f"SLURM job {job_id} ended ({outcome.state}) before its run recorded an end: "
+                   "cancelled, killed, or its node lost")
         else:
-            said_lines = [line for line in outcome.trace.splitlines() if line.strip()
-                          and not line.startswith(("---", "You can check"))]
-            last = said_lines[-1] if said_lines else "?"  # (the error's own line)
-            reason = f"SLURM job {job_id} failed outside its run: {last}"
-            said.append(f"{run_dir}: {reason} (its log: {jobs[offset].paths.stderr})")
-        mark_abandoned(run_dir, Status.interrupted, reason)
-    if not said:
-        return outcomes
-    codes = [o.exit_code for o in outcomes if isinstance(o, Stop)]
-    raise Stop(f"{len(said)} job(s) did not end with a result: " + "; ".join(said),
-               exit_code=max([1, *codes]), output_dir=sweep_dir)
+            said = [line for line in outcome.trace.splitlines() if line.strip()
+                    and not line.startswith(("---", "You can check"))]
+            how = (f"SLURM job {job_id} failed outside its run: {said[-1] if said else '?'} (its "
+                   f"log: {jobs[offset].paths.stderr})")
+        run_dir = run_dir_of(launcher, overrides, initial_job_idx + offset, job_id)
+        outcomes[offset] = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+        outcomes[offset].return_value = lost(run_dir, how)
+        log.error("job #%d lost: %s", initial_job_idx + offset, outcomes[offset].return_value)
+    if stopped:
+        raise Stop(f"{len(stopped)} job(s) stopped: " + "; ".join(s.reason for s in stopped),
+                   exit_code=max(s.exit_code for s in stopped), output_dir=sweep_dir)
+    return outcomes

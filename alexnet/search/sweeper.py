@@ -26,16 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet.files import write_text_atomic
 from alexnet.results.planned import MULTIRUN_FILE
+from alexnet.resume.stop import JobLost, Stop
 from alexnet.search import launchers
 from alexnet.search import trial as trials
 from alexnet.search.samplers import missing_packages, reseeded
-from alexnet.search.space import SettingError, Space, as_override, parse_space, refuse
+from alexnet.search.space import SettingError, Space, parse_space, refuse
 from alexnet.search.study import (
     COMMAND_ATTR,
     SEARCH_ATTR,
@@ -146,6 +147,7 @@ class Search:
         self.sweep_dir, self.text = sweep_dir, text
         self.failures: FailureRate | None = None
         self.stopping: BaseException | None = None
+        self.lost: list[int] = []  # trials whose job was lost: they stay open for the rerun
         pruner = OmegaConf.to_container(self.config.hydra.sweeper.pruner, resolve=True)
         self.pruner_config = None if pruner.get("_target_") == NOP_PRUNER else pruner
 
@@ -197,6 +199,7 @@ class Search:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(settings.metric_names)
         write_text_atomic(self.sweep_dir / MULTIRUN_FILE, OmegaConf.to_yaml(self.config))
+        trials.write_study_file(self.sweep_dir, study.study_name, self.text, self.pruner_config)
         log.info("Study name: %s", study.study_name)
         log.info("Storage: %s", self.text or "in memory")
         log.info("Sampler: %s", type(study.sampler).__name__)
@@ -283,6 +286,10 @@ class Search:
                 self._ended(number, self._tell(number, ret))
         if self.stopping is None:
             self.stopping = self.failures.finish()
+        if self.stopping is None and self.lost:
+            self.stopping = Stop(f"the job(s) of trial(s) {', '.join(map(str, self.lost))} were "
+                                 "lost; they stay open, and the same command again resumes them",
+                                 output_dir=self.sweep_dir)
 
     def _again(self, frozen: optuna.trial.FrozenTrial) -> Iterator[tuple[int, list[str]]]:
         """A trial an earlier start left running, as the same trial: its job again."""
@@ -324,7 +331,7 @@ class Search:
         """The trial's job (number, overrides), unless its config cannot be composed: then the
         trial FAILs at once, with the reason, and counts as a failure of its batch."""
         overrides = [*(self.space.override(k, v) for k, v in params.items()),
-                     *self.space.fixed.values(), *self._environment(number)]
+                     *self.space.fixed.values()]
         self.failures.launched(number)
         if self.streamed:  # (a launcher that streams jobs hands back one that fails to compose)
             yield number, overrides
@@ -338,20 +345,16 @@ class Search:
             return
         yield number, overrides
 
-    def _environment(self, number: int) -> list[str]:
-        """How the trial's run learns which trial it is: an environment variable set per job
-        through Hydra's job config, which every launcher carries."""
-        variables = trials.job_environment(self.study.study_name, self.text, number,
-                                           self.pruner_config)
-        return [as_override(f"++hydra.job.env_set.{name}", value)
-                for name, value in variables.items()]
-
     def _tell(self, number: int, ret: JobReturn) -> BaseException | None:
         """Close the trial as its task ended: COMPLETE with its value(s), PRUNED (its run was
         told to stop, or raised optuna.TrialPruned), or FAIL; returns the failure, if any."""
         frozen = self.study.get_trials(deepcopy=False)[number]
         if frozen.state.is_finished():
             return None  # (told already)
+        if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, JobLost):
+            log.warning("trial %d stays open: %s", number, ret.return_value)
+            self.lost.append(number)
+            return None
         values, state, failure = None, optuna.trial.TrialState.COMPLETE, None
         try:
             value = ret.return_value  # (a failed task: raises its exception)

@@ -9,24 +9,24 @@ per step and learn whether to stop.
             break
     return loss
 
-The run learns which trial it is from an environment variable the sweeper sets for each job
-through Hydra's job config (hydra.job.env_set), which every launcher carries into the job's
-process (basic, joblib, parallel, submitit, SLURM); it reaches the study through its storage, or,
-for a study kept in memory, in the sweeper's own process (the basic launcher). Outside a search
-`report` does nothing and costs nothing (optuna is imported only inside one)."""
+Trial N is job N of its sweep: the run finds its trial from its job's number and the study file
+the sweeper leaves in the sweep dir (the study's name, storage and pruner), which every launcher's
+jobs see; it reaches the study through its storage, or, for a study kept in memory, in the
+sweeper's own process (the basic launcher). Outside a search `report` does nothing and costs
+nothing (optuna is imported only inside one)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+from pathlib import Path
 from typing import Any
+
+from alexnet.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-# JSON: {"study": its name, "storage": where it is ("": in the sweeper's memory), "number": the
-# trial's number, "pruner": the pruner's config (Optuna keeps no pruner in a study; none: no pruning)}
-VARIABLE = "HYDRA_OPTUNA_TRIAL"
+STUDY_FILE = ".optuna_study.json"  # in the sweep dir: {"study", "storage", "pruner"}
 # The trial's user attributes the sweeper reads (a task's overrides never start with "hydra.").
 PRUNED_AT = "hydra.sweeper.pruned_at_step"
 LAST_STEP = "hydra.sweeper.last_step"
@@ -35,19 +35,22 @@ _in_memory: dict[str, Any] = {}  # study name -> the sweeper's study kept in mem
 _said: set[str] = set()
 
 
-def report(value: float, step: int, *, last: bool = False, channel: str | None = None) -> bool:
-    """Report `value` at `step` to the trial this process runs; True when its pruner says stop,
-    and the trial then ends PRUNED whatever the run returns. `last=True` at the run's last step:
-    the value is recorded and the pruner not asked. False outside a search, for a study of
-    several objectives (Optuna prunes single-objective studies only: the step alone is kept),
-    and where the study cannot be reached (said once, with why)."""
-    channel = channel or os.environ.get(VARIABLE)
-    if not channel:
+def report(value: float, step: int, *, last: bool = False,
+           job: tuple[str, int] | None = None) -> bool:
+    """Report `value` at `step` to the trial this run is; True when its pruner says stop, and
+    the trial then ends PRUNED whatever the run returns. `last=True` at the run's last step: the
+    value is recorded and the pruner not asked. `job`: (sweep dir, job number), by default this
+    process's Hydra job. False outside a search, for a study of several objectives (Optuna prunes
+    single-objective studies only: the step alone is kept), and where the study cannot be reached
+    (said once, with why)."""
+    where = job or _this_job()
+    if where is None or not (Path(where[0]) / STUDY_FILE).is_file():
         return False
     try:
-        trial = _trial(channel)
+        trial = _trial(where)
     except LookupError as why:
-        _say_once(f"{VARIABLE}={channel}: {why}; the run goes on unpruned")
+        _say_once(f"trial {where[1]} of {Path(where[0]) / STUDY_FILE}: {why}; the run goes on "
+                  "unpruned")
         return False
     try:
         if len(trial.study.directions) > 1:
@@ -65,12 +68,20 @@ def report(value: float, step: int, *, last: bool = False, channel: str | None =
         return False
 
 
-def job_environment(study_name: str, storage: str, number: int, pruner: Any) -> dict[str, str]:
-    """The variable that tells trial `number`'s run where it is (see VARIABLE)."""
-    where: dict[str, Any] = {"study": study_name, "storage": storage, "number": number}
-    if pruner:
-        where["pruner"] = pruner
-    return {VARIABLE: json.dumps(where, sort_keys=True)}
+def _this_job() -> tuple[str, int] | None:
+    """(sweep dir, job number) of this process's Hydra job in a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return str(HydraConfig.get().sweep.dir), int(HydraConfig.get().job.num)
+
+
+def write_study_file(sweep_dir: Path, study_name: str, storage: str, pruner: Any) -> None:
+    """Where the sweep's trials find their study (see STUDY_FILE)."""
+    write_text_atomic(Path(sweep_dir) / STUDY_FILE, json.dumps(
+        {"study": study_name, "storage": storage, "pruner": pruner or None}, sort_keys=True))
 
 
 def keep_in_memory(study: Any, storage: Any) -> None:
@@ -83,21 +94,21 @@ def forget_in_memory(study: Any) -> None:
     _trials.clear()
 
 
-_trials: dict[str, Any] = {}  # the run's trial by its variable, or why it has none
+_trials: dict[tuple[str, int], Any] = {}  # each job's trial, or why it has none
 
 
-def _trial(channel: str) -> Any:
-    """The run's trial, loaded once; LookupError when its study cannot be reached."""
-    if channel not in _trials:
+def _trial(where: tuple[str, int]) -> Any:
+    """The job's trial, loaded once; LookupError when its study cannot be reached."""
+    if where not in _trials:
         try:
-            where = json.loads(channel)
-            _trials[channel] = _load(str(where["study"]), str(where["storage"]),
-                                     int(where["number"]), where.get("pruner"))
-        except (ValueError, TypeError, KeyError):
-            _trials[channel] = LookupError("it says no trial (the sweeper sets it as JSON)")
+            found = json.loads((Path(where[0]) / STUDY_FILE).read_text())
+            _trials[where] = _load(str(found["study"]), str(found["storage"]), where[1],
+                                   found.get("pruner"))
+        except (OSError, ValueError, TypeError, KeyError):
+            _trials[where] = LookupError("the study file cannot be read (the sweeper writes it)")
         except LookupError as why:
-            _trials[channel] = why
-    found = _trials[channel]
+            _trials[where] = why
+    found = _trials[where]
     if isinstance(found, LookupError):
         raise found
     return found

@@ -1,0 +1,121 @@
+"""Fused sweeps (hydra/launcher=fused): runs of one shape trained as one network give each run
+the metrics it gets alone; a run whose loss becomes NaN is masked out of its group; kill -9 of a
+group's process then the same command resumes every run of it.
+
+The tolerance: fused and alone differ only in the order of floating-point sums (grouped vs plain
+convolutions, batched vs plain matmuls), as one run alone differs between 1 and 2 CPU threads. On
+this tiny data (48 images, 2 epochs) that difference stays below 1e-5 relative (alone at 1 vs 2
+threads: at most 1e-5, measured); 1e-4 leaves room, and any real difference (a shared mask, a
+mixed-up weight) shows as a percent or more."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from alexnet.fit import Member, fit
+from alexnet.launch.fused import group_key
+from alexnet.launch.placement import Placement
+from alexnet.resume.stop import GracefulStop
+from alexnet.run.record import RunRecord
+from helpers import records, start, tiny_config, train, wait_for_epochs
+
+SCORES = ["train_loss", "test_loss", "test_acc", "test_top5", "test_f1"]
+TOLERANCE = 1e-4
+# Four runs that differ in seed, learning rate, optimizer and its settings, augmentation,
+# normalization, dropout, the ReLU on the logits and label smoothing.
+VARIANTS = [("seed=0", "optimizer.lr=0.01"),
+            ("seed=1", "optimizer.lr=0.05", "optimizer.momentum=0.9", "optimizer.nesterov=true"),
+            ("seed=2", "optimizer=adam", "optimizer.lr=0.001", "augmentation.flip=false"),
+            ("seed=3", "augmentation.normalize=false", "model.dropout=0.2",
+             "model.logit_relu=true", "loss.label_smoothing=0.1", "optimizer.weight_decay=0.01")]
+
+
+def members(root: Path, out: Path, variants: list[tuple[str, ...]]) -> list[Member]:
+    found = []
+    for index, overrides in enumerate(variants):
+        cfg = tiny_config(root, "epochs=2", *overrides)
+        found.append(Member(cfg, RunRecord(out / str(index),
+                                           OmegaConf.to_container(cfg, resolve=True),
+                                           list(overrides))))
+    return found
+
+
+def metrics(member: Member) -> pd.DataFrame:
+    return pd.DataFrame(member.record.epochs)[["epoch", *SCORES]]
+
+
+def assert_close(ours: pd.DataFrame, alone: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(ours, alone, check_exact=False, rtol=TOLERANCE, atol=0)
+
+
+def test_a_fused_group_gives_each_run_the_metrics_it_gets_alone(cifar_root, tmp_path):
+    torch.set_num_threads(1)
+    alone = members(cifar_root, tmp_path / "alone", VARIANTS)
+    for member in alone:
+        fit([member], GracefulStop(), Placement("cpu", 1))
+    group = members(cifar_root, tmp_path / "fused", VARIANTS)
+    assert len({group_key(OmegaConf.create({**OmegaConf.to_container(m.cfg), "hydra": {}}))
+                for m in group}) == 1  # (they are one group for the launcher)
+    fit(group, GracefulStop(), Placement("cpu", 1))
+    for ours, theirs in zip(group, alone, strict=True):
+        assert ours.status == theirs.status == "completed"
+        assert_close(metrics(ours), metrics(theirs))
+        saved = torch.load(ours.record.run_dir / "model.pt", weights_only=True)
+        expected = torch.load(theirs.record.run_dir / "model.pt", weights_only=True)
+        assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in expected.items()}
+    first = [torch.load(m.record.run_dir / "model.pt", weights_only=True) for m in (group[0], alone[0])]
+    for name, weight in first[0].items():  # (plain SGD: no optimizer that magnifies the last bits)
+        torch.testing.assert_close(weight, first[1][name], rtol=1e-3, atol=1e-4)
+
+
+def test_a_run_that_diverges_is_masked_out_and_its_siblings_train_as_alone(cifar_root, tmp_path):
+    torch.set_num_threads(1)
+    sane = VARIANTS[:2]
+    alone = members(cifar_root, tmp_path / "alone", sane)
+    for member in alone:
+        fit([member], GracefulStop(), Placement("cpu", 1))
+    group = members(cifar_root, tmp_path / "fused", [*sane, ("seed=5", "optimizer.lr=1e30")])
+    fit(group, GracefulStop(), Placement("cpu", 1))
+    *siblings, diverged = group
+    assert diverged.status == "diverged" and len(diverged.record.epochs) == 1
+    for ours, theirs in zip(siblings, alone, strict=True):
+        assert ours.status == "completed"
+        assert_close(metrics(ours), metrics(theirs))
+
+
+@pytest.mark.parametrize("kill_at_epoch", [1])
+def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(
+        slower_cifar_root, tmp_path, kill_at_epoch):
+    """The group's process killed mid-epoch: every run of it is on record as interrupted, the
+    command says how to resume, and that command gives each run the uninterrupted group's metrics."""
+    def sweep(out: Path) -> list[str]:
+        return ["-m", "hydra/launcher=fused", "seed=0,1", "optimizer.lr=0.01,0.03", "epochs=3",
+                "model=alexnet_cifar", "data.train_subset=512", "torch_threads=1",
+                f"data.root={slower_cifar_root}", "data.download=false", "progress=false",
+                f"hydra.sweep.dir={out}"]
+
+    reference = tmp_path / "reference"
+    assert train(*sweep(reference), cwd=tmp_path).returncode == 0
+    out = tmp_path / "killed"
+    process = start(*sweep(out), cwd=tmp_path)
+    wait_for_epochs(out / "3" / "metrics.csv", kill_at_epoch, process)
+    time.sleep(0.5)  # (into the next epoch)
+    os.kill(records(out)["0"]["pid"], signal.SIGKILL)  # the group's one process
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1, output
+    assert "4 run(s) did not finish (interrupted)" in output and "Resume it with:" in output
+    assert {r["status"] for r in records(out).values()} == {"interrupted"}
+    again = train(*sweep(out), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    for name in ("0", "1", "2", "3"):
+        ours = pd.read_csv(out / name / "metrics.csv")[["epoch", *SCORES]]
+        assert_close(ours, pd.read_csv(reference / name / "metrics.csv")[["epoch", *SCORES]])
+        assert records(out)[name]["attempts"][-1]["resumed_from_epoch"] >= kill_at_epoch

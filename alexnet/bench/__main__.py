@@ -25,6 +25,7 @@ from alexnet import speed
 from alexnet.bench.sections import (
     SECTIONS,
     bench_epoch,
+    bench_fused,
     bench_pipeline,
     bench_search,
     bench_sweep,
@@ -124,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * figures['search_batches_idle']:.0f}%; a trial per free slot "
               f"(hydra/launcher=parallel) {figures['search_streamed_s']:.1f} s, slots idle "
               f"{100 * figures['search_streamed_idle']:.0f}%")
+
+    if "fused" in args.sections:
+        print("K runs trained fused, one after another, and as K packed processes:")
+        figures |= bench_fused(data, device, settings, 1 if args.quick else 2,
+                               1 if args.quick else 2,
+                               runs=(1, 2, 4) if args.quick else (1, 2, 4, 8))
 
     figures |= memory(device, len(data.train))
     print(f"memory: peak RSS {figures['peak_rss_mb']:.0f} MB"

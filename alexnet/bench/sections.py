@@ -3,6 +3,7 @@ up, reports medians and ratios, and keeps the cold first call apart as a one-tim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -20,7 +22,7 @@ from torch import nn
 
 from alexnet import speed
 from alexnet.bench.notebook import notebook_loader, notebook_test, notebook_train
-from alexnet.bench.timing import alternate, timed
+from alexnet.bench.timing import alternate, sync, timed
 from alexnet.configs import compose_config
 from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
 from alexnet.data.pipelines import build_batches
@@ -28,7 +30,7 @@ from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.fused import fuse
 from alexnet.models import build_model
 
-SECTIONS = ("pipeline", "train", "epoch", "sweep", "search")
+SECTIONS = ("pipeline", "train", "epoch", "sweep", "search", "fused")
 
 
 def training_config(*overrides: str) -> DictConfig:
@@ -260,6 +262,97 @@ def _training_time(sweep_dir: Path) -> tuple[float, int]:
     records = [json.loads(path.read_text()) for path in sweep_dir.glob("*/results.json")]
     return (sum(r["heartbeat_at"] - r["attempts"][0]["start_unix"] for r in records),
             sum(r["epochs_done"] for r in records))
+
+
+def _group(name: str, runs: int, data: Cifar100, device: torch.device,
+           settings: speed.SpeedSettings) -> list[Any]:
+    """`runs` runs of the network at batch 32, each its own seed and learning rate, built as a
+    sweep builds them (alexnet/fit.py)."""
+    from alexnet.fit import build_training
+
+    built = []
+    for index in range(runs):
+        cfg = training_config(f"model={name}", "batch_size=32", f"seed={index}",
+                              f"optimizer.lr={0.005 * (index + 1)}")
+        torch.manual_seed(index)
+        built.append(build_training(cfg, data, device, settings))
+    return built
+
+
+def _pass(model: nn.Module, parts: list[Any], device: torch.device,
+          settings: speed.SpeedSettings) -> None:
+    train_one_epoch(model, [p.state.train_batches for p in parts],
+                    [p.state.optimizer for p in parts], device, False, settings.autocast_dtype,
+                    parts[0].state.scaler)
+
+
+def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any,
+                done: Any) -> None:
+    """One run of the packed side, in a process of its own: built, warmed up, then timed from
+    the moment every process is ready."""
+    torch.set_num_threads(threads)
+    device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
+    settings = speed.resolve(training_config().speed, device)
+    (part,) = _group(name, index + 1, data, device, settings)[index:]
+    model = fuse([part.state.model], [])
+    _pass(model, [part], device, settings)  # (warmed up, as the other sides are)
+    ready.wait()
+    start = time.time()
+    _pass(model, [part], device, settings)
+    sync(device)
+    done.put((start, time.time()))
+
+
+def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSettings,
+                steps: int, rounds: int, runs: Sequence[int] = (1, 2, 4, 8),
+                networks: Sequence[str] = ("alexnet_cifar", "alexnet")) -> dict[str, float]:
+    """Training images/s of K runs of one network at batch 32 (each its own seed and learning
+    rate): fused into one network (hydra/launcher=fused), the same K one after another, and K
+    processes at once with cores / K threads each (packed, as hydra/launcher=parallel runs them)."""
+    import multiprocessing
+
+    figures: dict[str, float] = {"fused_steps": steps}
+    train = dataclasses.replace(data, train=data.train.head(32 * steps))
+    context = multiprocessing.get_context("spawn")
+    for name in networks:
+        for k in runs:
+            images = 32 * steps * k
+
+            def fused(k: int = k, name: str = name, images: int = images) -> float:
+                parts = _group(name, k, train, device, settings)
+                model = fuse([p.state.model for p in parts],
+                             [torch.Generator(device).manual_seed(i) for i in range(k)])
+                return images / timed(device, lambda: _pass(model, parts, device, settings))[0]
+
+            def sequential(k: int = k, name: str = name, images: int = images) -> float:
+                parts = _group(name, k, train, device, settings)
+                return images / timed(device, lambda: [_pass(fuse([p.state.model], []), [p], device,
+                                                             settings) for p in parts])[0]
+
+            def packed(k: int = k, name: str = name, images: int = images) -> float:
+                ready, done = context.Barrier(k), context.Queue()
+                threads = max(1, len(os.sched_getaffinity(0)) // k)
+                workers = [context.Process(target=_packed_run,
+                                           args=(name, i, train, threads, ready, done))
+                           for i in range(k)]
+                for worker in workers:
+                    worker.start()
+                spans = [done.get() for _ in workers]
+                for worker in workers:
+                    worker.join()
+                return images / (max(end for _, end in spans) - min(begin for begin, _ in spans))
+
+            result = alternate(rounds, {"fused": fused, "sequential": sequential,
+                                        "packed": packed}).median
+            for side, value in result.items():
+                figures[f"fused_{name}_k{k}_{side}_img_s"] = value
+            figures[f"fused_{name}_k{k}_vs_sequential"] = result["fused"] / result["sequential"]
+            figures[f"fused_{name}_k{k}_vs_packed"] = result["fused"] / result["packed"]
+            print(f"  {name}, {k} run(s), batch 32: fused {result['fused']:.0f} img/s, one after "
+                  f"another {result['sequential']:.0f}, {k} packed processes "
+                  f"{result['packed']:.0f} -> fused {result['fused'] / result['sequential']:.2f}x "
+                  f"and {result['fused'] / result['packed']:.2f}x", flush=True)
+    return figures
 
 
 def memory(device: torch.device, train_images: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ from alexnet.data.cifar import NUM_CLASSES, NUM_SUPERCLASSES, Cifar100, hold_out
 from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
-from alexnet.fused import fuse
+from alexnet.fused import detach, fuse
 from alexnet.launch.placement import Placement, one_at_a_time
 from alexnet.launch.position import terminal_line, this_job
 from alexnet.metrics import Predictions, superclass_confusion
@@ -145,8 +145,9 @@ def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
         dropout = "device" if "device" in members[0].generators else "torch"
         return fuse(networks, [m.generators[dropout] for m in members])
     alone = members[0]
-    if alone.grouped:  # the last of its group: the global generators go on from its own
-        _set_global(alone.generators, next(networks[0].parameters()).device)
+    if alone.grouped:  # the last of its group: its own weights, and the global generators go on
+        _set_global(alone.generators, next(networks[0].parameters()).device)  # from its own
+        detach(networks[0])
         alone.grouped = False
     sample = speed.probe_batch(next(iter(alone.parts.test_batches))[0], batch_size)
 

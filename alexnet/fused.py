@@ -104,8 +104,8 @@ class Fused(nn.Module):
                     layer.num_batches_tracked.add_(1)
             return F.batch_norm(x, step.running_mean, step.running_var, step.weight, step.bias,
                                 self.training, first.momentum, first.eps)
-        if isinstance(first, nn.Linear):  # (runs, batch, features)
-            return torch.baddbmm(step.bias.unsqueeze(1), x, step.weight.transpose(1, 2))
+        if isinstance(first, nn.Linear):  # (runs, batch, features) @ (runs, in, out)
+            return torch.baddbmm(step.bias.unsqueeze(1), x, step.weight)
         if isinstance(first, nn.Flatten):  # each run's (channels, h, w) in a row of its own
             return x.reshape(x.shape[0], self.k, -1).transpose(0, 1)
         if isinstance(first, nn.Dropout):
@@ -116,8 +116,9 @@ class Fused(nn.Module):
         """Each run's mask from its own generator, drawn as nn.Dropout draws it on the CPU."""
         if not self.training:
             return x
-        masks = [torch.ones_like(x[k]) if p[k] == 0 else
-                 torch.empty_like(x[k]).bernoulli_(1 - p[k], generator=self.generators[k])
+        shape = dict(size=x.shape[1:], dtype=x.dtype, device=x.device)  # (in the logical order)
+        masks = [torch.ones(**shape) if p[k] == 0 else
+                 torch.empty(**shape).bernoulli_(1 - p[k], generator=self.generators[k])
                  .div_(1 - p[k]) for k in range(self.k)]
         return x * torch.stack(masks)
 
@@ -126,8 +127,8 @@ class Fused(nn.Module):
         for step, group in zip(self.steps, zip(*self.runs, strict=True), strict=True):
             for name, fused in step.named_parameters():
                 for k, layer in enumerate(group):
-                    getattr(layer, name).grad = None if fused.grad is None else _part(fused.grad, k,
-                                                                                      self.k)
+                    getattr(layer, name).grad = None if fused.grad is None else _part(
+                        fused.grad, k, self.k, _transposed(layer, name))
 
 
 def _shape(layer: nn.Module) -> tuple:
@@ -137,10 +138,18 @@ def _shape(layer: nn.Module) -> tuple:
     return (tuple(tuple(p.shape) for p in layer.parameters()), repr(sorted(settings.items())))
 
 
-def _part(fused: Tensor, k: int, runs: int) -> Tensor:
-    """Run k's part of a fused tensor: its index in a stacked one (a linear layer's, 3 or 2
-    dimensions of which the first is the runs), else its block of the concatenated first dimension."""
-    if fused.dim() in (2, 3) and fused.shape[0] == runs:
+def _transposed(layer: nn.Module, name: str) -> bool:
+    """A linear layer's weight is kept fused as (runs, in, out): x W runs as fast as W x, and
+    both its value and its gradient stay in one layout (the gradient of x W^T would be copied)."""
+    return isinstance(layer, nn.Linear) and name == "weight"
+
+
+def _part(fused: Tensor, k: int, runs: int, transposed: bool = False) -> Tensor:
+    """Run k's part of a fused tensor: its index in a stacked one (a linear layer's, whose first
+    dimension is the runs), else its block of the concatenated first dimension."""
+    if transposed:
+        return fused[k].t()
+    if fused.dim() == 2 and fused.shape[0] == runs:
         return fused[k]
     size = fused.shape[0] // runs
     return fused[k * size:(k + 1) * size]
@@ -150,16 +159,25 @@ def _fuse(group: list[nn.Module]) -> nn.Module:
     """One module holding the group's parameters and buffers side by side; each run's layer then
     holds views of them."""
     step = nn.Module()
-    join = torch.stack if isinstance(group[0], nn.Linear) else torch.cat
+    linear = isinstance(group[0], nn.Linear)
     for name, _ in group[0].named_parameters(recurse=False):
-        step.register_parameter(name, nn.Parameter(join([getattr(m, name).detach() for m in group])))
+        parts = [getattr(m, name).detach() for m in group]
+        joined = (torch.stack([p.t() for p in parts]) if _transposed(group[0], name) else
+                  torch.stack(parts) if linear else torch.cat(parts))
+        step.register_parameter(name, nn.Parameter(joined))
     for name in ("running_mean", "running_var"):
         if getattr(group[0], name, None) is not None:
             step.register_buffer(name, torch.cat([getattr(m, name) for m in group]))
     for k, layer in enumerate(group):
         for name, fused in [*step.named_parameters(), *step.named_buffers()]:
-            getattr(layer, name).data = _part(fused.data, k, len(group))
+            getattr(layer, name).data = _part(fused.data, k, len(group), _transposed(layer, name))
     return step
+
+
+def detach(network: nn.Module) -> None:
+    """A run that leaves its group: its weights copied out of the group's, its own again."""
+    for tensor in [*network.parameters(), *network.buffers()]:
+        tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
 
 
 def fuse(networks: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:

@@ -71,6 +71,8 @@ def test_a_fused_group_gives_each_run_the_metrics_it_gets_alone(cifar_root, tmp_
         saved = torch.load(ours.record.run_dir / "model.pt", weights_only=True)
         expected = torch.load(theirs.record.run_dir / "model.pt", weights_only=True)
         assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in expected.items()}
+        size = (theirs.record.run_dir / "model.pt").stat().st_size  # (its weights, not the group's)
+        assert (ours.record.run_dir / "model.pt").stat().st_size < 1.01 * size
         for name, weight in saved.items():
             torch.testing.assert_close(weight, expected[name], rtol=TOLERANCE, atol=1e-6)
 

@@ -59,7 +59,7 @@ def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[
         "format": FORMAT,
         "hyperparameters": hyperparameters(config),  # what makes it this run (resume/run_dir.py)
         "epochs": list(epochs),
-        "model": state.model.state_dict(),
+        "model": own(state.model.state_dict()),
         "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(),
         "train_batches": state.train_batches.state_dict(),
@@ -180,8 +180,15 @@ def _load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
 
 def save_weights(path: Path, model: nn.Module) -> None:
     """model.pt: the trained weights alone (load with torch.load(path, weights_only=True))."""
-    weights = model.state_dict()
+    weights = own(model.state_dict())
     write_atomic(path, lambda f: torch.save(weights, f))
+
+
+def own(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Tensors that are views of a larger one (a fused group's weights) copied out: torch.save
+    would write the whole of what they view."""
+    return {name: tensor.clone() if tensor.untyped_storage().nbytes()
+            > tensor.numel() * tensor.element_size() else tensor for name, tensor in tensors.items()}
 
 
 def _rng_states(device: torch.device) -> dict[str, Tensor]:

@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare-notebook", action="store_true",
                         help="also print the notebook's table beside its reported F1/accuracy")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="the effects' equivalence margin, in the score's units (default: "
+                             "the runs' report.margin, 0.01)")
     parser.add_argument("--stale-after", type=float, default=None, metavar="S",
                         help="report a `running` run of another machine whose heartbeat is older "
                              f"than S seconds as stale (default: {MISSED_BEATS} of its "
@@ -56,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out_dir is None:
             raise FileNotFoundError("several DIRs given: say where to write with --out DIR")
         runs = aggregate(roots, out_dir, args.compare_notebook, plots=not args.no_plots,
-                         stale_after_s=args.stale_after).runs
+                         stale_after_s=args.stale_after, margin=args.margin).runs
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparison = out_dir / "notebook_comparison.md"
         print(comparison.read_text() if comparison.is_file() else
               "no run here is one of the notebook's experiments (experiment=alexnet1..alexnet8)")
-    print(sweep_sentence(runs))
+    print(sweep_sentence(runs, args.margin))
     where = progress.progress(runs)
     if where is not None:
         print(progress.describe(where, relative_to=out_dir))

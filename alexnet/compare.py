@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alexnet.results.collect import collect, varying_columns
+from alexnet.results.effects import margin_of
 from alexnet.results.stats import COLUMNS, SCORE, compare_settings
 
 EXAMPLE = """example (a sweep with seeds first):
@@ -36,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--by", required=True, help="the hyperparameter whose two values to compare")
     parser.add_argument("--metric", default=SCORE, choices=[SCORE, *COLUMNS],
                         help="the score to compare (default: score, each run's selection score)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="a difference smaller than this is no difference, in the score's "
+                             "units (default: the runs' report.margin, 0.01)")
     parser.add_argument("--pool", action="store_true",
                         help="when the runs do not pair up, compare them even if they also differ "
                              "in other hyperparameters than seed (refused otherwise)")
@@ -56,8 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not result.judged:
         print(f"{said}, {sizes}: cannot judge: {result.cannot_judge}")
         return 1
+    margin = margin_of(runs) if args.margin is None else args.margin
+    reach = max(abs(result.low), abs(result.high))
+    verdict = ("a difference" if result.p_value < 0.05 else
+               f"no difference larger than ±{margin:g}" if reach <= margin else
+               f"no difference shown; the data still allow up to ±{reach:.4f}")
     print(f"{said} (95% CI {result.low:+.4f} to {result.high:+.4f}), {sizes}, "
-          f"p = {result.p_value:.3g}")
+          f"p = {result.p_value:.3g}: {verdict}")
     return 0
 
 

@@ -129,6 +129,13 @@ class LossSchema:
 
 
 @dataclass
+class ReportSchema:
+    """How the tables and the effects sentence judge (alexnet/results/effects.py)."""
+
+    margin: float = 0.01  # a difference smaller than this (in the score's units) is no effect
+
+
+@dataclass
 class NotebookSchema:
     """What the notebook reported for an experiment (experiment/alexnetN.yaml)."""
 
@@ -167,6 +174,7 @@ class ConfigSchema:
     optimizer: Any = None
     scheduler: Any = None
     loss: LossSchema = field(default_factory=LossSchema)
+    report: ReportSchema = field(default_factory=ReportSchema)
     logger: Any = None
     notebook: NotebookSchema | None = None
     show_data: ShowDataSchema | None = None

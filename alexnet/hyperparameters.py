@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s",
+NOT_HYPERPARAMETERS = ("notebook", "logger", "checkpoint", "launch", "progress", "heartbeat_s", "report",
                        "torch_threads", "device", "data.root", "data.download", "data.num_workers",
                        "show_data")
 

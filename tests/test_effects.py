@@ -17,7 +17,7 @@ from statsmodels.stats.anova import anova_lm
 
 from alexnet.configs import compose_config
 from alexnet.results.collect import collect
-from alexnet.results.effects import analyse, sentence
+from alexnet.results.effects import analyse, markdown, sentence
 from alexnet.results.report import aggregate
 from alexnet.run.record import RunRecord
 from helpers import run_cli
@@ -66,7 +66,7 @@ def test_a_2x2_grid_with_seeds_gives_both_main_effects_their_intervals_and_the_i
         assert heading in shown
     assert "| optimizer x batch_size |" in shown
     assert shown.count("[") >= 2  # an interval beside each main effect's difference
-    assert "Effects on test_acc (8 runs, seeds as replicates)" in shown
+    assert "Effects on test_acc (8 runs, seeds as replicates, margin ±0.01)" in shown
     assert (grid_sweep / "effects.png").stat().st_size > 10_000
 
 
@@ -112,13 +112,18 @@ def test_only_runs_whose_scores_count_enter_the_model_and_the_sentence_says_what
     sgd = next(level for level in effects.of("optimizer") if level.level == "sgd")
     assert sgd.n == 9 and sgd.mean == pytest.approx(0.30)  # the failed run's 0.99 is not in it
     said = sentence(effects)
-    assert said.startswith("Effects on test_acc (18 runs, seeds as replicates): ")
+    assert said.startswith("Effects on test_acc (18 runs, seeds as replicates, margin ±0.01): ")
     # residual mean square 1e-4 (each setting's seeds: -0.01, 0, +0.01) on 18 - 6 = 12 df
     half = stats.t.ppf(0.975, 12) * math.sqrt(1e-4 * (1 / 9 + 1 / 9))
     assert "optimizer mattered (p = " in said
     assert f"adam - sgd = +0.1000 [95% CI {0.1 - half:+.4f}, {0.1 + half:+.4f}]" in said
-    assert "batch_size did not matter (p = " in said
-    assert "no interaction between optimizer and batch_size (p = " in said
+    # no difference shown, and the data still allow one a little larger than the margin: no
+    # "did not matter" (the intervals, +-t(12) x sqrt(1e-4 x 2/6), reach past 0.01)
+    reach = stats.t.ppf(0.975, 12) * math.sqrt(1e-4 * (1 / 6 + 1 / 6))
+    assert "batch_size: no difference shown (p = " in said
+    assert f"the data still allow differences up to ±{reach:.4f}" in said
+    assert "did not matter" not in said
+    assert "no interaction between optimizer and batch_size shown (p = " in said
 
 
 def test_a_grid_without_seeds_shows_the_means_alone(tmp_path):
@@ -156,24 +161,32 @@ def test_the_notebooks_experiments_name_the_knobs_they_confound(tmp_path):
     assert best.level == "alexnet7" and "best experiment: alexnet7" in sentence(effects)
 
 
-def test_a_searchs_continuous_parameter_is_no_factor_and_the_sentence_says_why(tmp_path):
-    """Six trials of a search: optimizer.lr drawn from an interval (full-precision floats, every
-    run its own value), batch_size from a choice. lr cannot be a factor (no level repeats): it is
-    named, and batch_size's effect is given without calling the two confounded. A grid typed by
-    hand (five learning rates, no seeds) keeps its levels."""
-    trials = [(0.003123456789, 16, 0.30), (0.04718281828, 32, 0.21), (0.000912345678, 16, 0.28),
-              (0.01883045112, 32, 0.19), (0.06502987123, 16, 0.33), (0.001234987654, 32, 0.22)]
-    for index, (lr, batch_size, score) in enumerate(trials):
+def test_a_search_gives_no_knob_an_effect_and_names_what_went_with_what(tmp_path):
+    """Eight trials of a search whose score depends on lr alone, where batch 64 happened to get
+    the good learning rates: a linear model that dropped lr credited batch_size with its effect
+    ("batch_size mattered (p = 1.4e-08)"). No knob gets an effect; the sentence says why and shows
+    which learning rates each batch size had. A grid typed by hand keeps its levels."""
+    lrs = [0.000112345678, 0.000412345678, 0.00112345678, 0.00312345678,  # batch 32
+           0.0112345678, 0.0312345678, 0.0512345678, 0.0912345678]  # batch 64
+    for index, lr in enumerate(lrs):
+        batch_size = 32 if index < 4 else 64
         config = {"optimizer": {"_target_": "torch.optim.SGD", "lr": lr}, "batch_size": batch_size,
                   "seed": 0, "epochs": 1}
+        score = 0.1 + 0.1 * math.log10(lr / 1e-4)  # lr alone decides
         record(tmp_path / "search", str(index), config, score,
                [f"optimizer.lr={lr!r}", f"batch_size={batch_size}"])
     effects = analyse(collect([tmp_path / "search"]).runs)
     assert effects.continuous == ["optimizer.lr"] and effects.factors == ["batch_size"]
     said = sentence(effects)
-    assert said.startswith("Effects on test_acc (6 runs, seeds as replicates): no level effect is "
-                           "given for optimizer.lr: it took a different value in every run"), said
-    assert "confounded" not in said and "batch_size mattered" in said, said
+    assert "mattered" not in said and "did not matter" not in said and "CI" not in said, said
+    assert said.startswith("A search, not a grid: optimizer.lr took a different value in every "
+                           "run"), said
+    assert "so no knob's own effect is given" in said and "search.md ranks the knobs" in said
+    means = [sum(0.1 + 0.1 * math.log10(lr / 1e-4) for lr in half) / 4 for half in (lrs[:4], lrs[4:])]
+    assert f"32 {means[0]:.4f} (n=4; optimizer.lr 0.000112 to 0.00312)" in said, said
+    assert f"64 {means[1]:.4f} (n=4; optimizer.lr 0.0112 to 0.0912)" in said, said
+    shown = markdown(effects)
+    assert f"| 64 | 4 | {means[1]:.4f} | 0.0112 to 0.0912 |" in shown and "## Tests" not in shown
 
     for index, lr in enumerate((0.1, 0.01, 0.001, 0.0001, 0.00001)):
         config = {"optimizer": {"_target_": "torch.optim.SGD", "lr": lr}, "seed": 0, "epochs": 1}
@@ -181,3 +194,26 @@ def test_a_searchs_continuous_parameter_is_no_factor_and_the_sentence_says_why(t
     grid = analyse(collect([tmp_path / "grid"]).runs)
     assert grid.factors == ["optimizer.lr"] and not grid.continuous
     assert "optimizer.lr=1e-05 0.1800" in sentence(grid), sentence(grid)
+    assert "seeds as replicates" not in sentence(grid) + markdown(grid)  # (it had none)
+    assert "| 0.1 | 1 | 0.1000 | -0.0800 |  |" in markdown(grid)  # the difference, no interval
+
+
+def test_a_verdict_never_says_more_than_the_intervals(tmp_path):
+    """Three seeds a level: a wide spread leaves 'no difference shown' and says how large a
+    difference the data still allow; a tight one inside the margin says 'no effect larger than
+    the margin'; equal means are shown as a tie."""
+    for name, spread in (("wide", 0.08), ("tight", 0.001)):
+        for batch_size, seed in itertools.product((32, 64), (0, 1, 2)):
+            score = 0.30 + spread * (seed - 1) + (0.0005 if batch_size == 64 else 0.0)
+            record(tmp_path / name, f"{batch_size}_{seed}", grid_config("sgd", batch_size, seed),
+                   score, [f"batch_size={batch_size}", f"seed={seed}"])
+    wide = sentence(analyse(collect([tmp_path / "wide"]).runs))
+    assert "batch_size: no difference shown (p = " in wide and "still allow differences up to ±0.1" \
+        in wide and "did not matter" not in wide, wide
+    tight = sentence(analyse(collect([tmp_path / "tight"]).runs, margin=0.01))
+    assert "batch_size: no effect larger than ±0.01 (p = " in tight, tight
+    for batch_size, seed in itertools.product((32, 64), (0, 1)):
+        record(tmp_path / "tie", f"{batch_size}_{seed}", grid_config("sgd", batch_size, seed),
+               0.3 + 0.01 * seed, [f"batch_size={batch_size}", f"seed={seed}"])
+    shown = markdown(analyse(collect([tmp_path / "tie"]).runs))
+    assert "| 32 | 2 | 0.3050 | (best) |" in shown and "| 0.0000 (tied with the best) |" in shown

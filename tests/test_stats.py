@@ -164,10 +164,13 @@ def test_compare_prints_the_paired_difference_its_interval_and_p_value(tmp_path)
     assert result.returncode == 0, result.stderr
     reference = stats.ttest_rel(normalized, plain)
     low, high = reference.confidence_interval()
-    assert result.stdout.strip() == (
+    assert result.stdout.strip() == (  # (p = 0.2, the interval reaching past the margin, 0.01)
         f"test_acc: augmentation.normalize=True minus augmentation.normalize=False = "
         f"{(sum(normalized) - sum(plain)) / 3:+.4f} (95% CI {low:+.4f} to {high:+.4f}), "
-        f"paired t-test, n = 3 vs 3, p = {reference.pvalue:.3g}")
+        f"paired t-test, n = 3 vs 3, p = {reference.pvalue:.3g}: no difference shown; the data "
+        f"still allow up to ±{max(abs(low), abs(high)):.4f}")
+    assert "no difference larger than ±0.1" in compare(tmp_path, "--by", "augmentation.normalize",
+                                                       "--margin", "0.1").stdout
 
 
 def test_compare_says_it_cannot_judge_differences_without_spread(tmp_path):

@@ -1,18 +1,19 @@
-"""Effects of the swept knobs: for each hyperparameter the runs vary, what its levels did to the
-selection score (alexnet/scores.py: validation accuracy with a split, else test accuracy).
+"""Effects of the swept knobs on the selection score (alexnet/scores.py), saying no more than the
+runs show.
 
-One linear model over the sweep's runs whose scores count (statsmodels OLS, the knobs as
-categorical factors, seeds as replicates; a full factorial grid also gets its two-way
-interactions): each level's mean, its difference to the best level with a 95% interval (the
-model's t contrasts), and an F test per knob (statsmodels' type-2 ANOVA). A named experiment
-(`experiment=alexnet1..8`) is a bundle of knobs: the model is over the knobs it sets, read from
-each run's resolved config, and the experiments are compared as the model's cells.
+A grid, or a hand-made list of settings: one linear model over the runs whose scores count
+(statsmodels OLS, the knobs as categorical factors; a full grid also gets its two-way
+interactions), replicates being runs that differ in seed alone. For each knob: each level's mean,
+its difference to the best level with a 95% interval, and an F test (type-2 ANOVA). The verdict:
+`mattered` (p < 0.05); `no effect larger than ±margin` where every interval lies inside the
+margin (`report.margin`); else `no difference shown`, with the largest difference the intervals
+still allow. What the design cannot separate (knobs that always change together: an effect is
+estimable when its contrast lies in the design's row space) is named as confounded, with no
+number. One run per setting: the means alone, no interval.
 
-What the runs cannot separate is found from the design itself: an effect is estimable when its
-contrast lies in the row space of the design matrix. One that does not (two knobs that always
-change together, as in the notebook's eight experiments) is named as confounded, with the knobs
-it cannot be told apart from, instead of being given a number. With one run per setting there is
-no noise to judge against: the means are shown alone."""
+A search is no grid: a knob drawn anew for every run went with whatever the sampler chose for the
+others, so no knob's own effect is given; each knob's levels are shown with the drawn knobs'
+ranges beside their means, and search.md ranks the knobs."""
 
 from __future__ import annotations
 
@@ -36,18 +37,19 @@ from alexnet.results.stats import CONFIDENCE, NO_SPREAD, SCORE, metric_of
 
 ALPHA = 1 - CONFIDENCE
 LABEL = "experiment"  # a name for a bundle of knobs, not a knob
-# Which trial of a search a run is: not how it trains. Sweeps made before the Optuna sweeper became
-# a drop-in for Hydra's own recorded it as search.* overrides; today it travels in the environment.
+# Which trial of a search a run is: not how it trains (sweeps of earlier versions recorded it).
 NOT_KNOBS = ("search.",)
 # Knobs whose level means the sentence spells out beside the experiments' (the rest: effects.md).
 SPELLED_OUT = 3
 # Distances below this are zero in the estimability checks (the design holds 0/1 entries).
 TOLERANCE = 1e-8
 # A knob whose values are floats at full precision (as a search draws them from interval(...),
-# not as a person types a grid), at least this many and none repeated, is a continuous
-# parameter: every run is its own level, so it is no factor of the model.
+# not as a person types a grid), at least this many and none repeated, was drawn for every run.
 CONTINUOUS_FROM = 3
 DRAWN_DIGITS = 8  # significant digits of a float's repr from which it was drawn, not typed
+# The equivalence margin, in the score's units: one point of accuracy, about the seed-to-seed
+# standard deviation of the CPU-scale reference runs (outputs/reference/notebook_cpu_seeds).
+MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Level:
     n: int
     mean: float  # the mean selection score of its runs
     best: bool = False
-    difference: float = math.nan  # this level minus the best level, from the model
+    difference: float = math.nan  # this level minus the best level (the model's, with seeds)
     low: float = math.nan  # its 95% interval
     high: float = math.nan
     adjusted: float = math.nan  # the model's mean of the level: over a full grid's other knobs
@@ -67,6 +69,12 @@ class Level:
     adjusted_low: float = math.nan
     adjusted_high: float = math.nan
     confounded_with: tuple[str, ...] = ()  # what its difference cannot be told apart from
+    drawn: tuple[tuple[str, float, float], ...] = ()  # a search: each drawn knob's range here
+
+    @property
+    def tied(self) -> bool:
+        """Not the best, yet no different from it."""
+        return not self.best and abs(self.difference) <= NO_SPREAD
 
 
 @dataclass(frozen=True)
@@ -97,12 +105,13 @@ class Effects:
     terms: list[Term] = field(default_factory=list)
     confounded: list[tuple[str, ...]] = field(default_factory=list)
     label: str | None = None  # "experiment" where the runs name their settings
-    replicated: bool = False
+    replicated: bool = False  # some setting ran with two seeds or more
     residual_df: float = math.nan
     formula: str = ""
     no_interval: str | None = None  # why no interval can be given
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # each setting's n and mean
-    continuous: list[str] = field(default_factory=list)  # knobs left out: see CONTINUOUS_FROM
+    continuous: list[str] = field(default_factory=list)  # drawn anew for every run: a search
+    margin: float = MARGIN
 
     def of(self, factor: str) -> list[Level]:
         return [level for level in self.levels if level.factor == factor]
@@ -117,19 +126,19 @@ class Effects:
 
 def knobs(runs: Sequence[Run]) -> list[str]:
     """The hyperparameters the runs vary, but seed (a replicate), experiment (a bundle), a
-    search's bookkeeping, and keys that only follow a knob above them (labels.own_keys)."""
+    search's bookkeeping, and keys that only follow a knob above them (collect.own_keys)."""
     varying = [k for k in varying_columns(runs)
                if k not in ("seed", LABEL) and not k.startswith(NOT_KNOBS)]
     return own_keys(runs, varying)
 
 
-def analyse(runs: Sequence[Run]) -> Effects:
+def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
     """The effects of the knobs the runs vary on their selection score (see the module)."""
     counted = [r for r in runs if scores.selection_score(r.summary) is not None]
     left_out = dict(Counter(str(r.status) for r in runs if scores.selection_score(r.summary) is None))
     metrics = sorted({metric_of(r, SCORE) for r in counted})
     if len(metrics) > 1:
-        return Effects(None, len(counted), left_out, [], no_interval=(
+        return Effects(None, len(counted), left_out, [], margin=margin, no_interval=(
             f"the runs are ranked by different metrics ({', '.join(metrics)}); aggregate runs of "
             "one objective together"))
     metric = metrics[0] if metrics else None
@@ -137,13 +146,21 @@ def analyse(runs: Sequence[Run]) -> Effects:
     continuous = [k for k in varied if _continuous([r.hyperparameters.get(k) for r in counted])]
     factors = [k for k in varied if k not in continuous]
     label = LABEL if len({str(r.hyperparameters.get(LABEL)) for r in counted}) > 1 else None
-    effects = Effects(metric, len(counted), left_out, factors, label=label, continuous=continuous)
+    effects = Effects(metric, len(counted), left_out, factors, label=label, continuous=continuous,
+                      margin=margin)
     if not counted:
         effects.no_interval = "no run's scores count"
         return effects
     frame, values = _frame(counted, factors)
+    if continuous:  # a search: described, never modelled
+        effects.no_interval = "a search's knobs were drawn together, not crossed"
+        effects.levels = [lv for f in factors for lv in _described(f, values[f], frame, counted,
+                                                                    continuous, effects)]
+        return effects
     names = {f: f"f{i}" for i, f in enumerate(factors)}
     keys = list(names.values())
+    frame = frame.groupby([*keys, "seed", LABEL], observed=True, as_index=False, dropna=False)[
+        "score"].mean()  # (runs alike in every key, seed included, are one run: no replicates)
     effects.cells = (frame.groupby(keys, observed=True)["score"].agg(["size", "mean"])
                      .rename(columns={"size": "n"}).reset_index().rename(
                          columns={v: k for k, v in names.items()}) if keys else
@@ -177,7 +194,7 @@ def analyse(runs: Sequence[Run]) -> Effects:
 
 
 def _continuous(values: Sequence[Any]) -> bool:
-    """Whether a knob's values are a continuous parameter's (see CONTINUOUS_FROM)."""
+    """Whether a knob's values were drawn anew for every run (see CONTINUOUS_FROM)."""
     if not all(isinstance(v, float) for v in values):
         return False
     drawn = any(_significant_digits(v) >= DRAWN_DIGITS for v in values)
@@ -188,6 +205,21 @@ def _significant_digits(value: float) -> int:
     """How many significant digits the shortest repr of `value` has (0.0031 has 2)."""
     mantissa = repr(value).split("e")[0]
     return len(mantissa.replace("-", "").replace(".", "").strip("0"))
+
+
+def _described(factor: str, values: dict[str, Any], frame: pd.DataFrame, runs: Sequence[Run],
+               continuous: Sequence[str], effects: Effects) -> list[Level]:
+    """A search's knob: each level's runs, mean and the drawn knobs' ranges among them; no
+    difference is given (it would be the drawn knobs' as much as this one's)."""
+    column = frame[f"f{effects.factors.index(factor)}"]
+    out = []
+    for level in [lv for lv in column.cat.categories if (column == lv).any()]:
+        rows = [run for run, here in zip(runs, column == level, strict=True) if here]
+        drawn = tuple((knob, min(r.hyperparameters[knob] for r in rows),
+                       max(r.hyperparameters[knob] for r in rows)) for knob in continuous)
+        out.append(Level(factor, values[level], len(rows),
+                         float(frame.loc[column == level, "score"].mean()), drawn=drawn))
+    return out
 
 
 class _Design:
@@ -245,10 +277,11 @@ def settings(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 
 def _frame(runs: Sequence[Run], factors: Sequence[str]) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """A row per run: its score, each knob as a categorical column f0, f1, ... of its values'
-    text (levels in the order a person lists them; None is a level), and its experiment; and per
-    knob, each level's value."""
+    """A row per run: its score, seed and experiment, and each knob as a categorical column f0,
+    f1, ... of its values' text (levels in the order a person lists them; None is a level); and
+    per knob, each level's value."""
     frame = pd.DataFrame({"score": [scores.selection_score(r.summary) for r in runs],
+                          "seed": [str(r.hyperparameters.get("seed")) for r in runs],
                           LABEL: [str(r.hyperparameters.get(LABEL)) for r in runs]})
     values = {}
     for i, factor in enumerate(factors):
@@ -274,8 +307,8 @@ def _fit(rhs: str, frame: pd.DataFrame, design: pd.DataFrame, effects: Effects) 
         effects.no_interval = "the model leaves no degrees of freedom for the noise"
         return None
     if fit.ssr <= NO_SPREAD ** 2 * len(frame):
-        effects.no_interval = ("the seeds of every setting scored exactly alike: there is no "
-                               "noise to judge against")
+        effects.no_interval = ("every setting's seeds scored exactly alike: there is no noise to "
+                               "judge against")
         return None
     return fit
 
@@ -289,18 +322,17 @@ def _contrast(fit: Any, row: np.ndarray) -> tuple[float, float, float]:
 def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _Design,
             grid_fit: Any, higher: bool, fit: Any) -> list[Level]:
     """Each level of the knob: its runs' mean, its difference to the best level (the model's
-    contrast, or what it is confounded with), and over a full grid (`grid_fit`) the model's
-    marginal mean of it."""
+    contrast; without seeds the difference of the means; or what it is confounded with), and over
+    a full grid (`grid_fit`) the model's marginal mean of it. The best is the first of equals."""
     column = frame[model.names[factor]]
     levels = [level for level in column.cat.categories if (column == level).any()]
     sign = 1.0 if higher else -1.0
     raw = {level: frame.loc[column == level, "score"] for level in levels}
     rows = {level: model.mean_row(factor, level) for level in levels}
-    leader = max(levels, key=lambda level: sign * raw[level].mean())
-    best = leader
+    best = _first_best(levels, lambda level: sign * raw[level].mean())
     if fit is not None:  # the best by the model, among the levels it can set beside the leader
-        candidates = [lv for lv in levels if model.estimable(rows[lv] - rows[leader])]
-        best = max(candidates, key=lambda lv: sign * float((rows[lv] - rows[leader]) @ fit.params))
+        candidates = [lv for lv in levels if model.estimable(rows[lv] - rows[best])]
+        best = _first_best(candidates, lambda lv: sign * float((rows[lv] - rows[best]) @ fit.params))
     out = []
     for level in levels:
         found: dict[str, Any] = {"factor": factor, "level": values[level], "n": len(raw[level]),
@@ -312,11 +344,20 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
             found["confounded_with"] = model.partners(difference, factor)
         elif fit is not None:
             found["difference"], found["low"], found["high"] = _contrast(fit, difference)
+        else:
+            found["difference"] = float(raw[level].mean() - raw[best].mean())
         if grid_fit is not None:
             found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(grid_fit,
                                                                                      rows[level])
         out.append(Level(**found))
     return out
+
+
+def _first_best(levels: Sequence[Any], score: Any) -> Any:
+    """The best level, the first of those that tie with it (the one tie rule: scores.best's)."""
+    values = {level: score(level) for level in levels}
+    top = max(values.values())
+    return next(level for level in levels if values[level] >= top - NO_SPREAD)
 
 
 def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) -> list[Level]:
@@ -326,14 +367,16 @@ def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) ->
             for name in names}
     raw = {name: frame.loc[frame[LABEL] == name, "score"] for name in names}
     sign = 1.0 if higher else -1.0
-    best = max(names, key=lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
-                                                else raw[name].mean()))
+    best = _first_best(names, lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
+                                                   else raw[name].mean()))
     out = []
     for name in names:
         found: dict[str, Any] = {"factor": LABEL, "level": name, "n": len(raw[name]),
                                  "mean": float(raw[name].mean()), "best": name == best}
         if fit is not None and name != best:
             found["difference"], found["low"], found["high"] = _contrast(fit, rows[name] - rows[best])
+        elif name != best:
+            found["difference"] = float(raw[name].mean() - raw[best].mean())
         if fit is not None:
             found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(fit, rows[name])
         out.append(Level(**found))
@@ -343,9 +386,10 @@ def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) ->
 def _confounded_sets(factors: Sequence[str], model: _Design) -> list[tuple[str, ...]]:
     """Groups of knobs whose effects the runs cannot tell apart."""
     found: list[tuple[str, ...]] = []
+    identity = np.eye(model.rows.shape[1])
     for factor in factors:
-        blocked = [i for i in model.columns(factor) if not model.estimable(np.eye(model.rows.shape[1])[i])]
-        partners = {p for i in blocked for p in model.partners(np.eye(model.rows.shape[1])[i], factor)}
+        blocked = [i for i in model.columns(factor) if not model.estimable(identity[i])]
+        partners = {p for i in blocked for p in model.partners(identity[i], factor)}
         group = tuple(f for f in factors if f == factor or f in partners)
         if blocked and group not in found:
             found.append(group)
@@ -374,25 +418,19 @@ def _terms(factors: Sequence[str], pairs: Sequence[tuple[str, str]], model: _Des
 
 
 def sentence(effects: Effects) -> str:
-    """What the effects say, as a person would say it."""
+    """What the effects say, as a person would say it, and no more."""
     metric = effects.metric or "the selection score"
     if not effects.counted or effects.metric is None:
         return f"No effects can be given: {effects.no_interval}."
-    parts = []
     if effects.continuous:
-        parts.append(f"no level effect is given for {_and(effects.continuous)}: "
-                     f"{'it' if len(effects.continuous) == 1 else 'each'} took a different value "
-                     "in every run (a search's continuous parameter; its search.md gives the "
-                     "parameter importances)")
-    for group in effects.confounded:
-        parts.append(f"the runs cannot separate the effects of {_and(group)} (they never change "
-                     "one of them alone): confounded, so no number is given for them")
+        return _capital(_search_sentence(effects)) + "."
+    parts = [f"the runs cannot separate the effects of {_and(group)} (they never change one of "
+             "them alone): confounded, so no number is given for them"
+             for group in effects.confounded]
     if not effects.factors and effects.label is None:
         only = effects.cells.iloc[0]
         runs = f"{int(only['n'])} run{'s' if int(only['n']) != 1 else ''}"
-        if effects.continuous:
-            return _capital(f"{parts[0]}; mean {metric} {only['mean']:.4f} over {runs}.")
-        varies = "Only the seed varies" if int(only["n"]) > 1 else "Nothing varies"
+        varies = "Only the seed varies" if effects.replicated else "Nothing varies"
         return f"{varies}: mean {metric} {only['mean']:.4f} over {runs}."
     if effects.no_interval:
         text = f"{effects.no_interval}, so no interval can be given (add seeds: seed=0,1,2)"
@@ -405,35 +443,65 @@ def sentence(effects: Effects) -> str:
                          + "".join(f", then {lv.level} ({lv.mean:.4f})" for lv in ranking[1:3]))
         parts.append(f"{text}; mean {metric}: " + "; ".join(m for m in means if m))
         return _capital("; ".join(parts)) + "."
-    confounded = {f for group in effects.confounded for f in group}
-    for factor in effects.factors:
-        term = effects.term(factor)
-        contrasts = _contrasts(effects.of(factor))
-        if term is not None:
-            verdict = "mattered" if term.significant else "did not matter"
-            parts.append(f"{factor} {verdict} (p = {term.p_value:.2g})" + (f": {contrasts}"
-                                                                            if contrasts else ""))
-        elif contrasts:
-            parts.append(f"{factor}{' (partly confounded)' if factor in confounded else ''}: "
-                         f"{contrasts}")
+    parts += [said for factor in effects.factors if (said := _verdict(effects, factor))]
     for term in effects.terms:
         if len(term.factors) == 2:
             a, b = term.factors
             parts.append(f"{a} and {b} interact (p = {term.p_value:.2g}): the effect of one "
                          "depends on the other" if term.significant else
-                         f"no interaction between {a} and {b} (p = {term.p_value:.2g})")
+                         f"no interaction between {a} and {b} shown (p = {term.p_value:.2g})")
     if effects.label:
         best, *rest = _ranked(effects.of(effects.label), effects.higher_is_better, by="adjusted")
         text = f"best {effects.label}: {best.level} (mean {best.mean:.4f})"
         if rest:
-            text += (f", ahead of {rest[0].level} by {-rest[0].difference:+.4f} "
-                     f"[95% CI {-rest[0].high:+.4f}, {-rest[0].low:+.4f}]")
+            ahead = rest[0].low > 0 or rest[0].high < 0
+            text += (f", ahead of {rest[0].level} by {-rest[0].difference:+.4f} [95% CI "
+                     f"{-rest[0].high:+.4f}, {-rest[0].low:+.4f}]"
+                     + ("" if ahead else ": not shown to be ahead"))
         parts.append(text)
-    return f"Effects on {metric} ({effects.counted} runs, seeds as replicates): " + "; ".join(parts) + "."
+    return (f"Effects on {metric} ({effects.counted} runs, seeds as replicates, margin "
+            f"±{effects.margin:g}): " + "; ".join(parts) + ".")
+
+
+def _verdict(effects: Effects, factor: str) -> str:
+    """A knob's verdict: mattered; no effect larger than the margin; or no difference shown, with
+    the largest difference its intervals still allow."""
+    term = effects.term(factor)
+    levels = effects.of(factor)
+    contrasts = _contrasts(levels)
+    if term is None:  # (some of its differences confounded)
+        partly = " (partly confounded)" if any(lv.confounded_with for lv in levels) else ""
+        return f"{factor}{partly}: {contrasts}" if contrasts else ""
+    p = f"p = {term.p_value:.2g}"
+    if term.significant:
+        return f"{factor} mattered ({p})" + (f": {contrasts}" if contrasts else "")
+    reach = max((max(abs(lv.low), abs(lv.high)) for lv in levels if not math.isnan(lv.low)),
+                default=math.nan)
+    if reach <= effects.margin:
+        return (f"{factor}: no effect larger than ±{effects.margin:g} ({p}; every difference's "
+                "95% CI lies inside it)")
+    return f"{factor}: no difference shown ({p}); the data still allow differences up to ±{reach:.4f}"
+
+
+def _search_sentence(effects: Effects) -> str:
+    """A search's description: why no knob's effect is given, and each knob's levels with the
+    drawn knobs' ranges beside their means."""
+    drawn = _and(effects.continuous)
+    one = len(effects.continuous) == 1
+    text = (f"a search, not a grid: {drawn} took a different value in every run and the other "
+            f"knobs were drawn with {'it' if one else 'them'}, so no knob's own effect is given "
+            "(one knob would be credited with another's); search.md ranks the knobs by importance")
+    for factor in effects.factors:
+        text += f"; mean {effects.metric} by {factor}: " + ", ".join(
+            f"{readable(lv.level)} {lv.mean:.4f} (n={lv.n}; "
+            + ", ".join(f"{knob} {readable(low)} to {readable(high)}" for knob, low, high in lv.drawn)
+            + ")" for lv in effects.of(factor))
+    return text
 
 
 def _ranked(levels: Sequence[Level], higher: bool, by: str) -> list[Level]:
-    return sorted(levels, key=lambda lv: -getattr(lv, by) if higher else getattr(lv, by))
+    return sorted(levels, key=lambda lv: (not lv.best, -getattr(lv, by) if higher
+                                          else getattr(lv, by)))
 
 
 def _contrasts(levels: Sequence[Level]) -> str:
@@ -442,7 +510,7 @@ def _contrasts(levels: Sequence[Level]) -> str:
     return ", ".join(f"{readable(best.level)} - {readable(lv.level)} = {-lv.difference:+.4f} "
                      f"[95% CI {-lv.high:+.4f}, {-lv.low:+.4f}]"
                      for lv in levels if best is not None and not lv.best
-                     and not math.isnan(lv.difference))
+                     and not math.isnan(lv.low))
 
 
 def _and(names: Sequence[str]) -> str:
@@ -455,16 +523,20 @@ def _capital(text: str) -> str:
 
 def table(effects: Effects) -> pd.DataFrame:
     """effects.csv: a row per level (its n, mean, difference to the best level and 95% interval,
-    the model's mean of it, what it is confounded with) and a row per F test."""
+    the model's mean of it, what it is confounded with, a search's drawn ranges) and a row per F
+    test."""
     rows: list[dict[str, Any]] = []
     for level in effects.levels:
         term = effects.term(level.factor)
         rows.append({"kind": "level", "factor": level.factor, "level": level.level, "n": level.n,
-                     "mean": level.mean, "best": level.best, "difference": level.difference,
-                     "ci95_low": level.low, "ci95_high": level.high,
-                     "adjusted_mean": level.adjusted, "adjusted_ci95_low": level.adjusted_low,
+                     "mean": level.mean, "best": level.best, "tied": level.tied,
+                     "difference": level.difference, "ci95_low": level.low,
+                     "ci95_high": level.high, "adjusted_mean": level.adjusted,
+                     "adjusted_ci95_low": level.adjusted_low,
                      "adjusted_ci95_high": level.adjusted_high,
                      "confounded_with": " ".join(level.confounded_with),
+                     "drawn": "; ".join(f"{knob} {low!r} to {high!r}"
+                                        for knob, low, high in level.drawn),
                      "df": term.df if term else math.nan, "F": term.f_value if term else math.nan,
                      "p": term.p_value if term else math.nan})
     for term in effects.terms:
@@ -478,23 +550,30 @@ def table(effects: Effects) -> pd.DataFrame:
 
 def markdown(effects: Effects) -> str:
     """effects.md: the sentence, how it was computed, then a table per knob."""
-    metric = effects.metric or "the selection score"
     lines = ["# Effects of the swept settings", "", sentence(effects), ""]
     left = ", ".join(f"{n} {status}" for status, n in sorted(effects.left_out.items()))
-    held = (" (the validation split's)" if str(effects.metric).startswith("val_") else
-            " (these runs hold out no validation split)" if str(effects.metric).startswith("test_")
-            else "")
     counted = f"{effects.counted} run counts" if effects.counted == 1 else \
         f"{effects.counted} runs count"
-    lines.append(f"Selection score: final `{metric}`{held}. {counted}"
-                 + (f"; left out: {left} (their scores are not results)." if left else "."))
-    if effects.counted and effects.metric:
-        lines.append(f"Model: statsmodels OLS, `{effects.formula}`, seeds as replicates"
+    left_said = f"; left out: {left} (their scores are not results)." if left else "."
+    if effects.metric is None:
+        lines.append(f"No selection score: {counted}{left_said}")
+    else:
+        held = (" (the validation split's)" if effects.metric.startswith("val_") else
+                " (these runs hold out no validation split)"
+                if effects.metric.startswith("test_") else "")
+        lines.append(f"Selection score: final `{effects.metric}`{held}. {counted}{left_said}")
+    if effects.counted and effects.metric and not effects.continuous:
+        lines.append(f"Model: statsmodels OLS, `{effects.formula}`"
+                     + (", replicates: runs that differ in seed alone" if effects.replicated
+                        else "")
                      + ("" if math.isnan(effects.residual_df) else
                         f", {effects.residual_df:g} residual degrees of freedom") + ". `mean` is "
                      "the mean of a level's runs; its difference to the best level is the model's, "
-                     "the other knobs held fixed (the best level is the model's too).")
-    if effects.no_interval:
+                     "the other knobs held fixed (without seeds: the difference of the means). "
+                     f"Verdicts: mattered at p < {ALPHA:g}; `no effect larger than` the margin "
+                     f"±{effects.margin:g} (report.margin, in {effects.metric}'s units) where every "
+                     "difference's 95% interval lies inside it; else no difference shown.")
+    if effects.no_interval and not effects.continuous:
         lines.append(f"No interval: {effects.no_interval}.")
     lines.append("")
     if effects.confounded:
@@ -509,6 +588,15 @@ def markdown(effects: Effects) -> str:
                   f"{'yes' if t.significant else 'no'} |" for t in effects.terms]
         lines.append("")
     for factor in [*effects.factors, *([effects.label] if effects.label else [])]:
+        if effects.continuous:
+            drawn = " | ".join(f"{knob} (range)" for knob in effects.continuous)
+            lines += [f"## {factor}", "", f"| {factor} | n | mean | {drawn} |",
+                      "|---|---|---|" + "---|" * len(effects.continuous)]
+            lines += [f"| {readable(lv.level)} | {lv.n} | {lv.mean:.4f} | " + " | ".join(
+                f"{readable(low)} to {readable(high)}" for _, low, high in lv.drawn) + " |"
+                for lv in effects.of(factor)]
+            lines.append("")
+            continue
         lines += [f"## {factor}", "", f"| {factor} | n | mean | difference to best | 95% CI |",
                   "|---|---|---|---|---|"]
         for level in effects.of(factor):
@@ -519,7 +607,8 @@ def markdown(effects: Effects) -> str:
             elif math.isnan(level.difference):
                 compared = ""
             else:
-                compared = f"{level.difference:+.4f}"
+                compared = ("0.0000 (tied with the best)" if level.tied
+                            else f"{level.difference:+.4f}")
             interval = ("" if math.isnan(level.low) else f"[{level.low:+.4f}, {level.high:+.4f}]")
             lines.append(f"| {readable(level.level)} | {level.n} | {level.mean:.4f} | {compared} "
                          f"| {interval} |")
@@ -527,6 +616,12 @@ def markdown(effects: Effects) -> str:
     return "\n".join(lines)
 
 
-def sweep_sentence(runs: Sequence[Run]) -> str:
+def margin_of(runs: Sequence[Run]) -> float:
+    """The runs' recorded `report.margin` (the first run's that has one), else MARGIN."""
+    found = (((r.summary.get("config") or {}).get("report") or {}).get("margin") for r in runs)
+    return float(next((m for m in found if isinstance(m, int | float)), MARGIN))
+
+
+def sweep_sentence(runs: Sequence[Run], margin: float | None = None) -> str:
     """The effects of a sweep's knobs in one sentence (for the end of a sweep)."""
-    return sentence(analyse(runs))
+    return sentence(analyse(runs, margin_of(runs) if margin is None else margin))

@@ -7,6 +7,7 @@ run per setting the means stand alone, without intervals."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -41,7 +42,8 @@ def draw(effects: Effects, path: Path) -> Path | None:
     for ax in flat[count:]:
         ax.set_visible(False)
     why = f" (no interval: {effects.no_interval})" if effects.no_interval else ""
-    fig.suptitle(f"Effects on {effects.metric}, {effects.counted} runs{why}", fontsize="medium")
+    fig.suptitle(textwrap.fill(f"Effects on {effects.metric}, {effects.counted} runs{why}",
+                               int(10 * 4.2 * columns)), fontsize="medium")  # (as wide as the figure)
     fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)

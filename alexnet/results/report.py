@@ -190,7 +190,8 @@ SUMMARY_NOTE = ("A row per setting (runs that differ only in seed); n counts the
 
 
 def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
-              plots: bool = True, stale_after_s: float | None = None) -> Collection:
+              plots: bool = True, stale_after_s: float | None = None,
+              margin: float | None = None) -> Collection:
     """Write results.csv, results.md, summary.csv/.md (replicates over seeds), effects.csv/.md
     (what each swept knob did), and notebook_comparison.* and plots, into out_dir, each file
     replaced whole (a reader never sees half a table)."""
@@ -207,7 +208,8 @@ def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = Fal
     summary = summary_table(collection.runs, varying_columns(collection.runs))
     write_text_atomic(out_dir / "summary.csv", summary.to_csv(index=False))
     write_text_atomic(out_dir / "summary.md", SUMMARY_NOTE + "\n\n" + markdown(compact_summary(summary)))
-    effects = effect_analysis.analyse(collection.runs)
+    effects = effect_analysis.analyse(collection.runs, effect_analysis.margin_of(collection.runs)
+                                      if margin is None else margin)
     write_text_atomic(out_dir / "effects.csv", effect_analysis.table(effects).to_csv(index=False))
     write_text_atomic(out_dir / "effects.md", effect_analysis.markdown(effects))
     comparison = notebook_table(collection.runs) if compare_notebook else pd.DataFrame()

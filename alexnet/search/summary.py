@@ -25,6 +25,7 @@ from alexnet.search.trial import LAST_STEP
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
+IMPORTANCE_TRIALS = 20  # completed trials below which importances are marked unreliable
 
 
 def objective_names(study: optuna.Study, names: list[str] | None) -> list[str]:
@@ -98,6 +99,7 @@ def _table(every: list[Any], names: list[str]) -> pd.DataFrame:
 
 
 def _importances(study: optuna.Study, names: list[str]) -> list[str]:
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -107,6 +109,11 @@ def _importances(study: optuna.Study, names: list[str]) -> list[str]:
     except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
         return ["", f"(parameter importances: not computed: {err})"]
     lines = ["", "## Parameter importances", ""]
+    if complete < IMPORTANCE_TRIALS:
+        lines += [f"Unreliable: {complete} completed trials. Below {IMPORTANCE_TRIALS}, Optuna's "
+                  "fANOVA ranked the knob that decided a test search first in at most 70% of "
+                  "searches and gave a knob without effect a third of the importance "
+                  "(benchmarks/importances.py).", ""]
     for name, importances in zip(names, found, strict=True):
         lines += [f"- {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in importances.items())]
     return lines

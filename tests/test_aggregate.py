@@ -3,6 +3,8 @@
 import json
 import math
 import os
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -273,3 +275,22 @@ def test_plots_draw_runs_whose_scores_do_not_count_as_such_and_round_their_legen
         else:  # no bar that reads as 0 %, but how the run ended, where its bar would be
             assert widths.get(position, 0.0) == 0 or math.isnan(widths[position])
             assert notes[position] in ("no score: failed", "no score: pruned at epoch 1")
+
+
+REFERENCES = sorted(p for p in (Path(__file__).parents[1] / "outputs" / "reference").iterdir()
+                    if p.is_dir())
+WRITTEN = ("results", "summary", "effects", "notebook_comparison")  # (.csv and .md each)
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda path: path.name)
+def test_every_committed_reference_is_what_todays_code_writes_from_its_runs(reference, tmp_path):
+    copy = tmp_path / reference.name
+    shutil.copytree(reference, copy, ignore=shutil.ignore_patterns("*.png", "*.db"))
+    compared = [f"{name}{kind}" for name in WRITTEN for kind in (".csv", ".md")
+                if (reference / f"{name}{kind}").is_file()]
+    for name in compared:
+        (copy / name).unlink()
+    aggregate([copy], copy, compare_notebook=True, plots=False)
+    assert {"results.md", "effects.md", "summary.md"} <= set(compared)
+    for name in compared:
+        assert (copy / name).read_text() == (reference / name).read_text(), name

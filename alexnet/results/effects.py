@@ -494,9 +494,13 @@ def _search_sentence(effects: Effects) -> str:
     for factor in effects.factors:
         text += f"; mean {effects.metric} by {factor}: " + ", ".join(
             f"{readable(lv.level)} {lv.mean:.4f} (n={lv.n}; "
-            + ", ".join(f"{knob} {readable(low)} to {readable(high)}" for knob, low, high in lv.drawn)
+            + ", ".join(f"{knob} {_span(low, high)}" for knob, low, high in lv.drawn)
             + ")" for lv in effects.of(factor))
     return text
+
+
+def _span(low: float, high: float) -> str:
+    return readable(low) if low == high else f"{readable(low)} to {readable(high)}"
 
 
 def _ranked(levels: Sequence[Level], higher: bool, by: str) -> list[Level]:
@@ -593,7 +597,7 @@ def markdown(effects: Effects) -> str:
             lines += [f"## {factor}", "", f"| {factor} | n | mean | {drawn} |",
                       "|---|---|---|" + "---|" * len(effects.continuous)]
             lines += [f"| {readable(lv.level)} | {lv.n} | {lv.mean:.4f} | " + " | ".join(
-                f"{readable(low)} to {readable(high)}" for _, low, high in lv.drawn) + " |"
+                _span(low, high) for _, low, high in lv.drawn) + " |"
                 for lv in effects.of(factor)]
             lines.append("")
             continue

@@ -71,11 +71,16 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
             if decision.action == "skip" and decision.previous is not None:
                 log.info("%s is already %s: not trained again", hydra_cfg.runtime.output_dir,
                          decision.previous["status"])
+                _draw_missing(Path(hydra_cfg.runtime.output_dir))
                 values[index] = objective_values(decision.previous)
                 continue
             record = RunRecord(Path(hydra_cfg.runtime.output_dir), config,
                                list(hydra_cfg.overrides.task), cfg.heartbeat_s,
                                previous=decision.previous)
+            if decision.action == "recover" and _recovered(cfg, record, decision.epochs):
+                values[index] = objective_values(record.summary)
+                decision.release()
+                continue
             members.append((index, decision, Member(cfg, record, saved=decision.checkpoint,
                                                     hydra=hydra_cfg)))
         for group in _by_position(members):
@@ -86,6 +91,45 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
     for index, _, member in members:
         values[index] = objective_values(member.record.summary)
     return values
+
+
+def _recovered(cfg: DictConfig, record: Any, epochs: list[dict[str, Any]]) -> bool:
+    """A run whose record was damaged, put on record again from its metrics.csv where that shows
+    how it ended (its last epoch, its early stop, its divergence); False where it cannot tell
+    (it then trains again from its first epoch)."""
+    config = record.summary["config"]
+    status = (Status.diverged if not math.isfinite(float(epochs[-1].get("train_loss", "nan")))
+              else Status.completed if len(epochs) >= cfg.epochs
+              else Status.early_stopped if scores.should_stop(epochs, cfg.early_stop, config)
+              else None)
+    if status is None:
+        log.warning("%s: its metrics.csv does not show how it ended: trained again from its "
+                    "first epoch", record.run_dir)
+        return False
+    record.resumed_from(epochs)
+    record.finish(status, stopped_epoch=len(epochs) if status != Status.completed else None)
+    log.warning("%s put on record again from its metrics.csv: %s after %d epochs",
+                record.run_dir, status, len(epochs))
+    _draw_missing(record.run_dir)
+    return True
+
+
+def _draw_missing(run_dir: Path) -> None:
+    """A finished run's pictures, drawn again from its weights where they are missing (its
+    process ran out of memory drawing them, say)."""
+    from alexnet.resume.checkpoint import CHECKPOINT_FILE, MODEL_FILE
+    from alexnet.run.record import FILTERS_FILE, MISTAKES_FILE
+
+    if all((run_dir / name).is_file() for name in (FILTERS_FILE, MISTAKES_FILE)) or not any(
+            (run_dir / name).is_file() for name in (MODEL_FILE, CHECKPOINT_FILE)):
+        return
+    from alexnet.results.learned import redraw
+
+    try:
+        redraw(run_dir)
+    except Exception as err:  # (pictures are never worth a run: said, and the sweep goes on)
+        log.warning("%s: its pictures are not drawn (%s: %s); python -m alexnet.show_run %s "
+                    "draws them", run_dir, type(err).__name__, err, run_dir)
 
 
 def _by_position(members: list[tuple[int, Any, Any]]) -> list[list[tuple[int, Any, Any]]]:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import SHARED_DATA
-from helpers import run_cli, train
+from helpers import CPU_ONLY, run_cli, train
 
 
 def test_sweep_runs_every_combination_and_records_a_failing_run(cifar_root, tmp_path):
@@ -161,3 +161,60 @@ def test_a_disk_that_refuses_a_file_stops_the_whole_sweep_naming_it(cifar_root, 
     assert "free some disk space" in result.stderr and "Traceback" not in result.stderr
     assert json.loads((out / "0" / "results.json").read_text())["status"] == "failed"
     assert not (out / "1").exists()  # the sweep stopped
+
+
+@pytest.mark.parametrize("override", ["batch_size=0", "+epoch=1", "data.val_split=50",
+                                      "device=cuda:7", "+data.rooot=x"])
+def test_a_refused_setting_in_a_folder_of_the_users_leaves_every_file_of_it(tmp_path, override):
+    """`cd my_folder && python -m alexnet.train batch_size=0 hydra.run.dir=.` once removed the
+    folder itself. A refused setting (a typo'd key too, `+epoch=1`, with the nearest one named)
+    is one `error:` line before any folder is made; the user's folder, given directly or through
+    a symbolic link, keeps everything it held."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (mine / ".hydra").mkdir()  # (even a folder named as Hydra's)
+    (tmp_path / "link").symlink_to(mine)
+    for run_dir in (".", str(tmp_path / "link")):
+        result = train(override, "data.root=nowhere", "data.download=false",
+                       f"hydra.run.dir={run_dir}", cwd=mine)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert sorted(p.name for p in mine.iterdir()) == [".hydra", "notes.txt"]
+    if override == "+epoch=1":
+        assert "did you mean epochs?" in result.stderr
+
+
+def test_a_failed_download_leaves_no_run_folder_and_no_data_folder(tmp_path):
+    """A download that cannot reach its server (here a proxy that refuses: no network is
+    needed to fail) ends in one `error:` line, leaving nothing it made behind."""
+    result = subprocess.run([sys.executable, "-m", "alexnet.train", "data.root=data",
+                             "hydra.run.dir=run"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**CPU_ONLY, "https_proxy": "http://127.0.0.1:9",
+                                              "HTTPS_PROXY": "http://127.0.0.1:9"})
+    assert result.returncode == 2 and "error: could not download CIFAR-100" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_record_is_named_and_the_same_command_rebuilds_it_without_training(
+        cifar_root, tmp_path):
+    """results.json cut in half (a disk fault): the aggregator names it; the sweep's command
+    again puts the run on record from its metrics.csv (it had finished: no epoch trained again)
+    and draws the pictures its run dir lacks."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "optimizer=sgd,adam", "epochs=2", "model=alexnet_cifar", f"data.root={cifar_root}",
+            "data.download=false", "progress=false", f"hydra.sweep.dir={sweep}"]
+    assert train(*args, cwd=tmp_path).returncode == 0
+    record = sweep / "0" / "results.json"
+    record.write_text(record.read_text()[: len(record.read_text()) // 2])
+    metrics = (sweep / "0" / "metrics.csv").read_text()
+    (sweep / "1" / "mistakes.png").unlink()  # (its process ran out of memory drawing it)
+    shown = run_cli("alexnet.aggregate", str(sweep), "--no-plots", cwd=tmp_path)
+    assert f"{record} is damaged" in shown.stderr and "rebuilds it" in shown.stderr
+    again = train(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "put on record again from its metrics.csv: completed after 2 epochs" in again.stdout
+    rebuilt = json.loads(record.read_text())
+    assert rebuilt["status"] == "completed" and rebuilt["epochs_done"] == 2
+    assert (sweep / "0" / "metrics.csv").read_text() == metrics  # nothing trained again
+    assert (sweep / "1" / "mistakes.png").is_file()

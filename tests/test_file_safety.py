@@ -246,3 +246,103 @@ def test_a_sweeps_tables_plots_and_records_follow_the_umask_and_only_locks_are_p
     assert modes[f"0/{RUN_LOCK}"] == 0o600
     others = {name: m for name, m in modes.items() if not name.endswith(".lock")}
     assert set(others.values()) == {0o640}, others
+
+
+# Every file the project itself writes into a sweep dir and a run dir (Hydra's own, .hydra/ and
+# the job log under other launchers, and the trackers' and Optuna's files are theirs).
+SWEEP_FILES = ("results.csv", "results.md", "summary.csv", "summary.md", "effects.csv",
+               "effects.md", "effects.png", "learning_curves.png", "final_scores.png",
+               "confusion_superclass.png", "best_filters.png", "best_mistakes.png",
+               "best_mistakes.csv", "planned_jobs.yaml", ".mlflow_parent_run")
+# (checkpoint.pt and the one before it are read before they are written: a link there is a
+# checkpoint that cannot be read, and the run is on record as failed, the link left alone)
+RUN_FILES = ("results.json", "metrics.csv", "confusion_superclass.csv", "filters.png",
+             "mistakes.png", "mistakes.csv", "model.pt", "train.log", ".hydra")  # (the last two:
+# the fused launcher writes them itself)
+SEARCH_FILES = ("multirun.yaml", ".optuna_study.json", "search.md", "search.csv",
+                "optimization_results.yaml", "search_history.png")
+
+
+def plant(folder: Path, names: tuple[str, ...], targets: Path) -> list[Path]:
+    """A symbolic link at each name in `folder`, to a private file of ours (a folder for .hydra)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    planted = []
+    for name in names:
+        target = targets / f"{folder.name}-{name.lstrip('.')}"
+        if name == ".hydra":
+            target.mkdir()
+            private_notes(target / "config.yaml")
+        else:
+            private_notes(target)
+        (folder / name).symlink_to(target)
+        planted.append(target)
+    return planted
+
+
+def test_no_link_planted_at_a_file_we_write_is_followed(cifar_root, tmp_path):
+    """A fused sweep with MLflow (every sweep-level and run-level file of ours) into a sweep dir
+    with a link planted at each name: every run completes, each name is a file of its own, each
+    link's target is as it was."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    sweep = tmp_path / "sweep"
+    planted = plant(sweep, SWEEP_FILES, targets) + plant(sweep / "0", RUN_FILES, targets)
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet.train", "-m", "hydra/launcher=fused", "seed=0,1",
+         "epochs=1", "model=alexnet_cifar", "logger=mlflow",
+         f"logger.mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "progress=false",
+         f"data.root={cifar_root}", "data.download=false", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for target in planted:
+        assert_untouched(target / "config.yaml" if target.is_dir() else target)
+    for name in [*SWEEP_FILES, *(f"0/{n}" for n in RUN_FILES)]:
+        assert not (sweep / name).is_symlink(), name
+
+
+def test_a_searchs_own_files_are_never_written_through_a_planted_link(tmp_path):
+    """The Optuna sweeper with any app (tests/apps/quadratic.py): its multirun.yaml, study file,
+    results and pictures replace a link planted at their names."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    sweep = tmp_path / "sweep"
+    planted = plant(sweep, SEARCH_FILES, targets)
+    app = Path(__file__).parent / "apps" / "quadratic.py"
+    result = subprocess.run(
+        [sys.executable, str(app), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+         "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
+         f"hydra.sweeper.storage=sqlite:///{sweep / 'optuna.db'}",
+         "hydra.sweeper.study_name=q", "x=interval(-2, 2)", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for target in planted:
+        assert_untouched(target)
+    assert not any((sweep / name).is_symlink() for name in SEARCH_FILES)
+
+
+def test_a_sweep_dir_others_can_write_or_of_another_user_is_refused_before_anything_runs(
+        cifar_root, tmp_path):
+    """A sweep dir prepared by someone else (writable by all, holding a run dir `0` that is a
+    link to a folder of ours): one `error:` line, and nothing is written through it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    sweep = tmp_path / "prepared"
+    sweep.mkdir()
+    (sweep / "0").symlink_to(mine)
+    sweep.chmod(0o777)
+    cases = [sweep]
+    if os.geteuid() == 0:  # (a folder of another user: root can make one)
+        other = tmp_path / "another"
+        other.mkdir()
+        os.chown(other, ANOTHER_USER, ANOTHER_USER)
+        cases.append(other)
+    for folder in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "alexnet.train", "-m", "epochs=1", "model=alexnet_cifar",
+             "progress=false", f"data.root={cifar_root}", "data.download=false",
+             f"hydra.sweep.dir={folder}"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: {'anyone may write in' if folder == sweep else ''}")
+        assert str(folder) in result.stderr and "hydra.sweep.dir=" in result.stderr
+        assert list(mine.iterdir()) == [] and not (folder / "multirun.yaml").exists()

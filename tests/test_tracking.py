@@ -36,7 +36,9 @@ def test_mlflow_sweep_of_seeds_leaves_six_runs_and_a_summary_of_two_groups(cifar
     for run_id in children["run_id"]:
         assert [m.step for m in client.get_metric_history(run_id, "test_acc")] == [1, 2]
         assert {a.path for a in client.list_artifacts(run_id)} >= {"results.json", "metrics.csv"}
-    assert "results.csv" in {a.path for a in client.list_artifacts(parent["run_id"].iloc[0])}
+    attached = {a.path for a in client.list_artifacts(parent["run_id"].iloc[0])}
+    assert {"results.csv", "effects.md", "effects.png", "best_filters.png", "best_mistakes.png"} \
+        <= attached, attached  # (what README says the parent run carries)
     record = json.loads((out / "0" / "results.json").read_text())
     assert record["tracking"]["mlflow_run_id"] in set(children["run_id"])
 

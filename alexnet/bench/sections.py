@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
 from alexnet.data.pipelines import build_batches
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.fused import fuse
+from alexnet.launch.placement import cores
 from alexnet.models import build_model
 
 SECTIONS = ("pipeline", "train", "epoch", "sweep", "search", "fused")
@@ -41,7 +41,7 @@ def workers_config(*overrides: str) -> DictConfig:
     """The peer a user would pick instead of the notebook's loader: torchvision transforms in a
     DataLoader with one worker per core (persistent, pinned memory on CUDA, non-blocking copies)."""
     return training_config(*overrides, "data.pipeline=torchvision",
-                           f"data.num_workers={len(os.sched_getaffinity(0))}")
+                           f"data.num_workers={cores()}")
 
 
 def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings, batch_size: int,
@@ -331,7 +331,7 @@ def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
 
             def packed(k: int = k, name: str = name, images: int = images) -> float:
                 ready, done = context.Barrier(k), context.Queue()
-                threads = max(1, len(os.sched_getaffinity(0)) // k)
+                threads = max(1, cores() // k)
                 workers = [context.Process(target=_packed_run,
                                            args=(name, i, train, threads, ready, done))
                            for i in range(k)]

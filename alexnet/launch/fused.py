@@ -76,7 +76,7 @@ def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobRetu
         with read_write(task), open_dict(task):
             del task["hydra"]
         if config.hydra.output_subdir is not None:
-            (run_dir / str(config.hydra.output_subdir)).mkdir(exist_ok=True)
+            _own_folder(run_dir / str(config.hydra.output_subdir))
             for name, node in (("config.yaml", task), ("hydra.yaml", {"hydra": config.hydra}),
                                ("overrides.yaml", config.hydra.overrides.task)):
                 write_text_atomic(run_dir / str(config.hydra.output_subdir) / name,
@@ -101,6 +101,24 @@ def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobRetu
     return returns
 
 
+def _own_folder(folder: Path) -> None:
+    """A folder of ours in a run dir, never reached through a link planted in its place."""
+    if folder.is_symlink():
+        folder.unlink()
+    folder.mkdir(exist_ok=True)
+
+
+class _OwnLog(logging.FileHandler):
+    """A run's log file, appended to without following a link planted in its place."""
+
+    def _open(self) -> Any:
+        path = Path(self.baseFilename)
+        if path.is_symlink():
+            path.unlink()
+        return open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666),
+                    "a", encoding=self.encoding)
+
+
 class _OwnRun(logging.Filter):
     """A run's log file takes its own lines and the group's, not its siblings'."""
 
@@ -122,7 +140,7 @@ def _log_each_run(configs: Sequence[DictConfig]) -> None:
         handler.close()
     for config in configs:
         run_dir = str(config.hydra.runtime.output_dir)
-        handler = logging.FileHandler(Path(run_dir) / f"{config.hydra.job.name}.log")
+        handler = _OwnLog(Path(run_dir) / f"{config.hydra.job.name}.log")
         if template is not None:
             handler.setFormatter(template.formatter)
         handler.addFilter(_OwnRun(run_dir))

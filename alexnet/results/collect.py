@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from alexnet.hyperparameters import dotted, is_hyperparameter
 from alexnet.results.planned import planned_jobs
 from alexnet.run.liveness import effective_status
-from alexnet.run.record import METRICS_FILE, RESULTS_FILE, read_summary
+from alexnet.run.record import METRICS_FILE, RESULTS_FILE, DamagedRecord, read_summary
 from alexnet.scores import Status
 
 # Folders that hold copies of run records, not runs: MLflow's artifact stores.
@@ -43,7 +43,7 @@ class Run:
 @dataclass
 class Collection:
     runs: list[Run]
-    skipped: list[tuple[Path, str]]
+    skipped: list[tuple[Path, str]]  # folders that are no runs (or unreadable), and why
 
 
 def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
@@ -110,10 +110,13 @@ def not_started(path: Path, overrides: list[str]) -> Run:
 
 def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collection:
     """Every run under the roots; a sweep root's planned runs without a record as not_started."""
-    runs, skipped = [], []
+    runs, skipped, damaged = [], [], []
     for path in find_run_dirs(roots):
         try:
             runs.append(read_run(path, stale_after_s))
+        except DamagedRecord as err:  # (said even where its sweep lists it as planned)
+            damaged.append((path, f"{err}: listed as not started; the sweep's command again "
+                                  "rebuilds it from its metrics.csv and checkpoint"))
         except (ValueError, OSError) as err:
             skipped.append((path, str(err)))
     for root in roots:
@@ -126,7 +129,7 @@ def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collec
                 runs.append(not_started(root / str(number), job))
     planned_paths = {run.path for run in runs if run.status == Status.not_started}
     skipped = [(path, reason) for path, reason in skipped if path not in planned_paths]
-    return Collection(runs, skipped)
+    return Collection(runs, [*damaged, *skipped])
 
 
 # Hyperparameters first in the table, in this order, when they vary.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet.results.collect import Run
-from alexnet.run.progress import duration
+from alexnet.run.progress import duration, seconds_left
 from alexnet.scores import Status
 
 # Runs that will still train without anyone's help ...
@@ -81,11 +81,10 @@ def progress(runs: Sequence[Run]) -> Progress | None:
             found.append(RunProgress(run.path, str(run.status), int(run.summary.get("epochs_done") or 0),
                                      _planned(run, usual), seconds if seconds is not None else typical,
                                      seconds is None))
-    pending = [p for p in found if p.status in PENDING]
     at_once = max(1, sum(run.status == Status.running for run in runs))
-    unknown = any(p.left is None or p.seconds_per_epoch is None for p in pending)
-    seconds_left = None if unknown else sum(p.left * p.seconds_per_epoch for p in pending) / at_once
-    return Progress(found, len(runs), at_once, seconds_left)
+    left = seconds_left([(p.left, p.seconds_per_epoch) for p in found if p.status in PENDING],
+                        at_once, typical)
+    return Progress(found, len(runs), at_once, left)
 
 
 def describe(found: Progress, relative_to: Path | None = None) -> str:

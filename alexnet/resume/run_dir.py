@@ -7,6 +7,7 @@ never train one run, and a dead holder (even one killed by SIGKILL) frees it at 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from alexnet.hyperparameters import differences, hyperparameters
 from alexnet.locks import is_locked, label, try_lock
 from alexnet.resume import checkpoint
 from alexnet.run.liveness import RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
-from alexnet.run.record import read_summary
+from alexnet.run.record import DamagedRecord, epochs_on_record, read_summary
 from alexnet.scores import FINISHED, LIVE
 
+log = logging.getLogger(__name__)
 # How long a job waits for the run dir's lock before saying another process holds it (a reader
 # such as the aggregator may hold it for an instant).
 LOCK_WAIT_S = 2.0
@@ -32,11 +34,12 @@ class RunDirConflict(ValueError):
 
 @dataclass
 class Plan:
-    action: Literal["start", "resume", "skip"]
+    action: Literal["start", "resume", "skip", "recover"]
     previous: dict[str, Any] | None = None  # the earlier attempt's results.json
     checkpoint: dict[str, Any] | None = None  # its checkpoint, for action == "resume"
     unreadable: checkpoint.CheckpointError | None = None  # why the checkpoints could not be used
     lock: IO[str] | None = None  # the run dir's lock, held by this process; close() releases it
+    epochs: list[dict[str, Any]] | None = None  # "recover": a damaged record's epochs, on file
 
     def release(self) -> None:
         if self.lock is not None:
@@ -78,8 +81,13 @@ def plan(run_dir: Path, config: dict[str, Any]) -> Plan:
 
 
 def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
+    damaged = False
     try:
         previous = read_summary(run_dir)
+    except DamagedRecord as err:
+        log.warning("%s; the run goes on from what its folder still holds (its checkpoint, else "
+                    "its metrics.csv)", err)
+        previous, damaged = None, True
     except ValueError as err:
         raise RunDirConflict(f"{err}. Move it away or use a new hydra.sweep.dir / hydra.run.dir."
                              ) from err
@@ -105,7 +113,8 @@ def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
     except checkpoint.CheckpointError as err:
         return Plan("start", previous, unreadable=err)
     if saved is None:
-        return Plan("start", previous)
+        epochs = epochs_on_record(run_dir) if damaged else []
+        return Plan("recover", epochs=epochs) if epochs else Plan("start", previous)
     if "hyperparameters" in saved:  # (checkpoints of earlier versions: results.json said it)
         _check_same_run(run_dir, saved["hyperparameters"], wanted, checkpoint.CHECKPOINT_FILE,
                         (previous or {}).get("overrides") or [])

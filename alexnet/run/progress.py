@@ -42,16 +42,31 @@ def measured(rows: Iterable[Mapping[str, Any]]) -> list[float]:
     return [float(s) for s in seconds if isinstance(s, int | float) and math.isfinite(s)]
 
 
+def seconds_left(work: Sequence[tuple[int | None, float | None]], at_once: int,
+                 typical: float | None = None) -> float | None:
+    """The one rule for time left, in a run's log line and in the aggregator: each run's epochs
+    left times its seconds an epoch (one not measured yet: `typical`, by default the median of
+    the measured ones), summed and shared among the runs that train at once; None where a run's
+    epochs are unknown or no pace is known."""
+    known = [pace for _, pace in work if pace is not None]
+    typical = typical if typical is not None else statistics.median(known) if known else None
+    if typical is None or any(left is None for left, _ in work):
+        return None
+    return sum(left * (typical if pace is None else pace) for left, pace in work) / max(1, at_once)
+
+
 def time_left(epoch_seconds: Sequence[float], epochs_left: int, position: Position) -> TimeLeft | None:
-    """The rule above; None before any epoch is measured."""
+    """The rule above, from what one run knows: its own pace for itself and the runs after it;
+    None before any epoch is measured."""
     if not epoch_seconds:
         return None
     per_epoch = statistics.fmean(epoch_seconds)
     run_s = per_epoch * max(epochs_left, 0)
     if position.runs is None:
         return TimeLeft(run_s, None)
-    later_s = per_epoch * sum(position.later_epochs)
-    return TimeLeft(run_s, max(run_s, (run_s + later_s) / max(1, position.at_once)))
+    sweep_s = seconds_left([(max(epochs_left, 0), per_epoch),
+                            *((later, None) for later in position.later_epochs)], position.at_once)
+    return TimeLeft(run_s, max(run_s, sweep_s))
 
 
 def duration(seconds: float) -> str:

@@ -42,18 +42,31 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_text_atomic(path, text)
 
 
+class DamagedRecord(ValueError):
+    """results.json cannot be read (cut short by a disk or copy fault, or not a file)."""
+
+
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run's results.json, or None when it has none; ValueError when it is not ours."""
+    """The run's results.json, or None when it has none; DamagedRecord when it cannot be read,
+    ValueError when it is not ours."""
     path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
         summary = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise DamagedRecord(f"{path} is damaged ({type(err).__name__}: {err})") from err
     if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
         raise ValueError(f"{path} lacks the resolved config: not a run record of alexnet-sweeps")
     return summary
+
+
+def epochs_on_record(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.csv's rows (each epoch the run finished), or none where it cannot be read."""
+    try:
+        return pd.read_csv(Path(run_dir) / METRICS_FILE).to_dict("records")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return []
 
 
 def mark_abandoned(run_dir: Path, status: Status, reason: str) -> bool:

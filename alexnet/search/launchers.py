@@ -7,11 +7,12 @@ else one)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hydra.core.utils import JobReturn
+
+from alexnet.launch.placement import cores
 
 
 def streams(launcher: Any) -> bool:
@@ -27,7 +28,7 @@ def jobs_at_once(launcher_config: Any, launcher: Any = None) -> int:
         return int(declared())
     n_jobs = launcher_config.get("n_jobs") if launcher_config is not None else None
     if isinstance(n_jobs, int):  # (joblib's reading: -1 one per core, -2 all but one...)
-        return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+        return n_jobs if n_jobs > 0 else max(1, cores() + 1 + n_jobs)
     parallelism = launcher_config.get("array_parallelism") if launcher_config is not None else None
     return int(parallelism) if isinstance(parallelism, int) and parallelism > 0 else 1
 

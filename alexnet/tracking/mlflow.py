@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.files import write_text_atomic
 from alexnet.hyperparameters import flat_config
 from alexnet.run.record import RunRecord
 from alexnet.scores import SUCCEEDED, Status
@@ -21,6 +22,11 @@ from alexnet.scores import SUCCEEDED, Status
 # first use (and the migrations tool it runs); their warnings still show.
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
+# What the sweep's parent run carries: its tables, effects, pictures and a search's summary.
+SWEEP_FILES = ("results.csv", "results.md", "summary.csv", "summary.md", "effects.csv",
+               "effects.md", "effects.png", "learning_curves.png", "final_scores.png",
+               "confusion_superclass.png", "notebook_comparison.md", "best_filters.png",
+               "best_mistakes.png", "best_mistakes.csv", "search.md", "search.csv")
 
 
 def _client(settings: DictConfig) -> Any:
@@ -113,14 +119,14 @@ def start_sweep_run(settings: DictConfig, config_name: str, sweep_dir: Path) -> 
     """The sweep's parent run (made once; a resumed sweep reuses it)."""
     path = sweep_dir / PARENT_FILE
     client = _client(settings)
-    if path.is_file():
+    if path.is_file() and not path.is_symlink():  # (a link planted there is no run of ours)
         run_id = path.read_text().strip()
         client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(experiment_id(client, settings, config_name),
                             run_name=f"sweep {sweep_dir}", tags={"sweep_dir": str(sweep_dir)})
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(run.info.run_id + "\n")
+    write_text_atomic(path, run.info.run_id + "\n")
     return run.info.run_id
 
 
@@ -130,8 +136,7 @@ def finish_sweep_run(settings: DictConfig, sweep_dir: Path, succeeded: bool) -> 
     if not path.is_file():
         return
     client, run_id = _client(settings), path.read_text().strip()
-    for name in ("results.csv", "results.md", "summary.csv", "summary.md", "learning_curves.png",
-                 "final_scores.png", "confusion_superclass.png", "notebook_comparison.md"):
+    for name in SWEEP_FILES:
         if (sweep_dir / name).is_file():
             client.log_artifact(run_id, str(sweep_dir / name))
     client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")

@@ -174,6 +174,21 @@ def test_a_config_for_the_official_plugin_gives_its_trials_and_best_value(tmp_pa
                             "best_value": reference.best_value}
 
 
+def test_the_deprecated_search_space_is_taken_with_a_warning_as_the_official_plugin_takes_it(
+        tmp_path):
+    """sphere.yaml's search written with hydra.sweeper.search_space, which the official plugin
+    still takes (with a deprecation warning): the same trials as with params."""
+    runs = {}
+    for name in ("sphere", "sphere_search_space"):
+        out = tmp_path / name / "sweep"
+        result = app("quadratic", "-m", "--config-name", name, f"hydra.sweep.dir={out}",
+                     "hydra.sweeper.n_trials=4", *stored(out, "sphere"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs[name] = [t.params for t in study_of(out, "sphere").trials]
+    assert "search_space` is deprecated" in result.stderr
+    assert runs["sphere_search_space"] == runs["sphere"] and len(runs["sphere"]) == 4
+
+
 def test_batches_of_n_jobs_and_a_fixed_value_on_the_command_line(tmp_path):
     out = tmp_path / "sweep"
     result = app("quadratic", *search(out, "hydra.sweeper.n_trials=7", "hydra.sweeper.n_jobs=3",

@@ -202,6 +202,8 @@ class OptunaSweeperConf:
     max_failure_rate: float = 0.0  # share of a batch of n_jobs trials that may fail (raise)
     params: dict[str, str] | None = None  # the search space: {x: "interval(-5, 5)", y: ...}
     custom_search_space: str | None = None  # module.function(cfg, trial), suggesting more
+    # The official plugin's deprecated form of params: {x: {type: float, low: 0, high: 1}, ...}
+    search_space: dict[str, Any] | None = None
     # Ours:
     pruner: Any = MISSING
     resume_identity: str | None = None  # module.function(fixed overrides) -> those a rerun must

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -57,9 +57,11 @@ class Space:
         return f"{key}={text}" if text is not None else as_override(key, value)
 
 
-def parse_space(arguments: Sequence[str]) -> Space:
-    """The space of `arguments`: hydra.sweeper.params as `key=value`, then the command line's."""
-    space = Space()
+def parse_space(arguments: Sequence[str], configured: Mapping[str, Any] | None = None) -> Space:
+    """The space of `arguments` (hydra.sweeper.params as `key=value`, then the command line's),
+    after the distributions `configured` in the official plugin's deprecated search_space form."""
+    space = Space(distributions={key: _configured(key, spec)
+                                 for key, spec in (configured or {}).items()})
     try:
         overrides = OverridesParser.create().parse_overrides(list(arguments))
     except HydraException as err:
@@ -80,6 +82,24 @@ def parse_space(arguments: Sequence[str]) -> Space:
     space.texts = {key: texts for key, texts in space.texts.items()
                    if texts and key in space.distributions}
     return space
+
+
+def _configured(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
+    """One of search_space's {type, low, high, step, log, choices}, as the official plugin reads it."""
+    kind = str(spec.get("type", "")).rsplit(".", 1)[-1].lower()
+    try:
+        if kind == "categorical":
+            return CategoricalDistribution(list(spec["choices"]))
+        if kind in ("int", "float"):
+            cast = int if kind == "int" else float
+            step = spec.get("step")
+            return (IntDistribution if kind == "int" else FloatDistribution)(
+                cast(spec["low"]), cast(spec["high"]), log=bool(spec.get("log", False)),
+                step=cast(step) if step is not None else (1 if kind == "int" else None))
+    except (KeyError, TypeError, ValueError) as err:
+        raise SettingError(f"hydra.sweeper.search_space.{key}: {err}") from None
+    raise SettingError(f"hydra.sweeper.search_space.{key}.type={spec.get('type')}: give int, "
+                       "float or categorical (or use hydra.sweeper.params)")
 
 
 def _distribution(override: Override, texts: dict[Any, str]) -> BaseDistribution:

@@ -72,7 +72,7 @@ def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
     try:
         settings = read_settings(sweeper)
         params = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
-        space = parse_space([*params, *arguments])
+        space = parse_space([*params, *arguments], _deprecated_space(sweeper))
         hook = _method("custom_search_space", settings.custom_search_space)
     except SettingError as err:
         refuse(str(err))
@@ -89,6 +89,21 @@ def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
             Search(sweeper, settings, space, hook, sweep_dir, text).run()
         except SettingError as err:
             refuse(str(err))
+
+
+def _deprecated_space(sweeper: Any) -> dict[str, Any] | None:
+    """The official plugin's hydra.sweeper.search_space, taken as it takes it: with a warning, and
+    only where hydra.sweeper.params is not given."""
+    if not sweeper.search_space:
+        return None
+    if sweeper.params:
+        warnings.warn("Both hydra.sweeper.params and hydra.sweeper.search_space are configured: "
+                      "hydra.sweeper.params defines the search space", stacklevel=2)
+        return None
+    warnings.warn("`hydra.sweeper.search_space` is deprecated (as in Hydra's Optuna plugin): "
+                  "configure hydra.sweeper.params instead", stacklevel=2)
+    return OmegaConf.to_container(sweeper.search_space, resolve=True) \
+        if OmegaConf.is_config(sweeper.search_space) else dict(sweeper.search_space)
 
 
 def read_settings(sweeper: Any) -> Settings:

@@ -33,12 +33,13 @@ class OptunaSweeper(Sweeper):
     def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: str | None,
                  n_trials: int, n_jobs: int | None, max_failure_rate: float, params: Any,
                  custom_search_space: str | None, pruner: Any, resume_identity: str | None = None,
-                 metric_names: Any = None) -> None:
+                 metric_names: Any = None, search_space: Any = None) -> None:
         self.sampler, self.direction, self.storage = sampler, direction, storage
         self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
         self.max_failure_rate, self.params = max_failure_rate, params
         self.custom_search_space, self.pruner = custom_search_space, pruner
         self.resume_identity, self.metric_names = resume_identity, metric_names
+        self.search_space = search_space
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:

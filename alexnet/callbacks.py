@@ -57,9 +57,9 @@ def report_sweep(sweep_dir: Path) -> list[Run] | None:
 
     try:
         runs = aggregate([sweep_dir], sweep_dir, compare_notebook=True).runs
-    except Exception:  # the runs are on disk whatever happens here; say so and finish
-        log.exception("aggregating %s failed; rerun python -m alexnet.aggregate %s",
-                      sweep_dir, sweep_dir)
+    except Exception as err:  # the runs are on disk whatever happens here (out of memory too)
+        log.error("aggregating %s failed (%s: %s); python -m alexnet.aggregate %s writes its "
+                  "tables again", sweep_dir, type(err).__name__, err, sweep_dir)
         return None
     counts = Counter(run.status for run in runs)
     order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts) - set(STATUS_ORDER))

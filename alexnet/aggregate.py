@@ -1,15 +1,13 @@
-"""Gather a sweep's runs (finished, failed, pruned, still running, killed, not yet started) into
-tables and pictures, and say how far a sweep still running has got.
+"""Gather a sweep's runs (finished, failed, pruned, running, killed, not yet started) into tables and
+pictures, and say how far a running sweep has got.
 
 python -m alexnet.aggregate [DIR ...]
 
-Writes into the sweep dir (or --out): results.csv / results.md (a row per run, ranked by each
-run's selection score: val_acc with a validation split, else test_acc), summary.csv / .md (runs
-that differ only in seed taken together: mean and 95% intervals), effects.csv / .md (what each
-swept setting did, from one linear model over the sweep), with --compare-notebook the notebook's
-table beside ours, and the plots. Prints results.md, the effects in a sentence and, while runs
-are unfinished, each one's epochs done of planned and the sweep's estimated time left. Every
-multirun does this by itself at its end; run it by hand on any runs, or while a sweep runs."""
+Writes into the sweep dir (or --out): results.csv/.md (a row per run, ranked by selection score: val_acc
+with a validation split, else test_acc), summary.csv/.md (seeds pooled: mean and 95% intervals),
+effects.csv/.md (what each swept setting did), the notebook's table with --compare-notebook, and plots.
+Prints results.md, the effects in a sentence and, while runs are unfinished, their epochs done and the
+estimated time left. Every multirun does this at its end; run it by hand on any runs, or mid-sweep."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Hydra callbacks of every multirun (conf/config.yaml, hydra.callbacks): check the data once
-before any job starts, put a job whose process died on record, and end with the sweep's table, a
-summary and an exit status that says whether every run succeeded."""
+"""Hydra callbacks (conf/config.yaml): refuse what cannot work before any folder is made, and end a
+sweep with its table, a summary and an exit status that says whether every run succeeded."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from alexnet.results.planned import sweep_overrides
 from alexnet.resume.stop import Stop, refused
 from alexnet.scores import ENDED_WELL, Status
 
-# Runs a finished sweep left that the same command again goes on with.
-RESUMABLE = (Status.interrupted, Status.stale, Status.not_started)
+RESUMABLE = (Status.interrupted, Status.stale, Status.not_started)  # the same command goes on with them
 
 if TYPE_CHECKING:
     from alexnet.results.collect import Run
@@ -29,11 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_ORDER = tuple(Status)
-TABLE_ROWS = 20  # the end-of-sweep table's rows at most (results.md has them all)
+TABLE_ROWS = 20  # results.md has them all
 
 
 def refuse_shared(folder: Path) -> None:
-    """ConfigError naming the folder when others could write where the run's files go."""
+    """Refuses a folder others can write: they could plant links where our files go."""
     from alexnet.config_checks import ConfigError
     from alexnet.files import shared_folder
 
@@ -44,15 +42,13 @@ def refuse_shared(folder: Path) -> None:
 
 
 def sweep_varies(config: DictConfig, prefix: str) -> bool:
-    """Whether the sweep (command line or hydra.sweeper.params) sweeps a key under `prefix`."""
+    """From the command line or hydra.sweeper.params."""
     return any(o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith(prefix)
                for o in sweep_overrides(config))
 
 
 def report_sweep(sweep_dir: Path) -> list[Run] | None:
-    """Aggregate the sweep and print its summary line (and the runs that did not succeed), its
-    table for a person (compact: results.md has every column) and what each swept knob did;
-    returns its runs (None when they could not be aggregated)."""
+    """Aggregates the sweep and prints its summary, table and effects; None when aggregating fails."""
     from alexnet.results.report import aggregate
 
     try:
@@ -84,14 +80,11 @@ def report_sweep(sweep_dir: Path) -> list[Run] | None:
 
 
 def succeeded(runs: list[Run] | None) -> bool:
-    """Whether every planned run of the sweep ended well."""
     return runs is not None and all(run.status in ENDED_WELL for run in runs)
 
 
 def compact_table(runs: list[Run], sweep_dir: Path) -> str:
-    """The sweep's runs best first, as results.md ranks them, for a terminal: the run's folder, the
-    keys that tell the runs apart, the selection score (blank where it does not count), the test
-    accuracy where that is another metric, and the status."""
+    """results.md's ranking, narrowed for a terminal to the keys that tell runs apart and the scores."""
     import math
 
     from alexnet.results.collect import readable, varying_columns
@@ -126,8 +119,7 @@ def compact_table(runs: list[Run], sweep_dir: Path) -> str:
 
 
 def effects_sentence(runs: list[Run], sweep_dir: Path) -> str:
-    """What the swept knobs did, in one sentence (effects.md has the numbers); nothing when fewer
-    than two runs' scores count or they differ in nothing (there is nothing to compare)."""
+    """Empty when there is nothing to compare; effects.md has the numbers."""
     from alexnet import scores
     from alexnet.results.collect import varying_columns
     from alexnet.results.effects import sweep_sentence
@@ -139,9 +131,7 @@ def effects_sentence(runs: list[Run], sweep_dir: Path) -> str:
 
 
 def keep_best_weights(runs: list[Run]) -> None:
-    """checkpoint.keep=best: remove model.pt from every run of the sweep but its best (by the
-    selection score, alexnet/scores.py); said in one line. Called once the sweep has ended, so no
-    run loses its weights before the sweep knows it is not the best."""
+    """checkpoint.keep=best, once the sweep has ended: no run loses its weights before it is not the best."""
     from alexnet import scores
     from alexnet.resume.checkpoint import MODEL_FILE
 
@@ -159,13 +149,10 @@ def keep_best_weights(runs: list[Run]) -> None:
 
 
 class Checks(Callback):
-    """What every command does before its first run and after its last: refuse what cannot work
-    before any folder is made, and end a sweep with its table."""
+    """Refuses what cannot work before any folder is made, and ends a sweep with its table."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """A single run: refuse a bad setting, a missing data set (fetched here when asked, so a
-        failed download leaves nothing) and a run dir that others can write, before Hydra makes
-        the run dir: a refused run leaves no folder behind."""
+        """Refuses before Hydra makes the run dir (and fetches data), so a refused run leaves no folder."""
         from alexnet.config_checks import ConfigError, validate
         from alexnet.data.cifar import DataError, fetch
 
@@ -177,10 +164,7 @@ class Checks(Callback):
             raise refused(str(err)) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse a sweep dir that others can write or that holds another sweep, a setting every
-        run shares that no run could use, launcher settings that cannot work (hydra/launcher=
-        slurm), and a data set every run would find missing (fetched here once when asked);
-        write the planned jobs; open the sweep's MLflow parent run."""
+        """Refuses, once, what would fail every run; writes the planned jobs; opens the MLflow parent run."""
         from hydra.core.global_hydra import GlobalHydra
 
         from alexnet.config_checks import ConfigError, check_swept_keys, validate
@@ -215,10 +199,7 @@ class Checks(Callback):
             settings, config_label(config.hydra), sweep_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """The sweep's tables, summary and plots, its summary line and table, the weights of all
-        runs but the best removed (checkpoint.keep=best), the MLflow parent run closed with them;
-        a stop naming the command that resumes the runs that did not finish, else a non-zero exit
-        unless every run ended well."""
+        """Reports the sweep; a Stop resumes unfinished runs, else it exits non-zero unless all ended well."""
         sweep_dir = Path(config.hydra.sweep.dir)
         runs = report_sweep(sweep_dir)
         if runs and config.checkpoint.keep == "best":
@@ -237,8 +218,7 @@ class Checks(Callback):
 
 
 def _check_launcher(launcher: DictConfig) -> None:
-    """The launcher's settings, checked before anything is read or submitted, where the launcher
-    says it can (our SLURM launcher: `check_settings`)."""
+    """Before anything is read or submitted, where the launcher has `check_settings` (SLURM)."""
     from omegaconf import OmegaConf
 
     from alexnet.launch.placement import launcher_class
@@ -249,8 +229,7 @@ def _check_launcher(launcher: DictConfig) -> None:
 
 
 def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:
-    """act(alexnet.tracking.mlflow, settings) on the sweep's MLflow parent run when logger.mlflow
-    is on; a tracking error is logged once and the sweep goes on."""
+    """Runs `act` when logger.mlflow is on; a tracking error is logged and the sweep goes on."""
     settings = (config.get("logger") or {}).get("mlflow")
     if settings is None:
         return

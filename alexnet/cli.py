@@ -1,11 +1,6 @@
-"""`python -m alexnet.train` (and `alexnet-train`): the command line around Hydra's entry point.
-
-Every stop (alexnet/resume/stop.py) ends here, once: a sweep's table brought up to date, one line
-that says what stopped and why (`stopped: ...`, or `error: ...` for a setting refused before
-anything ran), the exact command that resumes it, and the stop's exit status; no traceback, a
-Ctrl-C at any moment included. A refused single run leaves no folder behind. A choice that needs
-a package not installed here (alexnet/extras.py) is refused before Hydra starts, naming the pip
-install that brings it."""
+"""`python -m alexnet.train`'s command line around Hydra's entry point: every stop, a Ctrl-C included,
+ends here once, with no traceback: the sweep's table updated, one line saying why, the command that
+resumes it and its exit status. A choice needing a missing package is refused before Hydra starts."""
 
 from __future__ import annotations
 
@@ -25,7 +20,7 @@ SHOWING_FLAGS = ("-c", "--cfg", "-i", "--info")
 
 
 def run(entry_point: Callable[[], Any]) -> None:
-    """Run Hydra's `entry_point` (alexnet.train.main) with sys.argv, ending every stop here."""
+    """Runs Hydra's `entry_point` on sys.argv, ending every stop here."""
     argv = sys.argv[1:]
     multirun = bool(set(MULTIRUN_FLAGS) & set(argv))
     for sig in (signal.SIGTERM, signal.SIGHUP):  # (a run's safe points take them while it trains)
@@ -48,14 +43,13 @@ def run(entry_point: Callable[[], Any]) -> None:
 
 
 def _stop_here(signum: int, frame: Any) -> None:
-    """SIGTERM or SIGHUP outside any run's safe point (starting up, between runs): stop where the
-    command is, as a Ctrl-C does there, saying so, instead of dying without a word."""
+    """SIGTERM/SIGHUP outside a run's safe point stops as a Ctrl-C does, not without a word."""
     raise Stop(f"{signal.Signals(signum).name}; finished runs and saved checkpoints are kept",
                exit_code=128 + signum, output_dir=_sweep_under_way())
 
 
 def _sweep_under_way() -> str | None:
-    """The sweep dir of a multirun that has begun (a stop between its runs resumes it), or None."""
+    """The begun multirun's sweep dir, which a stop between its runs resumes."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -66,8 +60,7 @@ def _sweep_under_way() -> str | None:
 
 
 def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
-    """Say how the command ended, bring a sweep's table up to date, exit with the stop's code
-    (another stop signal meanwhile changes nothing: the command is ending)."""
+    """Says how the command ended and exits; further stop signals are ignored: it is ending."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     if stop.refused:
@@ -86,9 +79,7 @@ def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
 
 
 def multirun_config_request(argv: list[str]) -> list[str]:
-    """Hydra refuses `-m` beside `--cfg`/`--info` ("Only one of --run, --multirun, --cfg ..."), yet
-    adding --cfg to a sweep's command is how one asks what the sweep will run: show it as the
-    multirun's config (hydra.mode=MULTIRUN, its sweeper's params), without the `-m`."""
+    """Hydra refuses `-m` beside `--cfg`/`--info`, yet that asks what a sweep runs: show it without `-m`."""
     showing = any(a in SHOWING_FLAGS or a.startswith(("--cfg=", "--info=")) for a in argv)
     if not (showing and set(MULTIRUN_FLAGS) & set(argv)):
         return argv
@@ -99,7 +90,7 @@ def multirun_config_request(argv: list[str]) -> list[str]:
 
 
 def _sweeps_values(argv: list[str]) -> bool:
-    """Whether the command line holds a sweep (`a=1,2`, `glob(...)`, `range(...)`)."""
+    """`a=1,2`, `glob(...)`, `range(...)`."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]

@@ -2,15 +2,11 @@
 
 python -m alexnet.compare DIR [DIR ...] --by KEY
 
-Takes the runs under the DIRs whose scores count (completed or stopped early; not failed, diverged,
-pruned or unfinished), splits them by the two values KEY takes (e.g. augmentation.normalize), and
-prints the difference of a score between them with its 95% confidence interval and p-value. The
-score is each run's selection score by default (val_acc where the runs hold out a validation
-split, else test_acc; --metric for another). Runs that pair up (the same other hyperparameters
-and seed) get a paired t-test; otherwise Welch's t-test, which treats each side's runs as repeats
-of one setting and is therefore refused while they also differ in another hyperparameter than
-seed (--pool compares them anyway). Where the runs show no spread at all (every pair differs by
-exactly the same amount), no test can judge the difference: it says so and exits 1.
+Splits the runs whose scores count (not failed, diverged, pruned or unfinished) by the two values of KEY
+(e.g. augmentation.normalize) and prints the difference of their selection score (val_acc with a validation
+split, else test_acc; --metric for another) with its 95% confidence interval and p-value. Runs that pair up
+(same other hyperparameters and seed) get a paired t-test, else Welch's, refused while they also differ in
+another hyperparameter than seed (--pool compares them anyway). With no spread at all no test can judge.
 Exit status: 0 judged, 1 cannot judge, 2 bad input."""
 
 from __future__ import annotations

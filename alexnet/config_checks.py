@@ -1,6 +1,5 @@
-"""Reject bad settings before any data is read or any step is trained, saying what is allowed.
-Types and choices are the schema's (alexnet/config_schema.py, checked when Hydra composes the
-config); here are what a type cannot say: ranges, and rules across keys."""
+"""Reject bad settings before any data is read, saying what is allowed: ranges and cross-key
+rules that the schema's types (alexnet/config_schema.py) cannot say."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from alexnet.models import MODELS
 
 
 class ConfigError(ValueError):
-    """A setting is out of range; the message names the key, the value and what is allowed."""
+    """A setting is out of range; the message names key, value and what is allowed."""
 
 
 def _check_positive_int(key: str, value: Any, example: int, allow_none: bool = False) -> None:
@@ -34,9 +33,7 @@ def _check_positive_int(key: str, value: Any, example: int, allow_none: bool = F
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` means CUDA when available, else the CPU; an unusable explicit device is an error.
-    Runs train on the CPU or CUDA only: MPS lacks the float64 the loss and metric sums keep on the
-    device, and nobody here can test on it, so device=mps is refused rather than offered."""
+    """`auto` is CUDA when available, else CPU; MPS is refused (no float64 for the metric sums, untested)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -100,7 +97,7 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _known(node: Any) -> set[str] | None:
-    """The keys a block's schema has; None where any key may be added (an Any-typed block)."""
+    """A block's schema keys; None where any key may be added (an Any-typed block)."""
     if not dataclasses.is_dataclass(node):
         return None
     return {f.name for f in dataclasses.fields(node)}
@@ -114,8 +111,7 @@ def _unknown(key: str, known: set[str], prefix: str = "") -> ConfigError:
 
 
 def _check_known_keys(cfg: DictConfig) -> None:
-    """A key the schema does not know (a typo added with +, `+epoch=1`) is refused, naming the
-    nearest known one; keys added inside blocks that take any (`+optimizer.eps=1e-6`) are not."""
+    """Refuse unknown keys (`+epoch=1`), naming the nearest; Any-typed blocks take any key."""
     known = _known(config_schema.ConfigSchema)
     for key in cfg:
         if key == "hydra":
@@ -130,14 +126,12 @@ def _check_known_keys(cfg: DictConfig) -> None:
 
 
 def _block_schema(key: str) -> Any:
-    """The schema class of a top-level block, where it has one of its own."""
     default = config_schema.ConfigSchema.__dataclass_fields__[key].default_factory
     return default if dataclasses.is_dataclass(default) else None
 
 
 def check_swept_keys(cfg: DictConfig, overrides: Sequence[Any]) -> None:
-    """The keys a sweep sweeps, checked as validate() checks a run's: a typo is refused once for
-    the whole sweep instead of failing every job."""
+    """Refuse a typo in a swept key once for the sweep instead of failing every job."""
     known = {*_known(config_schema.ConfigSchema), "experiment", "sweep"}  # (the last two: groups)
     for override in overrides:
         key = override.get_key_element().lstrip("+~")
@@ -147,7 +141,6 @@ def check_swept_keys(cfg: DictConfig, overrides: Sequence[Any]) -> None:
 
 
 def _check_scheduler(scheduler: DictConfig | None) -> None:
-    """Ranges the schedules' types cannot say (alexnet/schedules.py)."""
     if not scheduler:
         return
     for key, low, high in (("warmup_start", 0.0, 1.0), ("min_factor", 0.0, 1.0),
@@ -168,7 +161,6 @@ def _check_launch(cfg: DictConfig) -> None:
 
 
 def _check_objective(cfg: DictConfig) -> None:
-    """The objective must be a score a run records, and a validation score needs the split."""
     known = (*scores.EPOCH_METRICS, *scores.RECORD_METRICS)
     for name in scores.objectives(cfg):
         if name not in known:
@@ -178,7 +170,6 @@ def _check_objective(cfg: DictConfig) -> None:
 
 
 def _check_split_for(key: str, metric: str, cfg: DictConfig, or_else: str = "") -> None:
-    """A validation score (val_*) exists only with a validation split."""
     if metric.startswith("val_") and cfg.data.val_split is None:
         raise ConfigError(f"{key}={metric} needs a validation split: add data.val_split=N "
                           f"(e.g. data.val_split=500){or_else}")

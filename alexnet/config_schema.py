@@ -1,12 +1,6 @@
-"""The config's one schema: a typed dataclass for every block (Hydra structured configs), so a value
-of the wrong type or outside a set of choices is refused when Hydra composes the config, with
-Hydra's message naming the key (`batch_size=abc`, `data.pipeline=dali`, `early_stop.mode=up`).
-
-conf/config.yaml starts from `config_schema`; the options of the groups whose shape differs
-between options (model, optimizer, logger) start from their own schema (e.g. optimizer/sgd.yaml
-from `optimizer_sgd_schema`). All are stored at the config store's root, not in a group, so
-`--help` lists only the groups a user picks from. config_checks.py keeps what a type cannot say:
-ranges, and rules across keys."""
+"""The config's typed schema (Hydra structured configs): a wrong type or choice is refused at
+composition, naming the key. Stored at the store's root, not in a group, so --help lists only
+groups a user picks from; config_checks.py keeps ranges and cross-key rules."""
 
 from __future__ import annotations
 
@@ -29,7 +23,7 @@ class Keep(Choice):
 
     weights = "weights"  # model.pt, the weights alone
     full = "full"  # checkpoint.pt: weights, optimizer, RNG states
-    best = "best"  # model.pt, and a sweep removes it from all runs but its best at its end
+    best = "best"  # model.pt; a sweep keeps it only for its best run
     none = "none"  # no weights
 
 
@@ -55,10 +49,8 @@ class Monitor(Choice):
 
 
 class Pipeline(Choice):
-    """How batches are made (alexnet/data/pipelines.py)."""
-
     tensor = "tensor"  # the whole split on the device, batched augmentation
-    torchvision = "torchvision"  # PIL transforms in a DataLoader, as the notebook
+    torchvision = "torchvision"  # PIL transforms in a DataLoader, as the notebook did
 
 
 class Autocast(Choice):
@@ -113,7 +105,7 @@ class AugmentationSchema:
 
 @dataclass
 class SpeedSchema:
-    # `auto`, true or false: a union OmegaConf 2.3 cannot type; config_checks.py checks them
+    # auto/true/false: a union OmegaConf 2.3 cannot type; config_checks.py checks them
     channels_last: Any = "auto"
     autocast: Autocast = Autocast.auto
     compile: Any = "auto"
@@ -130,9 +122,7 @@ class LossSchema:
 
 @dataclass
 class ReportSchema:
-    """How the tables and the effects sentence judge (alexnet/results/effects.py)."""
-
-    margin: float = 0.01  # a difference smaller than this (in the score's units) is no effect
+    margin: float = 0.01  # smaller differences (in the score's units) count as no effect
 
 
 @dataclass
@@ -146,16 +136,13 @@ class NotebookSchema:
 
 @dataclass
 class ShowDataSchema:
-    """python -m alexnet.show_data (conf/show_data.yaml)."""
-
     images: int = 8  # images per grid
 
 
 @dataclass
 class ConfigSchema:
-    # What the run is judged by (alexnet/scores.py): auto = val_acc with data.val_split, else
-    # test_acc; or a metrics.csv column (test_loss, val_f1...) or wall_time_s; or a list of them
-    # for several objectives (a Pareto search). The run returns its final value(s) to a sweeper.
+    # auto = val_acc with data.val_split, else test_acc; or a metrics.csv column or wall_time_s,
+    # or a list of them (a Pareto search). Returned to a sweeper (alexnet/scores.py).
     objective: Any = "auto"
     batch_size: int = 32
     epochs: int = 20
@@ -180,7 +167,7 @@ class ConfigSchema:
     show_data: ShowDataSchema | None = None
 
 
-# The options of model/, optimizer/, scheduler/ and logger/: each yaml starts from its own.
+# Schemas of the model/, optimizer/, scheduler/ and logger/ options.
 
 @dataclass
 class AlexNetSchema:

@@ -1,8 +1,5 @@
-"""Where the app's configs come from: `conf/` (every config group) and `sweeps/` (the sweep
-presets, the `sweep` group) at the top of the repository. The wheel carries both as package data
-(`alexnet.conf` and `alexnet.sweeps`, mapped in pyproject.toml), so the installed app finds them
-by package, from any folder. This also composes them outside a Hydra app (benchmarks, tests)
-exactly as `python -m alexnet.train` does."""
+"""Where configs come from: `conf/` and `sweeps/`, shipped as package data so the installed app finds
+them from any folder; composes them outside Hydra (benchmarks, tests) as `alexnet.train` does."""
 
 from __future__ import annotations
 
@@ -25,9 +22,7 @@ PACKAGE_HEADER = re.compile(r"^#\s*@package\s+(\S+)", re.MULTILINE)
 
 
 def register_sweep_presets() -> list[str]:
-    """Put every `sweeps/*.yaml` into Hydra's config store as an option of the `sweep` group (a
-    search path entry names its groups after its folders, and the folder is `sweeps/`); their
-    `# @package` line is kept. Returns the presets' names."""
+    """Store `sweeps/*.yaml` as `sweep` group options (a search path would name the group `sweeps`)."""
     names = []
     for entry in sorted(importlib.resources.files(PRESETS_MODULE).iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".yaml"):
@@ -45,20 +40,18 @@ register_sweep_presets()
 
 
 def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
-    """The composed config (Hydra's own keys left out) for these overrides."""
+    """The composed config, without Hydra's own keys."""
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
 def config_label(hydra_config: DictConfig) -> str:
-    """What a run's config is called (an MLflow experiment's default name): the sweep preset it
-    was started with (`sweep=notebook_cpu`), else the config's name."""
+    """The run's sweep preset, else the config's name (an MLflow experiment's default name)."""
     return str(hydra_config.runtime.choices.get("sweep") or hydra_config.job.config_name)
 
 
 def groups(*parents: str) -> str:
-    """Each group in `parents` and below, `group: option, option` a line (as Hydra lists the
-    app's groups)."""
+    """`group: option, option` a line for `parents` and their subgroups, as Hydra's --help lists."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.object_type import ObjectType
 

@@ -13,14 +13,13 @@ from alexnet.metrics import EvalAccumulator, Predictions
 from alexnet.run.bars import bar
 
 Batch = tuple[Tensor, Tensor]
-# How a pass shows its progress: True, a bar named after the pass (train, val, test); False, none;
-# or a function that wraps the batches in the caller's bar, given the pass's name.
+# True: a bar named after the pass; False: none; or a function wrapping batches in the caller's bar.
 ShowProgress = bool | Callable[[Iterable[Batch], str], Iterable[Batch]]
 
 
 @dataclass
 class EpochProgress:
-    """How far a training pass has got: what a mid-epoch checkpoint needs to continue it exactly."""
+    """What a mid-epoch checkpoint needs to continue a training pass exactly."""
 
     loss_sum: Tensor  # float64 on the device: the summed batch losses so far
     images: int = 0
@@ -34,7 +33,7 @@ def _bar(batches: Iterable[Batch], name: str, progress: ShowProgress) -> Iterabl
 
 
 class _Together:
-    """The runs' batches side by side, one step's worth at a time, sized for a progress bar."""
+    """The runs' batches side by side, sized for a progress bar."""
 
     def __init__(self, batches: Sequence[Iterable[Batch]]) -> None:
         self.batches = batches
@@ -47,7 +46,7 @@ class _Together:
 
 
 def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
-    """Mixed precision in `dtype` for computations on x's device; None means plain fp32."""
+    """`dtype` None means plain fp32."""
     return torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -55,8 +54,7 @@ def train_step(model: nn.Module, inputs: Sequence[Tensor], targets: Sequence[Ten
                optimizers: Sequence[torch.optim.Optimizer], autocast_dtype: torch.dtype | None = None,
                scaler: torch.amp.GradScaler | None = None,
                label_smoothing: Sequence[float] = ()) -> list[Tensor]:
-    """Forward, backward and update of each run of the group (alexnet/fused.py): one loss summed
-    over the runs, so each run's gradients are its own; returns each run's batch loss, unsynced."""
+    """One loss summed over the runs, so each run's gradients are its own; losses stay unsynced."""
     with autocast(inputs[0], autocast_dtype):
         losses = [nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
                   for logits, y, smoothing in zip(model(inputs), targets,
@@ -84,10 +82,8 @@ def train_one_epoch(model: nn.Module, batches: Sequence[Iterable[Batch]],
                     on_step: Callable[[list[EpochProgress]], None] | None = None,
                     schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler | None] = (),
                     label_smoothing: Sequence[float] = ()) -> list[dict[str, float]]:
-    """Update every run of the group over its batches; per run: mean train loss, the learning rate
-    it ended at, seconds and images/s. `resume` continues a pass from mid-epoch checkpoints (the
-    batches continue on their own); `on_step` is called after every step, the runs' safe point;
-    each scheduler steps after every optimizer step."""
+    """`resume` continues mid-epoch checkpoints' passes; `on_step`, after every step, is the runs'
+    safe point; each scheduler steps after every optimizer step."""
     model.train()
     runs = len(batches)
     states = [kept or EpochProgress(torch.zeros((), dtype=torch.float64, device=device))
@@ -119,9 +115,7 @@ def evaluate(model: nn.Module, batches: Sequence[Iterable[Batch]], num_classes: 
              device: torch.device, progress: ShowProgress = True,
              autocast_dtype: torch.dtype | None = None, split: str = "test", *,
              predictions: Sequence[Predictions] | None = None) -> list[tuple[dict[str, float], Tensor]]:
-    """Per run of the group: loss, top-1, top-5 and macro-F1 over the whole split (keys named after
-    it), and its confusion matrix. `predictions`, when given, are filled with each image's
-    predicted class and confidence (kept on the device, read back with the metrics)."""
+    """Each run's split metrics and confusion matrix; fills `predictions` when given."""
     model.eval()
     accumulators = [EvalAccumulator(num_classes, device, keep_predictions=predictions is not None)
                     for _ in batches]

@@ -1,8 +1,6 @@
-"""What a config choice needs beyond the base install, in one place. Without it Hydra fails while
-composing or instantiating the config, before any of our code runs, naming a config or a class
-path but not what to install; the command line asks here first (`refusal`), and --help lists it
-(`listing`). Only what the command chooses is looked up, and only by whether it can be found: no
-package is imported here."""
+"""What a config choice needs beyond the base install: Hydra would fail naming a config or class,
+not what to install, so the command line asks here first (`refusal`) and --help lists it
+(`listing`). Packages are only looked up, never imported."""
 
 from __future__ import annotations
 
@@ -48,12 +46,11 @@ NEEDS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("logger", "all"): (MLFLOW, TENSORBOARD),
 }
 PRIMARY_CONFIG = "config"
-# Flags that name another primary config than conf/config.yaml: its defaults are not looked at.
+# Flags naming another primary config than conf/config.yaml, whose defaults are not looked at.
 OTHER_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
 
 
 def importable(module: str) -> bool:
-    """Whether `module` can be found (without importing it)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package missing; a module set to None
@@ -61,10 +58,7 @@ def importable(module: str) -> bool:
 
 
 def refusal(argv: Sequence[str], config_module: str) -> str | None:
-    """Why this command line cannot run here (a choice it makes needs a package that is not
-    installed, and how to install it), or None. The defaults of the app's config (in the package
-    `config_module`: a sweep preset's, an experiment's) are looked at only when something is
-    missing and the command line did not already say."""
+    """Which missing package a choice needs and how to install it, or None (defaults read last)."""
     missing = {need for needs in NEEDS.values() for need in needs if not importable(need.module)}
     if not missing:
         return None
@@ -103,8 +97,7 @@ def _first_missing(chosen: Iterable[tuple[str, str]], missing: set[Need]
 
 
 def command_line_choices(parsed: Sequence[Override]) -> list[tuple[str, str]]:
-    """(group, option) of every group choice among the parsed command-line overrides, each value
-    of a sweep included (`logger=none,mlflow`)."""
+    """(group, option) of every group choice on the command line, each swept value included."""
     chosen = []
     for override in parsed:
         if override.is_sweep_override():
@@ -119,9 +112,7 @@ def command_line_choices(parsed: Sequence[Override]) -> list[tuple[str, str]]:
 
 
 def default_choices(overrides: Sequence[str], config_module: str) -> list[tuple[str, str]]:
-    """(group, option) of every group the composed config chooses through its defaults lists (a
-    sweep preset's `override /hydra/sweeper: optuna`): Hydra's own defaults list, computed without
-    loading any config's values. Empty when Hydra cannot compute it (it will say why)."""
+    """(group, option) chosen by the defaults lists, loading no values; [] where Hydra will complain."""
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode

@@ -1,7 +1,5 @@
-"""Writing a run's files so that a kill or a full disk never leaves half a file behind. They are
-written for people (tables, plots, records, weights), so they get the modes the user's umask gives
-(what `open(path, "w")` would), for teammates on a shared machine to read: only lock files are
-private (alexnet/locks.py)."""
+"""Writing a run's files so a kill or a full disk never leaves half a file. They get the umask's modes,
+for teammates to read: only lock files are private (alexnet/locks.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +13,7 @@ from typing import IO
 
 
 class OutputError(OSError):
-    """A run's file could not be written (disk full, folder not writable); names the path and the fix.
-    Whatever was written before is still whole."""
+    """A run's file could not be written; names the path and the fix (what was written before is whole)."""
 
     def __init__(self, path: Path, cause: OSError) -> None:
         reason = cause.strerror or str(cause)
@@ -42,9 +39,7 @@ def _rebuilt(kind: type, args: tuple, state: dict) -> OSError:
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through `write` into a temp file beside `path`, flush and fsync it, then rename it over
-    `path`: a reader (or a resume after a kill) sees the old file or the new one, never a torn one.
-    Raises OutputError naming `path` when the disk refuses."""
+    """Write into a synced temp file renamed over `path`: readers see the old or new file, never torn."""
     path = Path(path)
     tmp: str | None = None
     try:
@@ -70,8 +65,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 class _Refusals:
-    """A file to write into that remembers the OSError the disk answered a write with, so that
-    one is what the caller learns whatever error the writer raised around it."""
+    """Remembers the disk's OSError on write, so the caller learns it whatever error the writer raised."""
 
     def __init__(self, f: IO[bytes]) -> None:
         self.f, self.refused = f, None
@@ -88,8 +82,7 @@ class _Refusals:
 
 
 def _create_beside(path: Path) -> tuple[int, str]:
-    """A new temp file beside `path` (never an existing file, nor through a symbolic link), its
-    mode 0666 less the umask, applied by the kernel as open() does (tempfile.mkstemp makes 0600)."""
+    """A new temp file beside `path`, mode 0666 less the umask (tempfile.mkstemp would make it 0600)."""
     while True:
         tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
         try:
@@ -99,13 +92,11 @@ def _create_beside(path: Path) -> tuple[int, str]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """write_atomic for text (tables, Markdown)."""
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def append_line(path: Path, text: str) -> None:
-    """Append text to a log-like file (metrics.csv), never through a symbolic link; OutputError
-    naming `path` when refused."""
+    """Append to a log-like file (metrics.csv), never through a symbolic link; OutputError if refused."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o666)
@@ -130,9 +121,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def shared_folder(folder: Path) -> str | None:
-    """Why `folder` (a run or sweep dir, made yet or not) is no place for our files, or None: it,
-    or a link on its way, is another user's, or a folder on its path lets others replace what is
-    in it (writable by all, without the sticky bit /tmp has)."""
+    """Why `folder` is no place for our files (another user's, or on a path all may write), else None."""
     folder = Path(os.path.abspath(folder))
     for level in [folder, *folder.parents]:
         try:

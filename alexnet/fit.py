@@ -1,7 +1,6 @@
-"""Training a group of runs, side by side in one network (alexnet/fused.py), or one run alone as a
-group of one: take the device, build what each run trains with, go on from its checkpoint, and
-loop over the epochs, recording and checkpointing each run every epoch, until its last epoch,
-early stopping, its search's pruner, divergence or a stop signal ends it."""
+"""Trains a group of runs as one network (alexnet/fused.py), or one run as a group of one, from
+its checkpoint, recording and checkpointing every run each epoch until its last epoch, early
+stopping, its search's pruner, divergence or a stop signal ends it."""
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Training:
-    """What a run trains with: its batches, its network and the state a checkpoint holds."""
+    """A run's batches, and the state a checkpoint holds."""
 
     test_batches: Batches
     val_batches: Batches | None  # data.val_split's images, scored every epoch (val_acc, ...)
@@ -54,8 +53,7 @@ class Training:
 
 @dataclass
 class Member:
-    """One run of a group: its config, record and trackers, the checkpoint it resumes from, and
-    while it trains, what it trains with."""
+    """One run of a group."""
 
     cfg: DictConfig
     record: RunRecord
@@ -79,7 +77,7 @@ def describe(device: torch.device) -> str:
 
 def take_device(placement: Placement, speed_cfg: DictConfig,
                 records: Sequence[RunRecord]) -> tuple[torch.device, speed.SpeedSettings]:
-    """Use the placement's device and threads, resolve the speed switches for it, record both."""
+    """Takes the placement's device and threads and resolves the speed switches for it."""
     if placement.threads is not None:
         torch.set_num_threads(placement.threads)
     device = resolve_device(placement.device)
@@ -97,7 +95,7 @@ def take_device(placement: Placement, speed_cfg: DictConfig,
 
 
 def load_data(cfg: DictConfig) -> Cifar100:
-    """The run's images (a group's are the same): its subsets, and its validation split."""
+    """A group's runs share the same images."""
     data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
                          cfg.data.test_subset)
     if cfg.data.val_split is None:
@@ -108,7 +106,6 @@ def load_data(cfg: DictConfig) -> Cifar100:
 
 def build_training(cfg: DictConfig, data: Cifar100, device: torch.device,
                    settings: speed.SpeedSettings) -> Training:
-    """Batches, network (in the speed settings' memory format), optimizer, schedule, grad scaler."""
     batches = {name: build_batches(split, cfg, name == "train", device, settings)
                for name, split in (("train", data.train), ("test", data.test), ("val", data.val))
                if split is not None}
@@ -123,8 +120,7 @@ def build_training(cfg: DictConfig, data: Cifar100, device: torch.device,
 
 
 def _own_generators(device: torch.device) -> dict[str, torch.Generator]:
-    """Generators holding the global ones' states now: a run of a group draws its dropout from
-    them as it would from the global ones alone (and its checkpoint keeps them as those)."""
+    """Copies of the global generators, so a fused run draws its dropout as it would alone."""
     found = {"torch": torch.Generator().set_state(torch.get_rng_state())}
     if device.type != "cpu":
         module = torch.get_device_module(device)
@@ -134,8 +130,7 @@ def _own_generators(device: torch.device) -> dict[str, torch.Generator]:
 
 def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
                 batch_size: int) -> torch.nn.Module:
-    """The members' networks as one; a run alone as itself (compiled or CUDA-graphed when asked),
-    drawing its dropout from the global generators, which take over its own where it was fused."""
+    """A run alone is compiled or CUDA-graphed when asked; the global generators take over its own."""
     networks = [m.parts.state.model for m in members]
     if len(members) > 1:
         if settings.compile or settings.cuda_graphs:
@@ -165,9 +160,8 @@ def _set_global(generators: dict[str, torch.Generator], device: torch.device) ->
 
 
 def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> None:
-    """Train the members (one run, or a group of the same shape, batch size, epochs and data, at
-    the same point of training) to their ends, each member's status set as it ends; raises Stop
-    when a stop signal ends them (their checkpoints saved at the step they had reached)."""
+    """Trains same-shaped members at one point of training to their ends; raises Stop on a stop
+    signal, their checkpoints saved at the step reached."""
     cfg = members[0].cfg
     device, settings = take_device(placement, cfg.speed, [m.record for m in members])
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
@@ -224,7 +218,7 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
 
         def safe_point(progress: list[EpochProgress], epoch: int = epoch,
                        training: list[Member] = training) -> None:
-            """After every step: on a stop request save where each run is and end them."""
+            """On a stop request, saves where each run is and ends them."""
             sig = stop.requested()
             if sig is None:
                 return
@@ -259,14 +253,13 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
 
 
 def _training(members: Sequence[Member]) -> list[Member]:
-    """The members still training: not ended, epochs left."""
     return [m for m in members if m.status is None and len(m.record.epochs) < m.cfg.epochs]
 
 
 def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Position,
                   device: torch.device, data: Cifar100, fine_to_coarse: torch.Tensor,
                   confusion: torch.Tensor) -> None:
-    """Log, check, checkpoint and record one run's epoch; end the run where it ends there."""
+    """Logs, checks, checkpoints and records one run's epoch; ends the run where it ends."""
     epoch, epochs = row["epoch"], m.cfg.epochs
     left = run_progress.time_left(run_progress.measured([*m.record.epochs, row]), epochs - epoch,
                                   position)
@@ -300,14 +293,14 @@ def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Positio
 
 def _save(m: Member, epochs: list[dict[str, Any]], device: torch.device,
           in_progress: EpochProgress | None = None) -> None:
-    """The member's checkpoint; in a fused group its own generators stand for the global ones."""
+    """In a fused group the run's own generators stand for the global ones."""
     rng = {name: g.get_state() for name, g in m.generators.items()} if m.grouped else None
     checkpoint.save(m.record.run_dir / checkpoint.CHECKPOINT_FILE, m.parts.state,
                     m.record.summary["config"], epochs, device, in_progress, rng=rng)
 
 
 def _finish(m: Member, status: Status, data: Cifar100) -> None:
-    """A run's end: its weights, what it learned, its record closed, its checkpoints gone."""
+    """Saves weights and pictures, closes the record, removes checkpoints."""
     m.status = status
     if m.cfg.checkpoint.keep in ("weights", "best"):  # (best: the sweep's end removes the others')
         checkpoint.save_weights(m.record.run_dir / checkpoint.MODEL_FILE, m.parts.state.model)
@@ -328,8 +321,7 @@ def _finish(m: Member, status: Status, data: Cifar100) -> None:
 
 
 def _pruned(value: float | None, epoch: int, last: bool, hydra_cfg: DictConfig | None) -> bool:
-    """Report the epoch's objective to the search trial this run is (hydra/sweeper=optuna; no-op
-    outside a search): True when its pruner says stop (never asked at the last epoch)."""
+    """Reports to the run's optuna trial; True when its pruner says stop (never at the last epoch)."""
     if value is None or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
         return False
     from alexnet.search.trial import report  # (optuna only where a search runs)

@@ -1,10 +1,8 @@
-"""Several runs' networks trained as one (hydra/launcher=fused), HFTA's way: on a GPU each
-convolution one grouped convolution over the runs' stacked channels and BatchNorm over them (each
-run keeps its own statistics); each linear layer one batched matmul; each run's dropout drawn from
-its own generator. On the CPU the convolutions run one run after another, on the fused weights:
-oneDNN's grouped convolutions measured 20% slower there than separate ones of the same total size.
-Each run's own network keeps its weights as views of the fused ones, so its optimizer, schedule and
-checkpoint are exactly what they are when it trains alone."""
+"""Several runs' networks trained as one (hydra/launcher=fused), HFTA's way: on a GPU a grouped
+convolution and BatchNorm over the runs' stacked channels, a batched matmul per linear layer, each
+run's dropout from its own generator. On the CPU convolutions run per run (oneDNN's grouped ones
+measured 20% slower). Each run's network holds views of the fused weights, so its optimizer,
+schedule and checkpoint are exactly those of training alone."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ FUSABLE = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Dropout, nn.Line
 
 
 def layers(network: nn.Module) -> list[nn.Module]:
-    """The network's layers in order, nested nn.Sequentials flattened."""
+    """Nested nn.Sequentials flattened."""
     if not isinstance(network, nn.Sequential):
         raise TypeError(f"only an nn.Sequential can be fused, not {type(network).__name__}")
     found = []
@@ -28,7 +26,7 @@ def layers(network: nn.Module) -> list[nn.Module]:
 
 
 class Single(nn.Module):
-    """A group of one: the run's own network (compiled or not), on the runs' interface."""
+    """A group of one: the run's own network (compiled or not) on the group interface."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -38,12 +36,11 @@ class Single(nn.Module):
         return [self.network(inputs[0])]
 
     def share_grads(self) -> None:
-        """Nothing to share: the network's parameters hold their own gradients."""
+        """Its parameters hold their own gradients."""
 
 
 class Fused(nn.Module):
-    """K networks of one shape as one module: forward takes each run's batch and returns each
-    run's logits. A trailing ReLU that only some runs have (model.logit_relu) is applied to those."""
+    """K same-shaped networks as one; a trailing ReLU only some have (model.logit_relu) applies to those."""
 
     def __init__(self, networks: Sequence[nn.Module], generators: Sequence[torch.Generator],
                  grouped: bool = True) -> None:
@@ -78,7 +75,7 @@ class Fused(nn.Module):
         return list(x.unbind(0))
 
     def _one(self, step: nn.Module, layer: nn.Module, k: int, x: Tensor) -> Tensor:
-        """Run k's part of a convolutional layer, on its slice of the fused weights."""
+        """Run k's part of a convolutional layer on its slice of the fused weights."""
         if isinstance(layer, nn.Conv2d):
             return F.conv2d(x, _part(step.weight, k, self.k), _part(step.bias, k, self.k),
                             layer.stride, layer.padding, layer.dilation, layer.groups)
@@ -113,7 +110,7 @@ class Fused(nn.Module):
         return first(x)  # ReLU, MaxPool2d: each channel alone
 
     def _dropout(self, x: Tensor, p: list[float]) -> Tensor:
-        """Each run's mask from its own generator, drawn as nn.Dropout draws it on the CPU."""
+        """Each run's mask from its own generator, as nn.Dropout draws it on the CPU."""
         if not self.training:
             return x
         shape = dict(size=x.shape[1:], dtype=x.dtype, device=x.device)  # (in the logical order)
@@ -123,7 +120,7 @@ class Fused(nn.Module):
         return x * torch.stack(masks)
 
     def share_grads(self) -> None:
-        """Give each run's parameters their slice of the fused gradients (its optimizer's input)."""
+        """Gives each run's parameters their slice of the fused gradients, for its optimizer."""
         for step, group in zip(self.steps, zip(*self.runs, strict=True), strict=True):
             for name, fused in step.named_parameters():
                 for k, layer in enumerate(group):
@@ -132,21 +129,19 @@ class Fused(nn.Module):
 
 
 def _shape(layer: nn.Module) -> tuple:
-    """What must match for layers to fuse: their parameters' shapes and their settings."""
+    """What must match for layers to fuse."""
     settings = {name: value for name, value in vars(layer).items()
                 if not name.startswith("_") and name not in ("training", "p", "inplace")}
     return (tuple(tuple(p.shape) for p in layer.parameters()), repr(sorted(settings.items())))
 
 
 def _transposed(layer: nn.Module, name: str) -> bool:
-    """A linear layer's weight is kept fused as (runs, in, out): x W runs as fast as W x, and
-    both its value and its gradient stay in one layout (the gradient of x W^T would be copied)."""
+    """Fused linear weights are (runs, in, out): as fast, and x W^T's gradient would be copied."""
     return isinstance(layer, nn.Linear) and name == "weight"
 
 
 def _part(fused: Tensor, k: int, runs: int, transposed: bool = False) -> Tensor:
-    """Run k's part of a fused tensor: its index in a stacked one (a linear layer's, whose first
-    dimension is the runs), else its block of the concatenated first dimension."""
+    """Run k's index in a stacked tensor (runs first), else its block of a concatenated one."""
     if transposed:
         return fused[k].t()
     if fused.dim() == 2 and fused.shape[0] == runs:
@@ -156,8 +151,7 @@ def _part(fused: Tensor, k: int, runs: int, transposed: bool = False) -> Tensor:
 
 
 def _fuse(group: list[nn.Module]) -> nn.Module:
-    """One module holding the group's parameters and buffers side by side; each run's layer then
-    holds views of them."""
+    """Joins the group's parameters and buffers; each run's layer then holds views of them."""
     step = nn.Module()
     linear = isinstance(group[0], nn.Linear)
     for name, _ in group[0].named_parameters(recurse=False):
@@ -175,14 +169,13 @@ def _fuse(group: list[nn.Module]) -> nn.Module:
 
 
 def detach(network: nn.Module) -> None:
-    """A run that leaves its group: its weights copied out of the group's, its own again."""
+    """A run leaving its group gets its own copy of its weights."""
     for tensor in [*network.parameters(), *network.buffers()]:
         tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
 
 
 def fuse(networks: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:
-    """The runs' networks as one module: the network itself for one run, else Fused (grouped
-    convolutions off the CPU)."""
+    """Single for one run, else Fused (grouped convolutions off the CPU)."""
     if len(networks) == 1:
         return Single(networks[0])
     return Fused(networks, generators, grouped=next(networks[0].parameters()).device.type != "cpu")

@@ -1,6 +1,5 @@
-"""The one adapter to Hydra's private parts, used where Hydra has no public way:
-how its basic sweeper expands a command line into jobs (`BasicSweeper.split_arguments`), so a
-sweep's planned jobs are exactly the ones Hydra will run, globs included."""
+"""The one adapter to Hydra's private parts: the basic sweeper's job expansion, so a sweep's planned
+jobs are exactly those Hydra will run, globs included."""
 
 from __future__ import annotations
 

@@ -1,14 +1,6 @@
-"""Advisory file locks (flock) for "only one at a time": a run dir has one trainer, a device slot
-one job. The kernel drops a lock the moment its holder dies, even by SIGKILL, so a lock never
-outlives the process that took it; processes on one kernel (containers included) see each other's
-locks, and so do hosts on a shared filesystem whose locks are shared (NFSv4, Lustre with flock).
-
-Lock files lie in folders others may write (a run dir, the temp dir's slot pool). Anyone who can
-open a lock file can flock it and stall its jobs for ever, and a lock file that is a symbolic link
-would aim our writes at a file of someone's choosing. So a lock file is opened without following
-a symbolic link, created readable and writable by its owner alone (0600) and never widened, and
-refused unless it is a plain file of ours; the folders made for lock files are made 0700 and used
-only while they are ours and writable by us alone."""
+"""Advisory flock locks for "one at a time" (a run dir's trainer, a device slot), dropped when the
+holder dies, even by SIGKILL. Lock files lie in folders others may write, so they are never followed
+links, made 0600 and refused unless ours; their folders are 0700 and used only while ours alone."""
 
 from __future__ import annotations
 
@@ -40,9 +32,7 @@ _warned: set[Path] = set()
 
 
 class UnsafeLockPath(OutputError):
-    """A lock file, or a folder for lock files, that is not safely ours (a symbolic link, another
-    user's, writable by others): using it would let someone else stall our jobs or choose which
-    file we write. Names the path and the way out."""
+    """A lock path not safely ours (a link, another user's, writable by others): it could stall our jobs."""
 
     def __init__(self, path: Path, problem: str, fix: str) -> None:
         OSError.__init__(self, errno.EPERM, f"refusing {path}: {problem}; {fix}")
@@ -66,8 +56,7 @@ def _owner_problem(st: os.stat_result) -> str | None:
 
 
 def _open(path: Path, folder_fd: int | None = None) -> IO[str]:
-    """The lock file `path` (by its name in `folder_fd` when given), created 0600 if missing;
-    UnsafeLockPath when it is a symbolic link, not a plain file, or not ours."""
+    """Open the lock file (by name in `folder_fd` if given), made 0600; UnsafeLockPath when not ours."""
     try:
         fd = os.open(path.name if folder_fd is not None else path,
                      os.O_RDWR | os.O_CREAT | _NOFOLLOW, PRIVATE_FILE, dir_fd=folder_fd)
@@ -97,10 +86,7 @@ def _open(path: Path, folder_fd: int | None = None) -> IO[str]:
 
 def try_lock(path: Path, wait_s: float = 0.0, poll_s: float = 0.05, *,
              folder_fd: int | None = None) -> IO[str] | None:
-    """Lock `path` (created 0600 if missing), waiting up to `wait_s`; the open file while it is
-    ours (close it to release), or None when another process holds it. With `folder_fd` (from
-    private_folder), `path` is opened by its name in that folder. UnsafeLockPath when the file is
-    not safely ours, OutputError when it cannot be created."""
+    """Lock `path` within `wait_s`: the open file (close to release), or None when another one holds it."""
     handle = _open(Path(path), folder_fd)
     deadline = time.monotonic() + wait_s
     while True:
@@ -134,8 +120,7 @@ def held(path: Path, *, folder_fd: int | None = None) -> Iterator[None]:
 
 
 def label(handle: IO[str], text: str) -> None:
-    """Say in a held lock file who holds it (for a person looking; the lock is what counts). A
-    file with other names (hard links) is left as it is: emptying it would empty them too."""
+    """Write who holds the lock into its file, unless it has hard links (emptying it would empty them)."""
     with contextlib.suppress(OSError):
         if os.fstat(handle.fileno()).st_nlink != 1:
             return
@@ -146,10 +131,7 @@ def label(handle: IO[str], text: str) -> None:
 
 
 def is_locked(path: Path) -> bool | None:
-    """Whether some open file holds the lock on `path` now (ours too, if we hold it through
-    another); False when there is no such plain file (a symbolic link there is nobody's lock);
-    None when it cannot be told: the filesystem has no locks, or the lock file is another user's
-    (0600: we may not open it), where the heartbeat decides. Opens without creating anything."""
+    """Whether someone holds `path`'s lock, creating nothing; None if it cannot tell (no locks, not ours)."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except PermissionError:
@@ -173,11 +155,8 @@ def is_locked(path: Path) -> bool | None:
 
 @contextlib.contextmanager
 def private_folder(folder: Path, above: Path, fix: str) -> Iterator[int]:
-    """The folder `folder`, inside `above` (which the user chose), opened for lock files: each
-    level below `above` is made 0700 when missing, never followed when it is a symbolic link, and
-    used only while it is ours and writable by us alone (UnsafeLockPath naming it and `fix`
-    otherwise). Yields its descriptor: lock files are opened by name in it (try_lock's
-    `folder_fd`), so nobody can swap the folder between the check and the use."""
+    """Open `folder` under `above` for lock files: each level made 0700, never a followed link, ours alone.
+    Yields its descriptor so lock files open by name in it: nobody can swap the folder after the check."""
     folder, above = Path(os.path.abspath(folder)), Path(os.path.abspath(above))
     try:
         above.mkdir(parents=True, exist_ok=True)  # (the user's choice: made as they make folders)

@@ -10,17 +10,14 @@ from torch import Tensor
 
 @dataclass
 class Predictions:
-    """Each image's predicted class and confidence (its largest softmax probability) from the last
-    pass that filled it (`evaluate(..., predictions=)`), on the CPU, in the order the batches came:
-    for a test split, its own order. What the run's mistakes grid is drawn from."""
+    """Each image's predicted class and top softmax probability, in batch order, for the mistakes grid."""
 
     predicted: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
     confidence: Tensor = field(default_factory=lambda: torch.empty(0))
 
 
 class EvalAccumulator:
-    """Sums loss, top-5 hits and a confusion matrix over batches without a host sync per batch;
-    with `keep_predictions`, also keeps each image's prediction and confidence on the device."""
+    """Sums loss, top-5 hits and a confusion matrix on the device: no host sync per batch."""
 
     def __init__(self, num_classes: int, device: torch.device, keep_predictions: bool = False) -> None:
         self.num_classes = num_classes
@@ -32,10 +29,9 @@ class EvalAccumulator:
         self._confidence: list[Tensor] = []
 
     def update(self, logits: Tensor, targets: Tensor, loss_sum: Tensor) -> None:
-        """Add one batch: `loss_sum` is the summed (not averaged) loss over its samples."""
+        """`loss_sum` is the batch's summed, not averaged, loss."""
         predictions = logits.argmax(dim=1)
-        # (index_add_, not bincount: bincount reads its largest index back to size its output,
-        # a host sync per batch on CUDA)
+        # (not bincount: sizing its output syncs with the host on CUDA)
         self.confusion.index_add_(0, targets * self.num_classes + predictions,
                                   torch.ones_like(targets, dtype=self.confusion.dtype))
         k = min(5, logits.shape[1])
@@ -46,8 +42,7 @@ class EvalAccumulator:
             self._confidence.append(logits.float().softmax(dim=1).amax(dim=1))
 
     def compute(self, split: str = "test") -> dict[str, float]:
-        """Loss per image, top-1/top-5 accuracy over the true image count, and macro-F1, named
-        after the split (test_acc, val_acc, ...)."""
+        """Per-image loss, top-1/top-5 accuracy and macro-F1, keyed by split (test_acc, ...)."""
         confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
         count = int(confusion.sum())
         return {
@@ -62,15 +57,14 @@ class EvalAccumulator:
         return self.confusion.view(self.num_classes, self.num_classes).cpu()
 
     def predictions(self) -> Predictions:
-        """The kept predictions of every image so far, read back in one go (keep_predictions)."""
+        """Read back in one go."""
         if not self._predicted:
             return Predictions()
         return Predictions(torch.cat(self._predicted).cpu(), torch.cat(self._confidence).cpu())
 
 
 def macro_f1(confusion: Tensor) -> float:
-    """Macro-F1 as sklearn's f1_score(average="macro"): the mean over classes that occur in
-    the targets or the predictions; a class with no true positive counts as F1 0."""
+    """As sklearn's f1_score(average="macro"): over classes in targets or predictions."""
     confusion = confusion.double()
     true_positives = confusion.diagonal()
     support_plus_predicted = confusion.sum(dim=0) + confusion.sum(dim=1)
@@ -80,7 +74,7 @@ def macro_f1(confusion: Tensor) -> float:
 
 
 def superclass_confusion(confusion: Tensor, fine_to_coarse: Tensor, num_superclasses: int) -> Tensor:
-    """Sum a class confusion matrix into superclasses (classes mapped to -1 are left out)."""
+    """Classes mapped to -1 are left out."""
     known = fine_to_coarse >= 0
     counts, groups = confusion[known][:, known], fine_to_coarse[known]
     by_true = torch.zeros(num_superclasses, counts.shape[1], dtype=counts.dtype)

@@ -20,14 +20,12 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
 
 def _classifier(in_features: int, hidden: int, num_classes: int, dropout: float,
                 logit_relu: bool) -> nn.Sequential:
-    # The notebook's order: Linear -> ReLU -> Dropout, twice, then the logits layer.
     layers: list[nn.Module] = [
         nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(hidden, num_classes),
     ]
-    if logit_relu:
-        # The notebook's bug: zeroes every negative logit, so a run can stall at loss ln(100).
+    if logit_relu:  # the notebook's bug: zeroed negative logits can stall a run at loss ln(100)
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
@@ -54,10 +52,8 @@ class AlexNet(nn.Sequential):
 
 
 class AlexNetCifar(nn.Sequential):
-    """Five convolutions and three dense layers like AlexNet, sized for 32x32 input on a CPU.
-
-    `hidden_batchnorm` adds BatchNorm after convolutions 2-5: with it, plain SGD at the notebook's
-    learning rate leaves chance level within the first epoch, which a CPU budget of a few epochs needs."""
+    """AlexNet's shape for 32x32 input on a CPU; `hidden_batchnorm` (convolutions 2-5) lets plain SGD
+    at the notebook's lr leave chance level within the first epoch, as a few-epoch CPU budget needs."""
 
     def __init__(self, input_size: int = 32, num_classes: int = 100, dropout: float = 0.5,
                  first_batchnorm: bool = True, hidden_batchnorm: bool = True,
@@ -81,14 +77,13 @@ MODELS: dict[str, type[nn.Module]] = {"alexnet": AlexNet, "alexnet_cifar": AlexN
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
-    """Build the network a `model/` config names; options are its constructor arguments."""
+    """`options` are the constructor arguments of the model a `model/` config names."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; choose one of {sorted(MODELS)}")
     return MODELS[name](**options)
 
 
 def from_config(model: Mapping[str, Any]) -> nn.Module:
-    """The network a resolved `model` config block describes: its `name`, and every other key but
-    `crop_resize` (an input-pipeline setting) as a constructor argument."""
+    """Every key but `name` and `crop_resize` (an input-pipeline setting) is a constructor argument."""
     return build_model(str(model["name"]),
                        **{k: v for k, v in model.items() if k not in ("name", "crop_resize")})

@@ -1,12 +1,6 @@
-"""Learning-rate schedules (`scheduler/` config group), each built from its `_target_` as the
-optimizer is: a factor of `optimizer.lr` for every point of training, stepped after every
-optimizer step (torch's LambdaLR), so a checkpoint taken mid-epoch resumes the schedule exactly.
-Each starts with an optional linear warm-up from `warmup_start` x lr. `scheduler=none` (the
-default, as the notebook) builds none.
-
-The factors are ours, in closed form of the fractional epoch; torch's LambdaLR applies them. None
-of torch's own schedulers (LinearLR, CosineAnnealingLR, SequentialLR, OneCycleLR, StepLR) computes
-the same factor at every step (tests/test_schedules.py compares them); each class says why."""
+"""Learning-rate schedules (`scheduler/` group): closed-form factors of `optimizer.lr` over the
+fractional epoch, applied by LambdaLR after every optimizer step, so a mid-epoch checkpoint resumes
+them exactly; torch's own schedulers compute other factors (tests/test_schedules.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +12,12 @@ import torch
 
 @dataclass
 class Schedule:
-    """A constant factor after the warm-up; subclasses shape what follows it. Not torch's
-    LinearLR: it warms up over whole steps, not fractional epochs, and multiplies lr step by step,
-    which leaves other last bits than this closed form."""
+    """Optional linear warm-up, then 1; not LinearLR, whose whole-step products differ in the last bits."""
 
     warmup_epochs: float = 0.0
     warmup_start: float = 0.1
 
     def factor(self, epoch: float, epochs: int) -> float:
-        """lr's factor `epoch` epochs into training (fractional: mid-epoch) of `epochs`."""
         warmup = self.warmup(epochs)
         if epoch < warmup:
             return self.warmup_start + (1 - self.warmup_start) * epoch / warmup
@@ -34,20 +25,16 @@ class Schedule:
         return self.after_warmup(done, epoch - warmup)
 
     def warmup(self, epochs: int) -> float:
-        """The warm-up's length in epochs."""
         return self.warmup_epochs
 
     def after_warmup(self, done: float, since: float) -> float:
-        """The factor once `done` (0 to 1) of the training after the warm-up has passed, `since`
-        epochs after it."""
+        """`done`: the fraction (0 to 1) of post-warm-up training passed; `since`: its epochs."""
         return 1.0
 
 
 @dataclass
 class Cosine(Schedule):
-    """Half a cosine from 1 down to `min_factor` over the epochs after the warm-up. Not torch's
-    CosineAnnealingLR (after a LinearLR, in a SequentialLR): it steps its lr recursively, off this
-    closed form in the last bits, and hands over at a whole step."""
+    """Half a cosine down to `min_factor`; not CosineAnnealingLR, recursive and off in the last bits."""
 
     min_factor: float = 0.0
 
@@ -57,10 +44,7 @@ class Cosine(Schedule):
 
 @dataclass
 class OneCycle(Cosine):
-    """The one-cycle policy: lr is the peak, reached after a long warm-up (default 30 % of the
-    epochs), then annealed to almost nothing. Not torch's OneCycleLR: its warm-up and annealing
-    share one shape (both cosine or both linear; here linear, then cosine), and it peaks and ends
-    a step earlier."""
+    """Linear warm-up to the peak lr, then cosine; not OneCycleLR: one shape for both, a step early."""
 
     warmup_fraction: float = 0.3
     warmup_start: float = 0.04  # 1/25 of the peak, as torch's OneCycleLR
@@ -72,9 +56,7 @@ class OneCycle(Cosine):
 
 @dataclass
 class Step(Schedule):
-    """lr x `gamma` every `every_epochs` epochs after the warm-up. Not torch's StepLR: it has no
-    warm-up, and it multiplies lr by gamma at each decay, whose last bits differ from lr x gamma**k
-    for most values."""
+    """lr x `gamma` every `every_epochs`; not StepLR: no warm-up, and its products miss gamma**k."""
 
     every_epochs: int = 5
     gamma: float = 0.1
@@ -85,6 +67,6 @@ class Step(Schedule):
 
 def build_scheduler(schedule: Schedule, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
                     epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The torch scheduler that follows `schedule`, one step per optimizer step."""
+    """Stepped once per optimizer step."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: schedule.factor(step / steps_per_epoch, epochs))

@@ -1,11 +1,6 @@
-"""Which score counts: the one place that decides what a run is judged by.
-
-A run's `objective` setting names it: `auto` means `val_acc` when the run holds out a validation
-split (`data.val_split`), else `test_acc` (choosing settings by their test scores would choose them
-on the test set). The run returns it to a sweeper, early stopping watches it
-(`early_stop.monitor=auto`), the run's best epoch is the epoch where it is best, and the tables,
-plots and statistics rank and compare runs by it. Only runs that ended well have scores that count:
-a failed, diverged, pruned or unfinished run's last epoch is not a result."""
+"""The one place that decides what a run is judged by: `objective=auto` is `val_acc` with a held-out
+split, else `test_acc` (test scores would choose settings on the test set); sweepers, early stopping,
+best epochs and tables all use it. Only runs that ended well have scores that count."""
 
 from __future__ import annotations
 
@@ -17,17 +12,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 AUTO = "auto"
-# Metrics where less is better; every other one (accuracy, top-5, F1) is better higher.
 LOWER_IS_BETTER = ("_loss", "_time_s")
-# What a run's record holds besides its epochs' metrics.csv columns.
-RECORD_METRICS = ("wall_time_s",)
-# metrics.csv's per-epoch scores: train_loss, lr, then each split's loss, acc, top5 and f1.
+RECORD_METRICS = ("wall_time_s",)  # in a run's record, not its metrics.csv
 EPOCH_METRICS = ("train_loss", *(f"{split}_{name}" for split in ("val", "test")
                                  for name in ("loss", "acc", "top5", "f1")))
 
 
 def objectives(config: Mapping[str, Any]) -> list[str]:
-    """The metrics a run of this (resolved) config is judged by, the first of them chief."""
+    """The first is chief."""
     value = config.get("objective", AUTO)
     names = [value] if isinstance(value, str) or value is None else list(value)
     held_out = (config.get("data") or {}).get("val_split") is not None
@@ -36,7 +28,6 @@ def objectives(config: Mapping[str, Any]) -> list[str]:
 
 
 def selection_metric(config: Mapping[str, Any]) -> str:
-    """The one metric runs are ranked by: the first objective."""
     return objectives(config)[0]
 
 
@@ -45,7 +36,7 @@ def higher_is_better(metric: str) -> bool:
 
 
 def best_epoch(epochs: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
-    """The epoch where `metric` is best (the first of equal ones); None while no epoch has it."""
+    """The first of equal ones; None while no epoch has `metric`."""
     scored = [row for row in epochs if isinstance(row.get(metric), int | float)]
     if not scored:
         return None
@@ -54,8 +45,7 @@ def best_epoch(epochs: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str,
 
 
 def value(summary: Mapping[str, Any], metric: str, epoch: str = "final") -> float | None:
-    """`metric` of the run's final (or best) epoch, or of its record (wall_time_s); None when it
-    has none."""
+    """`metric` of the final (or best) epoch, or of the record (wall_time_s); None when missing."""
     found = (summary.get(epoch) or {}).get(metric)
     if found is None and metric in RECORD_METRICS:
         found = summary.get(metric)
@@ -63,20 +53,19 @@ def value(summary: Mapping[str, Any], metric: str, epoch: str = "final") -> floa
 
 
 def counts(summary: Mapping[str, Any]) -> bool:
-    """Whether the run's scores are results: it completed, or stopped early on its own rule."""
+    """Scores are results only when the run completed or stopped early on its own rule."""
     return summary.get("status") in SUCCEEDED
 
 
 def selection_score(summary: Mapping[str, Any]) -> float | None:
-    """The run's final value of the metric it is ranked by, where its scores count; else None."""
+    """None where the run's scores do not count."""
     if not counts(summary):
         return None
     return value(summary, selection_metric(summary.get("config") or {}))
 
 
 def best(summaries: Sequence[Mapping[str, Any]]) -> int | None:
-    """The index of the run ranked first by its selection score (the first of equal ones), among
-    the runs whose scores count; None when none does."""
+    """Index of the top-ranked run whose scores count (the first of equal ones), else None."""
     ranked = []
     for index, summary in enumerate(summaries):
         score = selection_score(summary)
@@ -104,19 +93,15 @@ class Status(str, Enum):
         return self.value
 
 
-# Rerunning the sweep leaves these alone ...
+# Rerunning a sweep leaves FINISHED alone; SUCCEEDED scores count; a sweep ending in ENDED_WELL exits 0.
 FINISHED = (Status.completed, Status.diverged, Status.early_stopped, Status.pruned)
-# ... in these a run succeeded: its scores count (statistics, comparisons) ...
 SUCCEEDED = (Status.completed, Status.early_stopped)
-# ... and a sweep whose runs all ended in these exits 0 (a pruned trial is a search working).
-ENDED_WELL = (*SUCCEEDED, Status.pruned)
-# A record in these says a process is on it (liveness.py checks whether it still is).
-LIVE = (Status.waiting, Status.running)
+ENDED_WELL = (*SUCCEEDED, Status.pruned)  # a pruned trial is a search working
+LIVE = (Status.waiting, Status.running)  # a process is on it (liveness.py checks it still is)
 
 
 def watched(early_stop: DictConfig, config: Mapping[str, Any]) -> tuple[str, bool]:
-    """(the metric early stopping watches, whether higher is better): `auto` is the run's objective
-    and its natural direction (alexnet/scores.py)."""
+    """(metric, higher is better); `auto` is the run's objective and its natural direction."""
     monitor = str(getattr(early_stop.monitor, "value", early_stop.monitor))  # enum or text
     if monitor == AUTO:
         monitor = selection_metric(config)
@@ -126,9 +111,7 @@ def watched(early_stop: DictConfig, config: Mapping[str, Any]) -> tuple[str, boo
 
 def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig,
                 config: Mapping[str, Any]) -> bool:
-    """Whether the last `patience` epochs all failed to beat the best value before them by more
-    than min_delta: a tie is no improvement (as in Lightning and Keras), so a run frozen at one
-    value stops."""
+    """A tie is no improvement (as in Lightning and Keras), so a run frozen at one value stops."""
     patience = early_stop.patience
     if patience is None or len(epochs) <= patience:
         return False

@@ -57,8 +57,7 @@ def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="show_data")
 def main(cfg: DictConfig) -> None:
-    """Draw the grid; a setting or data folder it cannot use is one error line (alexnet/cli.py),
-    and the folder Hydra made for it is removed again."""
+    """An unusable setting or data folder is one error line, and Hydra's folder for it is removed."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate(cfg)

@@ -1,12 +1,9 @@
 """What a run's network learned: `python -m alexnet.show_run RUN_DIR`
 
-Draws filters.png (the first convolution's kernels, each scaled to its own range, as the AlexNet
-paper's Figure 3) and mistakes.png (the test images the run's last evaluation got most confidently
-wrong, true and predicted class named) again from the run dir: the weights (model.pt, or
-checkpoint.pt with checkpoint.keep=full), the network of its recorded config (results.json),
-mistakes.csv and the test images from the run's data.root. A run dir without mistakes.csv has it
-recomputed from the weights on the CPU. A finished run draws both by itself; this redraws them,
-e.g. for a run moved to another machine, or one from before the pictures existed."""
+Redraws filters.png (the first convolution's kernels, as in the AlexNet paper's Figure 3) and mistakes.png
+(the test images the run got most confidently wrong) from the run dir: its weights (model.pt, or checkpoint.pt
+with checkpoint.keep=full), recorded config, mistakes.csv (recomputed on the CPU if missing) and the test
+images from its data.root. A finished run draws both itself; this redraws them, e.g. for a moved run."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Speed switches (channels_last, autocast, torch.compile, CUDA graphs, cudnn.benchmark, keeping
-freed memory) decided for the device at hand: `auto` picks what benchmarks/RESULTS.md measured
-fastest there, and a switch the device cannot honour falls back with one warning instead of
-stopping the run. Applying them to the network is alexnet/compiling.py's job."""
+"""Speed switches decided for the device at hand: `auto` picks what benchmarks/RESULTS.md measured
+fastest there; a switch the device cannot honour falls back with one warning, not a stopped run."""
 
 from __future__ import annotations
 
@@ -44,7 +42,7 @@ class SpeedSettings:
 
     @property
     def input_dtype(self) -> torch.dtype:
-        """What the input pipeline should emit: the autocast dtype halves its memory traffic."""
+        """The input pipeline emits the autocast dtype: half the memory traffic."""
         return self.autocast_dtype or torch.float32
 
     def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
@@ -53,13 +51,11 @@ class SpeedSettings:
 
 
 def native_bf16(capability: tuple[int, int]) -> bool:
-    """Whether a CUDA GPU of this compute capability has bf16 arithmetic (Ampere, 8.0, and later).
-    torch.cuda.is_bf16_supported() also says yes where bf16 is only emulated (V100, T4), slowly."""
+    """Ampere (8.0) on; torch.cuda.is_bf16_supported() also says yes where bf16 is emulated (V100, T4)."""
     return tuple(capability) >= (8, 0)
 
 
 def supported(dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether autocast in `dtype` runs natively on `device`."""
     if device.type == "cuda":
         return dtype == torch.float16 or native_bf16(torch.cuda.get_device_capability(device))
     if device.type == "cpu":  # oneDNN knows whether this CPU has bf16 / fp16 instructions
@@ -72,20 +68,15 @@ def supported(dtype: torch.dtype, device: torch.device) -> bool:
 
 
 def auto_autocast(capability: tuple[int, int] | None) -> str:
-    """What speed.autocast=auto means: on a CUDA GPU of `capability`, bf16 where it is native,
-    else fp16 (with loss scaling); fp32 off CUDA (capability None)."""
+    """speed.autocast=auto: bf16 where native, else fp16 on CUDA; fp32 off CUDA (capability None)."""
     if capability is None:
         return "fp32"
     return "bf16" if native_bf16(capability) else "fp16"
 
 
 def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
-    """Turn `auto` into a choice for this device, and unusable requests into a fallback with a
-    warning. What `auto` means comes from measurements (benchmarks/RESULTS.md): torch.compile's
-    default mode gained nothing for AlexNet at batch 32 on an H200 and cost ~20 s per run, so it is
-    off everywhere; CUDA graphs stay off until measured on a GPU through this code; keeping freed
-    memory is worth 1.05-1.26x on the CPU pipeline and cost 0.84x on the GPU one; bf16 autocast on
-    a CPU slows the small network CPU runs use (0.6x), so CPU autocast stays fp32."""
+    """`auto` as measured (benchmarks/RESULTS.md): compile off (nothing gained, ~20 s a run), CUDA graphs
+    off (unmeasured), freed memory kept on the CPU only (1.05-1.26x; 0.84x on GPU), CPU autocast fp32."""
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = bool(speed.cudnn_benchmark)
@@ -124,8 +115,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def keep_freed_memory(enabled: bool = True) -> bool:
-    """Ask glibc to keep (True) or return (False, its default) large freed buffers; returns
-    whether the setting took (False where the C library is not glibc)."""
+    """Asks glibc to keep (or return, its default) large freed buffers; False where it is not glibc."""
     libc = _libc()
     if libc is None:
         return False
@@ -137,9 +127,7 @@ log = logging.getLogger(__name__)
 
 
 class FullBatchGraphs(nn.Module):
-    """A CUDA-graphed network (torch.compile mode="reduce-overhead": forward and backward captured
-    once for the fixed batch shape, then replayed) that runs the last, smaller batch of an epoch
-    eagerly: every image still trains, and no second graph is captured for the odd shape."""
+    """CUDA graphs for full batches; an epoch's smaller last batch runs eagerly, not captured again."""
 
     def __init__(self, graphed: nn.Module, eager: nn.Module, batch_size: int) -> None:
         super().__init__()
@@ -154,17 +142,14 @@ class FullBatchGraphs(nn.Module):
 
 
 def probe_batch(images: Tensor, batch_size: int) -> Tensor:
-    """A full batch of `batch_size` from any sample (its rows repeated when it is smaller), so the
-    probe takes the path every full training batch takes (CUDA graphs only capture that shape)."""
+    """A full batch (rows repeated), the only shape CUDA graphs capture."""
     return images[torch.arange(batch_size, device=images.device) % len(images)]
 
 
 def prepare_model(model: nn.Module, settings: SpeedSettings, probe: Callable[[nn.Module], None],
                   batch_size: int | None = None) -> nn.Module:
-    """Apply channels_last, then compile or CUDA-graph if asked: `probe` runs one throwaway
-    training step so a compiler failure shows now (torch.compile is lazy) and the run falls back
-    to eager. `batch_size` is the full batch shape CUDA graphs are captured for. The probe leaves
-    no trace: weights, BatchNorm statistics and the random generators (dropout) are put back."""
+    """`probe` runs a throwaway step so a lazy compiler's failure falls back to eager now; weights,
+    BatchNorm statistics and random generators are put back after it."""
     model = model.to(memory_format=settings.memory_format)
     if not (settings.compile or settings.cuda_graphs):
         return model

@@ -1,10 +1,8 @@
 """Train AlexNet on CIFAR-100 once (`python -m alexnet.train`) or sweep (`... -m a=1,2 b=x,y`).
 
-Hydra's entry point and the one lifecycle of every run: decide what to do with its run dir (start,
-resume from its checkpoint, or leave a finished run alone), keep its record, place it, train it
-(alexnet/fit.py; the runs of a fused group together), and put its ending on record once, however
-it ends. The same command again continues it. Only what a run needs is imported when it starts,
-so `--help` and `--cfg` answer without loading torch."""
+Every run's one lifecycle: start, resume or skip its run dir, keep its record, place and train it
+(a fused group together) and record its ending once, however it ends; the same command continues it.
+Imports happen when a run starts, so `--help` and `--cfg` answer without loading torch."""
 
 from __future__ import annotations
 
@@ -32,9 +30,8 @@ Values = float | list[float]
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> Values:
-    """One run; returns its final objective value(s) for sweepers (NaN where it has none). Stop
-    signals are taken from its first line to its last: one that comes after the run's last safe
-    point in a sweep stops the sweep there (a submitit preemption then needs nothing)."""
+    """Returns the objective value(s) for sweepers; a stop signal after a sweep run's last safe
+    point stops the sweep there (a submitit preemption then needs nothing)."""
     hydra_cfg = HydraConfig.get()
     with GracefulStop() as stop:
         values = run_jobs([(cfg, hydra_cfg)], stop)[0]
@@ -45,16 +42,14 @@ def main(cfg: DictConfig) -> Values:
 
 
 def _resumes(hydra_cfg: DictConfig) -> str:
-    """What the same command again continues: the sweep dir, or a single run's dir."""
+    """The dir the same command again continues."""
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return str(hydra_cfg.sweep.dir)
     return str(hydra_cfg.runtime.output_dir)
 
 
 def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) -> list[Values]:
-    """Each (config, Hydra config) job's run: finished ones left alone, the others trained together
-    (a fused group; one job alone is a group of one), those at the same point of training at a
-    time. Returns each job's objective value(s)."""
+    """Skips finished jobs and trains the rest in fused groups of the same point of training."""
     from alexnet.fit import Member
     from alexnet.resume.run_dir import RunDirConflict, plan
     from alexnet.run.record import RunRecord
@@ -94,9 +89,7 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
 
 
 def _recovered(cfg: DictConfig, record: Any, epochs: list[dict[str, Any]]) -> bool:
-    """A run whose record was damaged, put on record again from its metrics.csv where that shows
-    how it ended (its last epoch, its early stop, its divergence); False where it cannot tell
-    (it then trains again from its first epoch)."""
+    """Rebuilds a damaged record from metrics.csv; False where that does not show how it ended."""
     config = record.summary["config"]
     status = (Status.diverged if not math.isfinite(float(epochs[-1].get("train_loss", "nan")))
               else Status.completed if len(epochs) >= cfg.epochs
@@ -115,8 +108,7 @@ def _recovered(cfg: DictConfig, record: Any, epochs: list[dict[str, Any]]) -> bo
 
 
 def _draw_missing(run_dir: Path) -> None:
-    """A finished run's pictures, drawn again from its weights where they are missing (its
-    process ran out of memory drawing them, say)."""
+    """Redraws a finished run's missing pictures (its process ran out of memory drawing them, say)."""
     from alexnet.resume.checkpoint import CHECKPOINT_FILE, MODEL_FILE
     from alexnet.run.record import FILTERS_FILE, MISTAKES_FILE
 
@@ -133,7 +125,7 @@ def _draw_missing(run_dir: Path) -> None:
 
 
 def _by_position(members: list[tuple[int, Any, Any]]) -> list[list[tuple[int, Any, Any]]]:
-    """The members at the same point of training (epochs done, images into the next), together."""
+    """Groups by epochs done and images into the next."""
     groups: dict[tuple[int, int], list[tuple[int, Any, Any]]] = {}
     for entry in members:
         saved = entry[2].saved or {}
@@ -143,8 +135,7 @@ def _by_position(members: list[tuple[int, Any, Any]]) -> list[list[tuple[int, An
 
 
 def _train(group: list[tuple[int, Any, Any]], stop: GracefulStop) -> None:
-    """Train the group, putting each run's ending on record once; in a sweep, a run that fails is
-    on record and the sweep goes on."""
+    """Records each run's ending once; in a sweep a failed run is recorded and the sweep goes on."""
     from alexnet.config_checks import validate
     from alexnet.data.cifar import DataError
     from alexnet.files import OutputError
@@ -204,7 +195,7 @@ def _train(group: list[tuple[int, Any, Any]], stop: GracefulStop) -> None:
 
 
 def ending(summary: dict[str, Any], run_dir: Path) -> str:
-    """A single run's last line: how it ended, its objective, and where all of it is."""
+    """A single run's last line: its status, objective and run dir."""
     names = scores.objectives(summary.get("config") or {})
     said = [f"{name} {value:.4f}" for name in names
             if (value := scores.value(summary, name)) is not None]
@@ -213,8 +204,7 @@ def ending(summary: dict[str, Any], run_dir: Path) -> str:
 
 
 def _put_on_record(members: Sequence[Any], ended: Stop, stop: GracefulStop, resumes: str) -> None:
-    """The one place a stop becomes the runs' record: their status and message; a stop signalled
-    by submitit (a preemption, a time limit) is then handed to submitit, which requeues the job."""
+    """The one place a stop becomes the runs' record; a submitit stop is handed back for requeueing."""
     from alexnet.files import OutputError
 
     if ended.output_dir is None and ended.status == Status.interrupted:
@@ -236,8 +226,7 @@ def _put_on_record(members: Sequence[Any], ended: Stop, stop: GracefulStop, resu
 
 
 def objective_values(summary: dict[str, Any]) -> Values:
-    """What a run returns to a sweeper: its final objective value, or a list of them; NaN where
-    its scores do not count (alexnet/scores.py) or it has none."""
+    """NaN where the run's scores do not count (alexnet/scores.py) or it has none."""
     names = scores.objectives(summary.get("config") or {})
     values = [scores.value(summary, name) if scores.counts(summary) else None for name in names]
     values = [math.nan if v is None else v for v in values]
@@ -245,8 +234,7 @@ def objective_values(summary: dict[str, Any]) -> Values:
 
 
 def cli() -> None:
-    """`python -m alexnet.train` and `alexnet-train`: Hydra's entry point inside the command line
-    that ends every stop with its message and exit status (alexnet/cli.py)."""
+    """Hydra's entry point inside alexnet/cli.py, which ends every stop."""
     from alexnet.cli import run
 
     run(main)

@@ -1,15 +1,12 @@
-"""Benchmark: the notebook's input pipeline and training loop, and the DataLoader a user would pick
-instead, against ours, in one process.
+"""Benchmark: the notebook's input pipeline and training loop, and a DataLoader with workers,
+against ours.
 
     python -m alexnet.bench --data-root DIR [--quick] [--json PATH] [--sections ...]
 
-Each comparison warms every side up, then alternates the sides round by round and reports medians
-and their ratio, so machine noise hits both sides alike; one-time costs (compilation, graph
-capture, autotuning) are reported on their own. Figures: input pipeline images/s at 227x227
-output; training images/s at 227x227 for batch 32 and 128 (and bf16 autocast on a CPU that has
-it); one epoch (train + test) of a small config (`alexnet_cifar` on real data) end to end, with
-the share of it spent outside the model; a small sweep one run at a time vs two at a time; a
-small Optuna search, two trials at a time, in batches vs a trial per free slot."""
+Sides are warmed up, then alternated round by round (medians and ratios); one-time costs are
+reported apart. Figures: pipeline and training images/s at 227x227 (batch 32, 128; bf16 where a
+CPU has it); one small epoch end to end and its input share; a sweep run one vs two at a time; an
+Optuna search in batches vs a trial per free slot; K runs fused vs sequential vs packed."""
 
 from __future__ import annotations
 
@@ -115,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['sweep_parallel_speedup']:.2f}x")
 
     if "search" in args.sections:
-        # (1,000 images at least: fewer leave a class of CIFAR-100 with one image, or a fifth
-        # held out with fewer images than classes, and the stratified hold-out is refused)
+        # (at least 1,000 images: fewer and the stratified hold-out is refused)
         figures |= (bench_search(args.data_root, 1, trials=4, epochs=2, train_images=1000)
                     if args.quick else bench_search(args.data_root, 2))
         print(f"a search of {figures['search_trials']} trials, 2 at a time, ASHA pruning: in batches "

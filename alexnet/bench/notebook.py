@@ -16,9 +16,7 @@ from alexnet.data.torchvision_pipeline import SplitDataset
 
 
 class NotebookDataset(SplitDataset):
-    """torchvision's CIFAR100 dataset as the notebook used it: an image index in, the transformed
-    PIL image out, its random transforms drawn from the global generator (ours seeds each
-    image)."""
+    """torchvision's CIFAR100 as the notebook used it: transforms draw from the global generator."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transform(Image.fromarray(self.images[index])), self.labels[index]
@@ -28,8 +26,7 @@ class NotebookDataset(SplitDataset):
 
 
 def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:
-    """The notebook's training input, verbatim: two resizes, flip, ToTensor, Normalize, per PIL
-    image, in a single-process DataLoader without shuffling."""
+    """The notebook's training input, verbatim: per-image PIL transforms, one process, no shuffling."""
     transform = T.Compose([
         T.Resize(230), T.RandomHorizontalFlip(), T.Resize(input_size), T.ToTensor(),
         T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -39,7 +36,7 @@ def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> Dat
 
 def notebook_train(loader: Iterable, model: nn.Module, optimizer: torch.optim.Optimizer,
                    device: torch.device, steps: int | None = None) -> int:
-    """The notebook's train(): move each batch, forward, backward, step; returns images seen."""
+    """The notebook's train(); returns the images seen."""
     model.train()
     seen = 0
     for step, (x, y) in enumerate(loader):
@@ -57,8 +54,7 @@ def notebook_train(loader: Iterable, model: nn.Module, optimizer: torch.optim.Op
 
 
 def notebook_test(loader: Iterable, model: nn.Module, device: torch.device) -> float:
-    """The notebook's test(): per-batch host copies and .item() calls, sklearn F1 at the end
-    (with the accuracy divided by the true image count)."""
+    """The notebook's test() with its per-batch host syncs, accuracy over the true image count."""
     model.eval()
     y_true, y_pred, correct, total = [], [], 0, 0
     with torch.no_grad():

@@ -1,5 +1,4 @@
-"""The benchmark's comparisons. Each alternates its sides round by round after warming every side
-up, reports medians and ratios, and keeps the cold first call apart as a one-time cost."""
+"""The benchmark's comparisons, each timed fairly by alexnet/bench/timing.py."""
 
 from __future__ import annotations
 
@@ -38,8 +37,7 @@ def training_config(*overrides: str) -> DictConfig:
 
 
 def workers_config(*overrides: str) -> DictConfig:
-    """The peer a user would pick instead of the notebook's loader: torchvision transforms in a
-    DataLoader with one worker per core (persistent, pinned memory on CUDA, non-blocking copies)."""
+    """The peer a user would pick instead of the notebook's loader: a DataLoader, a worker per core."""
     return training_config(*overrides, "data.pipeline=torchvision",
                            f"data.num_workers={cores()}")
 
@@ -77,9 +75,7 @@ def images_per_s(device: torch.device, batches: Iterable, count: int) -> Callabl
 
 def bench_pipeline(split: Split, device: torch.device, settings: speed.SpeedSettings,
                    batches: int, rounds: int) -> dict[str, float]:
-    """Images/s of the input pipelines alone, 227x227 output, batch 128, over one pass of
-    `batches` batches: the notebook's loader, a DataLoader with workers, ours (and ours with
-    glibc's default allocator settings)."""
+    """Images/s of the input pipelines alone at 227x227, batch 128, over one pass of `batches`."""
     overrides = ("batch_size=128", "augmentation=crop_flip_normalize")
     split = split.head(batches * 128)  # a side's call is one whole pass: per-pass work counts
     ours = build_batches(split, training_config(*overrides), True, device, settings)
@@ -100,9 +96,7 @@ def bench_pipeline(split: Split, device: torch.device, settings: speed.SpeedSett
 
 def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSettings,
                     batch_size: int, steps: int, rounds: int) -> dict[str, float]:
-    """Training images/s of AlexNet at 227: notebook loop and pipeline vs ours, and what our first
-    (cold) round costs beyond a warm one (compilation, graph capture, kernel autotuning). On a CPU
-    with bf16 instructions that trains in fp32 by default, also ours under bf16 autocast."""
+    """Training images/s of AlexNet at 227, notebook vs ours (and bf16), with our one-time cost."""
     cfg = training_config(f"batch_size={batch_size}", "augmentation=crop_flip_normalize")
     split = split.head(steps * batch_size)  # a side's call is one whole pass
     (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet", device, settings, batch_size)
@@ -151,8 +145,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
 
 def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSettings,
                 train_images: int, test_images: int, rounds: int) -> dict[str, float]:
-    """One epoch (train + test) of the small config end to end, and its time outside the model:
-    the notebook's loop and loader, our loop with a DataLoader with workers, and ours."""
+    """One small epoch (train + test) end to end, and its time outside the model."""
     small = ("model=alexnet_cifar", "batch_size=128", "augmentation=crop_flip_normalize")
     train, test = data.train.head(train_images), data.test.head(test_images)
     (plain, plain_opt), (fast, fast_opt) = model_pair("alexnet_cifar", device, settings, 128)
@@ -198,9 +191,7 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
 
 def bench_sweep(data_root: Path, train_images: int, test_images: int,
                 rounds: int) -> dict[str, float]:
-    """Wall time of one six-run sweep (`alexnet_cifar`, SGD/Adam x batch 32/64/128, one epoch)
-    through the real CLI, one run after another (Hydra's basic launcher, every core for each run)
-    and with `hydra/launcher=parallel` (its default on a CPU: 2 at a time, cores / 2 threads each)."""
+    """Wall time of a six-run sweep through the CLI: basic launcher vs `hydra/launcher=parallel`."""
     sweep = ["-m", "optimizer=sgd,adam", "batch_size=32,64,128", "model=alexnet_cifar", "epochs=1",
              f"data.train_subset={train_images}", f"data.test_subset={test_images}",
              f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
@@ -223,12 +214,7 @@ def bench_sweep(data_root: Path, train_images: int, test_images: int,
 
 def bench_search(data_root: Path, rounds: int, trials: int = 8, epochs: int = 4,
                  train_images: int = 1000) -> dict[str, float]:
-    """An Optuna search (`alexnet_cifar`, random sampler with a fixed seed, ASHA pruning,
-    2 trials at a time, cores / 2 threads each) through the real CLI, alternated: in batches of two that
-    wait for their slower trial (Hydra's joblib launcher, as Hydra's own Optuna sweeper does it) and
-    a new trial whenever a slot frees (ours, `hydra/launcher=parallel`). Idle: the share of
-    2 x the search's wall time in which no run of a slot was training (from a run's record to its
-    last word: a job's start-up before its record counts as idle)."""
+    """An Optuna search, 2 trials at a time, in batches vs per free slot; idle: slots' untrained share."""
     search = ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
               "hydra.sweeper.sampler.seed=0", "hydra/sweeper/pruner=successive_halving",
               f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2",
@@ -266,8 +252,7 @@ def _training_time(sweep_dir: Path) -> tuple[float, int]:
 
 def _group(name: str, runs: int, data: Cifar100, device: torch.device,
            settings: speed.SpeedSettings) -> list[Any]:
-    """`runs` runs of the network at batch 32, each its own seed and learning rate, built as a
-    sweep builds them (alexnet/fit.py)."""
+    """`runs` runs at batch 32, each its own seed and learning rate, built as a sweep builds them."""
     from alexnet.fit import build_training
 
     built = []
@@ -288,8 +273,7 @@ def _pass(model: nn.Module, parts: list[Any], device: torch.device,
 
 def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any,
                 done: Any) -> None:
-    """One run of the packed side, in a process of its own: built, warmed up, then timed from
-    the moment every process is ready."""
+    """One packed run in its own process, warmed up, timed from when every process is ready."""
     torch.set_num_threads(threads)
     device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
     settings = speed.resolve(training_config().speed, device)
@@ -306,9 +290,7 @@ def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any,
 def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSettings,
                 steps: int, rounds: int, runs: Sequence[int] = (1, 2, 4, 8),
                 networks: Sequence[str] = ("alexnet_cifar", "alexnet")) -> dict[str, float]:
-    """Training images/s of K runs of one network at batch 32 (each its own seed and learning
-    rate): fused into one network (hydra/launcher=fused), the same K one after another, and K
-    processes at once with cores / K threads each (packed, as hydra/launcher=parallel runs them)."""
+    """Training images/s of K runs at batch 32: fused, one after another, and K packed processes."""
     import multiprocessing
 
     figures: dict[str, float] = {"fused_steps": steps}

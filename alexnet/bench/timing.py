@@ -1,5 +1,4 @@
-"""Timing that is fair to both sides: sides alternate round by round, each is warmed up first, and
-the first (cold) call is kept apart so one-time costs can be reported on their own."""
+"""Timing fair to both sides: warmed up, alternated round by round, cold first calls kept apart."""
 
 from __future__ import annotations
 
@@ -31,17 +30,14 @@ def timed(device: torch.device, work: Callable[[], Any]) -> tuple[float, Any]:
 
 @dataclass
 class Alternated:
-    median: dict[str, float]  # each side's median figure over the timed rounds
-    first: dict[str, float]  # each side's figure on its first, cold call (the warm-up)
+    median: dict[str, float]  # each side's median over the timed rounds
+    first: dict[str, float]  # each side's cold first call (the warm-up)
 
 
 def alternate(rounds: int, sides: dict[str, Callable[[], float]],
               warmup: bool = True) -> Alternated:
-    """Warm each side up once (its cold figure kept apart), then run the sides in turn `rounds`
-    times; the median of each side's figure. (warmup=False for sides that start afresh each time,
-    like whole sweeps in new processes.) A side named `notebook...` or `default_allocator`
-    runs with glibc's default allocator settings, as the notebook did; the others keep freed
-    memory, as our training does on a CPU (alexnet/allocator.py)."""
+    """Each side's median over `rounds` alternated rounds after a warm-up (none for fresh processes).
+    `notebook...` and `default_allocator` sides run with glibc's default allocator, as the notebook did."""
     figures: dict[str, list[float]] = {name: [] for name in sides}
     first: dict[str, float] = {}
     for round_ in range(rounds + 1 if warmup else rounds):

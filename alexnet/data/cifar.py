@@ -39,7 +39,7 @@ class Split:
         return len(self.labels)
 
     def head(self, n: int | None) -> Split:
-        """The first n images (the files are in random order), or all of them when n is None."""
+        """The first n images (the files are in random order), or all when n is None."""
         if n is None or n >= len(self):
             return self
         return Split(self.images[:n], self.labels[:n], self.coarse_labels[:n])
@@ -54,7 +54,7 @@ class Cifar100:
     val: Split | None = None  # held out of the training images (data.val_split)
 
     def fine_to_coarse(self) -> torch.Tensor:
-        """The superclass of each class, read off the labels (-1 for a class in no split)."""
+        """Each class's superclass, read off the labels (-1 for a class in no split)."""
         mapping = torch.full((len(self.classes),), -1, dtype=torch.long)
         for split in (self.train, self.test, *([self.val] if self.val is not None else [])):
             mapping[split.labels] = split.coarse_labels
@@ -62,7 +62,7 @@ class Cifar100:
 
 
 def fetch(root: str | Path, download: bool) -> None:
-    """The files are there, or fetched now when allowed; DataError before anything is read."""
+    """Ensure the files are there, fetching them if allowed; DataError before anything is read."""
     folder = Path(root).expanduser() / FOLDER
     missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
     if missing and not download:
@@ -82,7 +82,7 @@ def load_cifar100(
     train_subset: int | None = None,
     test_subset: int | None = None,
 ) -> Cifar100:
-    """Read `<root>/cifar-100-python/{train,test,meta}`, downloading them first if asked and absent."""
+    """Read `<root>/cifar-100-python/`, downloading it first if asked and absent."""
     folder = Path(root).expanduser() / FOLDER
     fetch(root, download)
     meta = _read_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
@@ -97,8 +97,7 @@ def load_cifar100(
 
 
 def _download(root: Path) -> None:
-    """Fetch and unpack the official archive with torchvision, which verifies its MD5; a failure
-    removes what it made (the archive, new empty folders), nothing else."""
+    """Fetch the archive (torchvision checks its MD5); a failure removes only what it made."""
     from torchvision.datasets import CIFAR100
     from torchvision.datasets.utils import download_and_extract_archive
 
@@ -110,7 +109,7 @@ def _download(root: Path) -> None:
         download_and_extract_archive(
             CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5
         )
-    except Exception as err:  # network, disk or checksum: all end the same way for the user
+    except Exception as err:  # network, disk or checksum: the same advice for each
         if not had_archive:
             archive.unlink(missing_ok=True)
         for level in made:  # (innermost first; a folder holding anything stays)
@@ -135,7 +134,7 @@ def _read_dict(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
         ) from err
     if not isinstance(raw, dict):
         raise DataError(f"{path} holds a {type(raw).__name__}, not the dict CIFAR files hold")
-    # Python 2 files give str keys under latin1; files re-written by Python 3 may give bytes keys.
+    # Python 2 files give str keys under latin1; files re-written by Python 3 may give bytes.
     entries = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in raw.items()}
     absent = [key for key in required if key not in entries]
     if absent:
@@ -177,10 +176,7 @@ def _labels(values: Any, n: int, count: int, path: Path, key: str) -> torch.Tens
 
 
 def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
-    """(the rest for training, `count` images for validation), each in the split's own order.
-    DataError, saying what to change, where these images cannot be stratified: a class with one
-    image (it cannot be on both sides), or fewer images on a side than there are classes (a run
-    says so in one line, a sweep records that run as failed)."""
+    """(rest, `count` validation images), stratified, in the split's order; DataError if impossible."""
     if not 0 < count < len(split):
         raise ValueError(f"data.val_split={count} must be at least 1 and fewer than the "
                          f"{len(split)} training images (data.train_subset selects them first)")

@@ -1,7 +1,5 @@
-"""Picks the input pipeline named by `data.pipeline`: `tensor` (default, on the device) or
-`torchvision` (per-image PIL transforms in a DataLoader, the notebook's way). torchvision is
-imported only when its pipeline is chosen: its import costs seconds (its ops pull in
-torch._dynamo) that a run with the default pipeline does not need."""
+"""Picks the input pipeline named by `data.pipeline`: `tensor` (on the device) or `torchvision`
+(the notebook's way). torchvision is imported only when chosen: its import costs seconds."""
 
 from __future__ import annotations
 
@@ -18,25 +16,23 @@ from alexnet.speed import SpeedSettings
 
 
 class Batches(Protocol):
-    """A split served as (images as the network wants them, labels) on the training device, a
-    fresh shuffled pass per iteration, whose position a checkpoint can save and restore."""
+    """(images, labels) batches on the training device, a fresh pass per iteration, resumable."""
 
-    resumes_mid_pass: bool  # whether state_dict() taken half-way through a pass continues it
+    resumes_mid_pass: bool  # whether a state_dict() taken mid-pass continues that pass
 
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]: ...
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the next batch comes from: generator state and, mid-pass, the pass's plan."""
+        """Generator state and, mid-pass, the pass's plan."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a state_dict(): the next iteration goes on where that one stood."""
+        """The next iteration goes on where the state_dict() stood."""
 
 
 def build_batches(split: Split, cfg: DictConfig, train: bool, device: torch.device,
                   settings: SpeedSettings) -> Batches:
-    """Batches of (images as the network wants them, labels), on `device`."""
     common = dict(augmentation=cfg.augmentation, input_size=cfg.model.input_size,
                   batch_size=cfg.batch_size, train=train, device=device, seed=cfg.seed)
     if cfg.data.pipeline == "torchvision":

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-# The function numpy pickles arrays with; its module moved (numpy.core -> numpy._core) across releases.
+# numpy's array-pickling function; its module moved (numpy.core -> numpy._core) across releases.
 _RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]
 
-# Every global that the official (Python 2) and re-written (Python 3) CIFAR files name. Nothing else.
+# Every global the official (Python 2) and re-written (Python 3) CIFAR files name; nothing else.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,

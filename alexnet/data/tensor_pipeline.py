@@ -1,13 +1,7 @@
-"""The fast input pipeline: the split lives on the training device as uint8, and every batch is
-augmented there by a few whole-batch tensor ops (no PIL, no per-image Python, no workers).
-
-The switches mean what they mean in the torchvision pipeline: crop = resize to `resize`, then a
-random (train) or center (test) crop of `input_size`; flip = random horizontal flip (train);
-normalize = (x - mean) / std.
-
-Every random choice (order, crop corners, flips) is drawn on the CPU, a pass at a time, and moved
-to the device once per pass: the draws, and the generator state a checkpoint keeps, are the same
-on every device, so a run resumed on another device goes on with the same data."""
+"""The fast input pipeline: the split lives on the device as uint8 and each batch is augmented there
+by whole-batch tensor ops, with the torchvision pipeline's crop/flip/normalize meanings. All random
+draws are made on the CPU a pass at a time, so they and a checkpoint's generator state are the same
+on every device: a run resumed elsewhere goes on with the same data."""
 
 from __future__ import annotations
 
@@ -30,8 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Draws:
-    """The random choices for a batch or a whole pass: crop corner (top, left) and whether to flip,
-    per image (`flip` is None when nothing may flip, so no work is spent on it)."""
+    """Per-image crop corner and flip for a batch or pass (`flip` None when nothing may flip)."""
 
     top: Tensor
     left: Tensor
@@ -47,8 +40,7 @@ class Draws:
 
 def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
          generator: torch.Generator | None = None) -> Draws:
-    """Crop corners uniform over every valid position (train) or torchvision's center (test);
-    flips with probability 0.5 (train with flip on). On the CPU (`generator` is a CPU one)."""
+    """Uniform crop corners and p=0.5 flips (train) or torchvision's center crop (test), on the CPU."""
     zeros = torch.zeros(count, dtype=torch.long)
     top = left = zeros
     if augmentation.crop:
@@ -66,9 +58,8 @@ def draw(count: int, augmentation: DictConfig, input_size: int, train: bool,
 @functools.lru_cache(maxsize=16)
 def resize_matrix(source: int, size: int, device: torch.device | None = None,
                   dtype: torch.dtype = torch.float32) -> Tensor:
-    """Bilinear resizing of one axis as a (size, source) matrix: F.interpolate's own weights
-    (half-pixel centres, clamped edges), read off by resizing the identity. Cached: every batch
-    of a run uses the same one (callers must not modify it)."""
+    """One axis's bilinear resize as a (size, source) matrix: F.interpolate's weights, read off the
+    identity. Cached and shared by every batch: callers must not modify it."""
     identity = torch.eye(source, device=device)
     matrix = F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0].T
     return matrix.to(dtype).contiguous()
@@ -77,8 +68,7 @@ def resize_matrix(source: int, size: int, device: torch.device | None = None,
 @functools.lru_cache(maxsize=16)
 def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype,
                      device: torch.device) -> tuple[Tensor, Tensor]:
-    """uint8 to what the network wants as one multiply-add, x * scale + shift: /255 and, when
-    mean/std are given, (x - mean) / std. Cached on the device: no host copy per batch."""
+    """/255 and (x - mean) / std as one x * scale + shift; cached on the device (no copy per batch)."""
     mean_t = torch.tensor(mean or (0.0, 0.0, 0.0), dtype=torch.float64)
     std_t = torch.tensor(std or (1.0, 1.0, 1.0), dtype=torch.float64)
     scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
@@ -86,8 +76,7 @@ def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], dtype: tor
 
 
 def window_indices(draws: Draws, input_size: int) -> tuple[Tensor, Tensor]:
-    """Each image's rows and columns of the resize matrix, (N, input_size) each: its crop window,
-    with the columns read right to left when it flips."""
+    """Each image's crop window as resize-matrix rows and columns, columns reversed when it flips."""
     window = torch.arange(input_size, device=draws.top.device)
     rows = draws.top.view(-1, 1) + window
     if draws.flip is None:
@@ -99,14 +88,8 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
           dtype: torch.dtype = torch.float32,
           memory_format: torch.memory_format = torch.contiguous_format,
           indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size), as the network wants it.
-
-    Resize, crop and flip are one linear map per image: output = R @ image @ C^T, where R and C
-    are the rows of the resize matrix that fall in the image's crop window (C read backwards
-    when it flips). Two small batched matmuls write the output once, in the memory format the
-    network wants; nothing of size `resize` is ever made. Normalizing first, at 32x32, is
-    exact: the rows of R and C sum to 1. `indices` are window_indices(draws), when the caller
-    computed them for many batches at once."""
+    """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size) as R @ image @ C^T: two small
+    matmuls, nothing of size `resize` made; normalizing first is exact (rows of R, C sum to 1)."""
     rows_index, cols_index = indices if indices is not None else window_indices(draws, input_size)
     normalize = augmentation.normalize
     scale, shift = _scale_and_shift(tuple(augmentation.mean) if normalize else (),
@@ -118,8 +101,7 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
     rows, cols = matrix[rows_index], matrix[cols_index]  # (N, input_size, 32) each
     if memory_format != torch.channels_last:
         return rows.unsqueeze(1) @ x @ cols.unsqueeze(1).transpose(-1, -2)
-    # Channels last: multiply the columns first, move channels innermost while the tensor is
-    # still 32 rows tall, and let the row matmul write (N, H, W, C) directly.
+    # Channels last: columns first, channels moved innermost while 32 rows tall, rows write NHWC.
     n = x.shape[0]
     by_columns = (x @ cols.unsqueeze(1).transpose(-1, -2)).permute(0, 2, 3, 1)
     out = rows @ by_columns.reshape(n, x.shape[2], input_size * 3)
@@ -127,13 +109,7 @@ def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: in
 
 
 class TensorBatches:
-    """A split held on `device`, served as augmented batches in a fresh shuffled order each pass.
-
-    Each pass is planned at its start in a few whole-pass draws on the CPU (the order, every
-    image's crop corner and flip), moved to the device in one copy, and turned there into every
-    image's resize-matrix rows and columns; it is then served in slices, so a batch costs a handful
-    of kernels and no host sync, and a checkpoint can save a pass half-way: the plan's draws and
-    the next position."""
+    """Each pass drawn whole on the CPU, copied once, served in slices: no host sync per batch."""
 
     resumes_mid_pass = True
 
@@ -147,9 +123,7 @@ class TensorBatches:
         self.batch_size, self.train, self.device = batch_size, train, device
         self.dtype, self.memory_format = dtype, memory_format
         self.generator = torch.Generator().manual_seed(seed)  # the CPU's, whatever `device` is
-        # The pass being served (its order and draws, as drawn on the CPU) and where its next
-        # batch starts; a pass restored by load_state_dict waits in _resumed until the next
-        # iteration takes it up.
+        # The pass being served and its next position; a restored pass waits in _resumed.
         self._plan: tuple[Tensor, Draws] | None = None
         self._next = 0
         self._resumed: tuple[tuple[Tensor, Draws], int] | None = None
@@ -175,12 +149,11 @@ class TensorBatches:
             yield apply(self.images[index], draws[rows], self.augmentation, self.input_size,
                         self.dtype, self.memory_format,
                         (rows_index[rows], cols_index[rows])), self.labels[index]
-        self._plan = None  # the pass is over only once its consumer asked past its last batch
+        self._plan = None  # over only once the consumer asked past its last batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator, and the pass being served when there is one: half-way, or with every
-        batch handed out but the epoch not yet closed (a stop at its last step), which a resume
-        must finish, not draw again. All of it on the CPU, the same on every device."""
+        """The CPU generator and any unfinished pass (even one fully handed out but not closed),
+        which a resume must finish, not draw again."""
         state: dict[str, Any] = {"generator": self.generator.get_state()}
         if self._plan is not None:
             order, draws = self._plan
@@ -198,10 +171,8 @@ class TensorBatches:
             self._resumed = (plan["order"].cpu(), draws), int(plan["next"])
 
     def _set_generator(self, saved: Tensor) -> None:
-        """A CPU generator's state is carried over as it is. A checkpoint written on a GPU before
-        the pipeline drew on the CPU holds a CUDA generator's state (16 bytes, not a CPU one's
-        5,056), which a CPU generator cannot take: the next passes are then drawn from a CPU
-        generator seeded from it, so the run goes on, with other draws than it would have made."""
+        """An old GPU checkpoint's CUDA generator state cannot be set on a CPU generator: seed one
+        from it instead, so the run goes on, with other draws than it would have made."""
         if saved.numel() == self.generator.get_state().numel():
             self.generator.set_state(saved)
             return

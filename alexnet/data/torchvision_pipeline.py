@@ -1,11 +1,7 @@
-"""The reference input pipeline: per-image PIL transforms in a DataLoader, as the notebook ran it
-(with a real random crop instead of its two resizes).
-
-Each pass draws its order and one seed per image from the pipeline's own generator, in the main
-process; an image's random crop and flip are drawn from its seed, wherever it is transformed. So
-a pass is the same with any number of workers, and persistent workers (whose own random state
-drifts from pass to pass and is in no checkpoint) change nothing: a checkpoint's generator state
-is the whole of what the next passes draw."""
+"""The reference pipeline: per-image PIL transforms in a DataLoader, as the notebook ran it (with a
+real random crop). Each pass draws its order and a seed per image in the main process, and each
+image's transforms draw from its seed: a pass is the same with any number of workers, and a
+checkpoint's generator state is all the next passes draw from."""
 
 from __future__ import annotations
 
@@ -22,7 +18,6 @@ from alexnet.data.cifar import Split
 
 
 def build_transform(augmentation: DictConfig, input_size: int, train: bool) -> T.Compose:
-    """The torchvision transforms that the `augmentation` switches stand for."""
     steps: list[object] = []
     if augmentation.crop:
         steps.append(T.Resize(augmentation.resize))
@@ -38,8 +33,7 @@ def build_transform(augmentation: DictConfig, input_size: int, train: bool) -> T
 
 
 class SplitDataset(Dataset):
-    """A CIFAR split as PIL images, the way torchvision's CIFAR100 dataset hands them out; each
-    image is asked for with the seed its random transforms draw from."""
+    """A split as PIL images, as torchvision's CIFAR100 gives them, each asked for with its seed."""
 
     def __init__(self, split: Split, transform: T.Compose) -> None:
         self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
@@ -53,8 +47,7 @@ class SplitDataset(Dataset):
         return self.__getitems__([key])[0]
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """A batch's images (the DataLoader asks for a batch at a time): the trainer's own random
-        state is put back once per batch, not per image; a worker's serves nothing else."""
+        """Restore the trainer's random state once per batch, not per image (not in a worker)."""
         with torch.random.fork_rng(devices=[], enabled=get_worker_info() is None):
             return [self._transformed(index, seed) for index, seed in keys]
 
@@ -64,8 +57,7 @@ class SplitDataset(Dataset):
 
 
 class SeededOrder(Sampler[tuple[int, int]]):
-    """(image, seed) for every image of a pass: shuffled, with a seed each (train), or in the
-    split's order (test, whose transforms draw nothing), from `generator`."""
+    """(image, seed) pairs of a pass: shuffled and seeded (train), or in order (test draws nothing)."""
 
     def __init__(self, count: int, shuffle: bool, generator: torch.Generator) -> None:
         self.count, self.shuffle, self.generator = count, shuffle, generator
@@ -82,9 +74,7 @@ class SeededOrder(Sampler[tuple[int, int]]):
 
 
 class TorchvisionBatches:
-    """Batches from a DataLoader, moved to the training device. A checkpoint saves the generator
-    each pass's order and seeds are drawn from, between passes; a pass interrupted half-way is
-    redone from its start."""
+    """DataLoader batches on the training device; a pass interrupted half-way is redone from its start."""
 
     resumes_mid_pass = False
 
@@ -95,9 +85,8 @@ class TorchvisionBatches:
         self.loader = DataLoader(
             dataset, batch_size=batch_size, sampler=SeededOrder(len(dataset), train, self.generator),
             num_workers=num_workers, pin_memory=device.type == "cuda",
-            # The loader's own draw (its workers' base seed, once per pass without workers, once
-            # with persistent ones) from a generator of its own: else it would take a number
-            # from the trainer's (dropout's, on the CPU) that depends on num_workers.
+            # Its own generator for the workers' base seed: else it draws from the trainer's
+            # (dropout's) a number of times that depends on num_workers.
             generator=torch.Generator().manual_seed(seed),
             persistent_workers=num_workers > 0,  # no new worker processes every epoch
         )
@@ -112,8 +101,7 @@ class TorchvisionBatches:
                    labels.to(self.device, non_blocking=True))
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator of the passes' orders and seeds, between passes (this pipeline cannot
-        save a pass half-way)."""
+        """The passes' generator: this pipeline cannot save a pass half-way."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,6 +1,5 @@
-"""The fused launcher's work (hydra/launcher=fused): a sweep's jobs grouped by what their network
-needs to be one (alexnet/fused.py), each group trained in one process by the parallel launcher's
-machinery, each job still a run of its own: its run dir, Hydra files, log, record and return."""
+"""The fused launcher (hydra/launcher=fused): jobs whose networks can be one train in one process
+(alexnet/fused.py), each still a run of its own: run dir, Hydra files, log, record and return."""
 
 from __future__ import annotations
 
@@ -22,9 +21,7 @@ from alexnet.resume.stop import GracefulStop, Stop
 
 log = logging.getLogger(__name__)
 
-# The keys whose values must be the same for runs to train as one network; every other key (seed,
-# optimizer, schedule, augmentation, loss, dropout, the ReLU on the logits, early stopping...) may
-# differ between the runs of a group.
+# Keys that must match for runs to train as one network; any other (seed, optimizer...) may differ.
 SPLITS = ("model", "batch_size", "epochs", "data", "device", "speed", "torch_threads")
 PER_RUN = ("model.dropout", "model.logit_relu")
 
@@ -41,8 +38,7 @@ def group_key(config: DictConfig) -> tuple[tuple[str, str], ...]:
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    """Hydra's launch: the jobs grouped, each group (at most `group_size` runs) in a process;
-    their returns in job order."""
+    """Hydra's launch: jobs grouped, each group (at most `group_size` runs) in one process; job order."""
     def units(n_jobs: int) -> Iterator[list[tuple[int, Any]]]:
         groups: dict[Any, list[tuple[int, Any]]] = {}
         for index, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -63,8 +59,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
 
 def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobReturn]:
-    """In a group's process: each job's run dir and Hydra files as Hydra's run_job makes them,
-    its log lines in its own log file, then the runs trained together (alexnet/train.py)."""
+    """In a group's process: each job's run dir, Hydra files and log as run_job makes them, then training."""
     from alexnet.train import run_jobs
 
     jobs = []

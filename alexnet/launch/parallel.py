@@ -1,24 +1,6 @@
-"""The parallel launcher's work (hydra/launcher=parallel): each job in a process of its own, a new
-one as soon as a place is free, and stops that reach every running job at its safe point.
-
-One process per job (or per fused group, hydra/launcher=fused), as Ray Tune runs a trial: a job
-killed by the OOM killer, `kill -9` or a segfault costs that job alone, its siblings train on, and
-it comes back lost (alexnet/resume/stop.py: its run `interrupted`, the same command resumes it).
-Each job's process is a fresh interpreter (spawn: no threads, CUDA context or memory of
-another job), its task sent with cloudpickle (so the task function may live anywhere, `__main__`
-included) and its JobReturn sent back over a pipe. Its numeric libraries get their share of the
-cores (OMP_NUM_THREADS and friends, as joblib sets them) unless the environment sets them.
-
-Stopping: the first SIGINT, SIGTERM or SIGHUP to the launcher is passed on to the running jobs as
-SIGTERM (a Ctrl-C reaches every process of the terminal's group by itself), which an app's runs take
-at their next safe point; no new job starts. A job that ends by raising a BaseException (our runs'
-`Stop`, a KeyboardInterrupt) stops its siblings the same way, and the launcher raises it once every
-job has ended. A second Ctrl-C kills the jobs at once, started ones not yet registered included.
-A job's process starts with the stop signals blocked and holds one that comes before its task
-begins (while it imports, or Hydra prepares its dir): that task then does not begin, instead of
-being killed half-way through an import; one that reached the launcher while the job started is
-passed on to it once it is registered. From its first line the task takes signals its own way
-(ours: at the run's safe points, alexnet/train.py)."""
+"""The parallel launcher (hydra/launcher=parallel): each job in a spawned process of its own, so a
+kill -9, OOM or segfault costs that job alone (its run `interrupted`, resumed by the same command).
+Stop signals reach every running job as SIGTERM, taken at its safe point; a second Ctrl-C kills them."""
 
 from __future__ import annotations
 
@@ -47,8 +29,7 @@ log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JOB_NAME = "job-"  # a job's process is named job-<its number>
-# The numeric libraries' thread counts, set for each job to its share of the cores unless the
-# environment sets them (as joblib does for its workers).
+# Each job's share of the cores, unless the environment sets them (as joblib does).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -73,8 +54,7 @@ class Unit:
 
 
 def jobs_at_once(n_jobs: int | None, jobs_per_gpu: int = 1, at_most: int | None = None) -> int:
-    """The launcher's n_jobs: null = one per GPU slot (GPUs x jobs_per_gpu, or 2 without a GPU);
-    negative as joblib reads it (cores + 1 + n_jobs: -1 = one per core); capped at `at_most`."""
+    """null: one per GPU slot (2 without a GPU); negative as joblib reads it; capped at `at_most`."""
     count = slots_for(jobs_per_gpu) if n_jobs is None else int(n_jobs)
     if count < 0:
         count = max(1, cores() + 1 + count)
@@ -90,10 +70,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
 def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
              ) -> Iterator[tuple[int, JobReturn]]:
-    """Each (job number, overrides) of `jobs` in a process of its own as soon as a place is free,
-    yielding (job number, its JobReturn) as each ends. `jobs` is read lazily, one job per free
-    place, after the returns before it were handed on: a sweeper can choose the next job from the
-    results so far (no batch barrier). `at_most` caps the places below the launcher's n_jobs."""
+    """Read `jobs` lazily, one per free place, so a sweeper can choose the next from the results so far."""
     def units(n_jobs: int) -> Iterator[list[tuple[int, DictConfig | JobReturn]]]:
         for index, overrides in jobs:
             yield compose(launcher, index, overrides, n_jobs)
@@ -103,8 +80,7 @@ def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: 
 
 def compose(launcher: Any, index: int, overrides: Sequence[str], n_jobs: int
             ) -> list[tuple[int, DictConfig | JobReturn]]:
-    """The job's config (its hydra.launcher.n_jobs: the count in use, for the job to share the
-    cores by), or a FAILED JobReturn when it cannot be composed (as Hydra's launchers say it)."""
+    """The job's config (n_jobs set, to share the cores by), or a FAILED JobReturn if it won't compose."""
     log.info("\t#%d : %s", index, " ".join(o for o in overrides
                                             if not o.lstrip("+~").startswith("hydra.")))
     try:
@@ -128,10 +104,8 @@ def run_units(launcher: Any,
               at_most: int | None = None,
               group: Callable[[Any, list[DictConfig]], list[JobReturn]] | None = None
               ) -> Iterator[tuple[int, JobReturn]]:
-    """Each unit (a job, or a group of them that `group` runs together in one process) that
-    units(n_jobs) yields, in a process of its own as soon as a place is free; (job number,
-    JobReturn) as each ends. Once every unit has ended: a job's own stop (a BaseException it
-    raised) is raised, or a Stop when the launcher was signalled."""
+    """Run each unit (a job, or a group `group` runs) in its own process as places free.
+    Only once every unit has ended is a job's own stop re-raised, or a Stop raised when signalled."""
     setup_globals()
     config: DictConfig = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -143,8 +117,7 @@ def run_units(launcher: Any,
     threads = str(max(1, cores() // n_jobs))
     environment = {var: threads for var in THREAD_VARIABLES if var not in os.environ}
     context = multiprocessing.get_context("spawn")
-    # (spawn starts multiprocessing's resource tracker with the first process, and that unblocks
-    # SIGINT and SIGTERM here afterwards: start it first, or the first job inherits no mask)
+    # Start the tracker first: started with the first job, it would unblock the mask that job inherits.
     resource_tracker.ensure_running()
     running: dict[int, Unit] = {}
     stops: list[BaseException] = []
@@ -225,9 +198,7 @@ def _start(launcher: Any, context: Any, environment: dict[str, str],
 
 
 def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
-    """What the ended unit handed back: its jobs' JobReturns, or the BaseException it raised; for
-    a process that handed back nothing, each job is lost (its run interrupted), said to the
-    job-end callbacks."""
+    """Its jobs' JobReturns or the BaseException it raised; a process that sent nothing loses its jobs."""
     import cloudpickle
 
     try:
@@ -257,11 +228,8 @@ def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
 
 
 def _run_unit(task: bytes, results: Connection) -> None:
-    """A unit's process: one job run as Hydra's own launchers run it, or a fused group trained
-    together (alexnet/launch/fused.py); sends back their JobReturns, or the BaseException it ended
-    with. A stop signal that comes before the task itself begins (while this process imports, or
-    Hydra prepares the job's dir) is held, and the task does not begin; one that comes once the
-    task has returned changes nothing (its outcome goes back whole)."""
+    """A unit's process: runs its job(s), sends back their JobReturns or the BaseException it ended with.
+    A stop signal held before the task begins keeps it from beginning; one after it returns is moot."""
     import functools
 
     import cloudpickle
@@ -326,8 +294,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_blocked() -> Iterator[None]:
-    """Block the stop signals while a job's process starts: it inherits the mask, and a signal
-    that comes meanwhile waits there (and here) instead of being lost or killing an import."""
+    """Block stop signals while a job starts: it inherits the mask, so an early signal waits, not kills."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield

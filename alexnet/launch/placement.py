@@ -1,11 +1,6 @@
-"""Where a job of a sweep runs: its device and its CPU threads, chosen from the launcher.
-
-With `device=auto` under a launcher that says it places GPU slots (`places_gpu_slots`: ours,
-hydra/launcher=parallel), each job takes a slot from the machine's pool (alexnet/launch/slots.py):
-GPUs x `hydra.launcher.jobs_per_gpu` slots shared by every sweep on the machine, so jobs get their own GPU
-while there are enough and then share. Under submitit the cluster (or submitit) gives each job its
-GPUs and CPUs. On the CPU, n parallel jobs use cores / n torch threads each unless `torch_threads`
-says otherwise."""
+"""Where a sweep's job runs: its device and CPU threads. Under a launcher that places GPU slots, each
+job takes a slot of the machine-wide pool (GPUs x jobs_per_gpu, shared by every sweep), so jobs get
+their own GPU while there are enough, then share."""
 
 from __future__ import annotations
 
@@ -43,16 +38,14 @@ def gpu_count() -> int:
 
 
 def gpu_ids() -> list[str]:
-    """This process's GPUs by identity (UUID), in cuda index order: the same GPU has the same name
-    in every process, whatever CUDA_VISIBLE_DEVICES each one was given."""
+    """GPUs by UUID in cuda index order: one name in every process, whatever CUDA_VISIBLE_DEVICES says."""
     import torch
 
     return [str(torch.cuda.get_device_properties(i).uuid) for i in range(gpu_count())]
 
 
 def slots_for(jobs_per_gpu: int) -> int:
-    """How many jobs the parallel launcher runs at once by default: one per GPU slot, GPUs x
-    jobs_per_gpu, or 2 on a CPU."""
+    """Jobs at once by default: GPUs x jobs_per_gpu, or 2 on a CPU."""
     gpus = gpu_count()
     return gpus * int(jobs_per_gpu) if gpus else 2
 
@@ -85,8 +78,7 @@ def launcher_class(launcher: DictConfig) -> type | None:
 
 
 def places_gpu_slots(launcher: DictConfig) -> bool:
-    """Whether the launcher runs several jobs at once on this machine and wants each to take a
-    GPU slot of the machine's pool (it says so: `places_gpu_slots = True`)."""
+    """Whether the launcher's class says each job takes a GPU slot (`places_gpu_slots = True`)."""
     return bool(getattr(launcher_class(launcher), "places_gpu_slots", False))
 
 
@@ -94,9 +86,7 @@ def places_gpu_slots(launcher: DictConfig) -> bool:
 def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
            gpus: Sequence[str] | None = None,
            stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Placement]:
-    """The job's placement, holding its device slot (if any) until the job ends. `gpus` are the
-    machine's GPUs as this process sees them (default: gpu_ids()); `stopped` says when to stop
-    waiting for a slot."""
+    """The job's placement, holding its device slot (if any) until the job ends."""
     threads = threads_for(cfg.torch_threads, launcher)
     if sweep_dir is None or not places_gpu_slots(launcher):
         yield Placement(str(cfg.device), threads)
@@ -127,17 +117,14 @@ def _file_name(gpu: str) -> str:
 
 
 def _checked_from(folder: Path) -> Path:
-    """Where the folders checked for the pool begin: the temp dir for the default pool (both its
-    levels are ours), else the folder's own parent (which the user chose)."""
+    """Where the pool's folder checks begin: the temp dir for the default pool (ours), else the parent."""
     return Path(tempfile.gettempdir()) if folder == default_slots_dir() else folder.parent
 
 
 @contextmanager
 def hold_slot(folder: Path, gpus: Sequence[str], jobs_per_gpu: int, poll_s: float = 0.2,
               stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Slot]:
-    """Take the first free slot among `gpus` (their identities, in this process's cuda index order)
-    x `jobs_per_gpu`, waiting while all are taken (a Stop when `stopped()` names the signal that
-    asks it to); give it back on exit. UnsafeLockPath when `folder` is not ours alone."""
+    """Hold the first free GPU slot until exit, waiting while all are taken; UnsafeLockPath if not ours."""
     folder = Path(folder)
     fix = ("GPU slots are not shared between users: use a folder only you can write (chmod go-w, "
            "if it is yours), or another one with launch.slots_dir=<folder>")
@@ -165,9 +152,7 @@ def _take_slot(folder: Path, folder_fd: int, gpus: Sequence[str], jobs_per_gpu: 
 
 @contextmanager
 def one_at_a_time(folder: Path, name: str = "startup") -> Iterator[None]:
-    """Serialize a phase (loading data, first allocations) across the sweep's parallel jobs; the
-    lock lies in `folder` (the sweep's .locks/), made 0700 and refused when it is a symbolic link
-    or not ours alone."""
+    """Serialize a phase (loading data, first allocations) across the sweep's parallel jobs."""
     folder = Path(folder)
     fix = "remove it: it holds only the sweep's locks, and is made anew"
     with private_folder(folder, folder.parent, fix) as folder_fd, \

@@ -1,7 +1,5 @@
-"""Where a job stands in its sweep, from what its own process knows: its number (Hydra's
-hydra.job.num), the runs the sweep planned (<sweep dir>/planned_jobs.yaml, or a search's
-hydra.sweeper.n_trials), how many go at once (the launcher's n_jobs or array_parallelism, a
-search's n_jobs), and, when several jobs share the terminal, the line its progress bar keeps."""
+"""Where a job stands in its sweep, from what its own process knows: its number, the planned runs, how
+many go at once and, when several jobs share the terminal, the line its progress bar keeps."""
 
 from __future__ import annotations
 
@@ -25,15 +23,12 @@ from alexnet.search.launchers import jobs_at_once
 
 log = logging.getLogger(__name__)
 
-# A job's terminal line, held by this process until it ends (the kernel drops the lock then, even
-# on kill -9): lines are per process, so a worker that runs job after job keeps its line.
+# Terminal lines held per process until it ends (even by kill -9): a worker keeps its line job after job.
 _held: dict[Path, tuple[IO[str], int]] = {}
 
 
 def this_job(hydra_cfg: DictConfig | None, epochs: int) -> Position:
-    """The place in its multirun of the job of `hydra_cfg` (`epochs`: its own planned epochs,
-    assumed for the later runs of a search, and of a grid that does not override epochs); run 1
-    of 1 outside one."""
+    """The job's place in its multirun (`epochs` assumed for later runs not setting theirs); 1 of 1 alone."""
     if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
         return Position()
     run = int(hydra_cfg.job.num) + 1
@@ -67,10 +62,7 @@ def _at_once(hydra_cfg: DictConfig, runs: int | None) -> int:
 
 
 def terminal_line(position: Position, hydra_cfg: DictConfig | None) -> int | None:
-    """The line below the cursor this job's bar keeps while several jobs of its sweep share the
-    terminal (alexnet/run/bars.py): the first free one of the sweep's pool (lock files in
-    <sweep dir>/.locks/); None when its bar can draw where the cursor is (one run at a time) or
-    stderr is not a terminal (no bar is shown)."""
+    """The bar's own line below the cursor when jobs share the terminal; None: at the cursor, or no bar."""
     if position.at_once <= 1 or not sys.stderr.isatty():
         return None
     folder = Path(str(hydra_cfg.sweep.dir)) / LOCKS_DIR
@@ -84,8 +76,7 @@ def terminal_line(position: Position, hydra_cfg: DictConfig | None) -> int | Non
 
 
 def take_line(folder: Path) -> tuple[IO[str], int]:
-    """The first line of the pool in `folder` that no live process holds, held until the returned
-    file is closed (or this process ends)."""
+    """The pool's first line no live process holds, held until the returned file is closed."""
     fix = "remove it: it holds only the sweep's locks, and is made anew"
     with private_folder(folder, folder.parent, fix) as folder_fd:
         line = 1

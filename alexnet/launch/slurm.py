@@ -1,19 +1,6 @@
-"""The SLURM launcher's work (hydra/launcher=slurm, a submitit launcher) with what submitit leaves
-open: a sweep that waits for ever, and presets that cannot work.
-
-submitit waits for a job's result file and asks `sacct` whether the job has ended. Where SLURM
-keeps no accounting (no slurmdbd) or its accounting lags, a job that ends without a result
-(`scancel`, killed before its handler, a lost node, a requeued attempt killed by a late signal
-while starting) leaves it polling until it is killed. Here the launcher asks `squeue`, which
-needs no accounting, and a job that has left the queue (or ended there) without a result file
-is over: its run, if its record still says it is live, is recorded `interrupted`, the sweep waits
-for its other jobs, then stops with a non-zero exit, and rerunning the command resumes the run
-from its last checkpoint.
-
-Before submitting, the launcher refuses settings that SLURM would accept but that cannot work: a
-signal delay that leaves the run no time to work (SLURM may signal up to 60 s early) or none to
-save, and GPUs, memory or CPUs that no node of the partition has; and what sbatch still refuses
-ends the command with sbatch's own words, not a traceback."""
+"""The SLURM launcher (hydra/launcher=slurm, via submitit), closing what submitit leaves open: it asks
+`squeue` (no accounting needed), so a job that ended without a result is lost, not polled for ever,
+and it refuses settings SLURM accepts that cannot work (no time to work or save, absent resources)."""
 
 from __future__ import annotations
 
@@ -38,8 +25,7 @@ from alexnet.resume.stop import GracefulStop, Stop, lost, refused
 
 log = logging.getLogger(__name__)
 
-# SLURM's states of a job that has ended (squeue -t all lists them for MinJobAge, 300 s by
-# default); any other state (PENDING, RUNNING, REQUEUED, COMPLETING, SUSPENDED...) may go on.
+# SLURM's ended states (squeue -t all lists them for MinJobAge); any other state may go on.
 ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
 # "SLURM may send the signal up to 60 seconds earlier than specified" (sbatch --signal).
@@ -49,9 +35,7 @@ MIN_WORK_S = 60  # the least a run (and its start-up) gets before the earliest s
 
 
 def check_settings(params: dict[str, Any]) -> None:
-    """Refuse a machine without sbatch, a signal delay that leaves no time to work or to save,
-    and GPUs, memory or CPUs that no node of the partition has (checked with `sinfo` where it
-    answers). The sweep's start callback calls it, before any data is read or job submitted."""
+    """Refuse what cannot work before any job is submitted (the sweep's start callback calls it)."""
     if shutil.which("sbatch") is None:
         raise refused(
             "hydra/launcher=slurm needs SLURM's commands (sbatch, squeue), and sbatch is not on "
@@ -124,16 +108,13 @@ def _check_nodes(params: dict[str, Any], nodes: list[Node]) -> None:
 
 
 def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
-    """Each job's (state, reason) as `squeue` lists it (array tasks one by one, ended jobs while
-    SLURM still keeps them); a job missing from the answer has left the queue. None when squeue
-    cannot answer (the controller is unreachable): nothing can be concluded then."""
+    """Each job's (state, reason) per squeue (a missing job has left the queue); None if squeue is silent."""
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
     done = _slurm(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T|%r"])
     if done is None:
         return None
     if done.returncode != 0:
-        # every job asked about has left SLURM's memory: they are all gone
-        return {} if "Invalid job id" in done.stderr else None
+        return {} if "Invalid job id" in done.stderr else None  # (SLURM forgot them all: all gone)
     states = {}
     for line in done.stdout.splitlines():
         job_id, state, reason = (line.strip().split("|") + ["", ""])[:3]
@@ -167,14 +148,8 @@ class Broken:
 
 def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s: float,
          stopped: Callable[[], signal.Signals | None] = lambda: None) -> list[Any]:
-    """Each job's outcome, in order: its result (a JobReturn, or the run's Stop), Broken, or Gone.
-
-    Result files are looked at every second, the queue every `poll_s`. A run that stopped
-    (Stop) counts once SLURM has ended its job: after a preemption SLURM requeues the job and
-    it runs again, writing a new result. A job SLURM says has ended gets `result_wait_s` for its
-    result file to appear (a slow shared filesystem) before it counts as gone. When squeue has not
-    answered for `lost_after_s`, or `stopped` says a stop signal came, the wait ends with a Stop
-    (the jobs go on in SLURM)."""
+    """Each job's outcome in order: its result (a JobReturn, or the run's Stop), Broken, or Gone.
+    A Stop counts only once SLURM has ended the job: a preempted job is requeued and writes a new result."""
     outcomes: dict[int, Any] = {}
     ended_since: dict[int, tuple[float, str]] = {}
     held_said: set[str] = set()
@@ -232,8 +207,7 @@ def queue_lost(jobs: Sequence[Any], silent_s: float) -> Stop:
 
 
 def _result(job: Any) -> Any:
-    """The job's JobReturn or Stop, or Broken when it failed outside its run. Asked once its
-    result file exists, so submitit's result() answers at once, without sacct."""
+    """The job's JobReturn or Stop, or Broken; asked once its result file exists, so no sacct is needed."""
     from submitit.core.utils import FailedJobError
 
     try:
@@ -254,8 +228,7 @@ def run_dir_of(launcher: Any, overrides: Sequence[str], index: int, job_id: str)
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    """hydra-submitit-launcher's launch for SLURM (`launcher` is its SlurmLauncher), with the
-    settings checked first and a wait that ends."""
+    """hydra-submitit-launcher's SLURM launch, with the settings checked first and a wait that ends."""
     import submitit
 
     config: DictConfig = launcher.config
@@ -276,8 +249,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
         arguments.append((list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}",
                           Singleton.get_state()))
-    # From the submission on, Ctrl-C, SIGTERM and SIGHUP stop the waiting at its next look, not
-    # the jobs (and not sbatch half-way through submitting them).
+    # From submission on, a stop signal ends the waiting at its next look, not the jobs (nor sbatch).
     with GracefulStop() as stop:
         try:
             jobs = executor.map_array(launcher, *zip(*arguments, strict=True))
@@ -300,9 +272,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 
 def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
              jobs: Sequence[Any], outcomes: list[Any], sweep_dir: str) -> list[JobReturn]:
-    """The jobs' JobReturns: a job that ended without a result, or failed outside its run, is
-    lost (its run interrupted, resumed by the same command); a Stop once every job has ended,
-    when a run stopped."""
+    """The jobs' JobReturns (a job without a result is lost); a Stop once all have ended if a run stopped."""
     stopped = []
     for offset, (overrides, outcome) in enumerate(zip(job_overrides, outcomes, strict=True)):
         if isinstance(outcome, JobReturn):

@@ -18,10 +18,8 @@ from alexnet.run.liveness import effective_status
 from alexnet.run.record import METRICS_FILE, RESULTS_FILE, DamagedRecord, read_summary
 from alexnet.scores import Status
 
-# Folders that hold copies of run records, not runs: MLflow's artifact stores.
-NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})
-# Config groups whose chosen option shows in a flattened config under another key.
-GROUP_COLUMNS = {"model": "model.name"}
+NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})  # MLflow's stores: copies of records, not runs
+GROUP_COLUMNS = {"model": "model.name"}  # a group's chosen option's key in a flattened config
 
 
 @dataclass
@@ -47,8 +45,7 @@ class Collection:
 
 
 def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
-    """Every directory under the roots that a run wrote (results.json or Hydra's .hydra/), except
-    the copies MLflow keeps in its artifact stores (they would count every tracked run twice)."""
+    """Every dir under the roots a run wrote, but MLflow's artifact copies (they would count runs twice)."""
     found: set[Path] = set()
     for root in roots:
         for marker in [*root.rglob(RESULTS_FILE), *root.rglob(".hydra")]:
@@ -62,8 +59,7 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys for the hyperparameters of a resolved config; the optimizer and the schedule
-    by their short names (`sgd`, `cosine`; `none` for no schedule), as the group options read."""
+    """A resolved config's hyperparameters by dotted key; optimizer and scheduler by short name (`sgd`)."""
     out: dict[str, Any] = {"scheduler": "none"} if "scheduler" in config else {}
     for key, value in dotted(config).items():
         if not is_hyperparameter(key) or key == "scheduler":  # (an empty block: none)
@@ -75,8 +71,7 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_run(path: Path, stale_after_s: float | None = None) -> Run:
-    """Read one run; raises ValueError naming what is missing or unreadable. `stale_after_s`
-    overrides each run's own heartbeat window (liveness.stale_after)."""
+    """ValueError names what is missing; `stale_after_s` overrides the run's heartbeat window."""
     summary = read_summary(path)
     if summary is None:
         raise ValueError(f"no {RESULTS_FILE} (the run never started, or is not one of ours)")
@@ -120,8 +115,7 @@ def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collec
         except (ValueError, OSError) as err:
             skipped.append((path, str(err)))
     for root in roots:
-        # A planned job has a record at its own folder (Hydra's default subdir, the job number)
-        # or, under another subdir pattern, in a run made with exactly its overrides.
+        # A planned job's record is at its job-number folder, or in a run with exactly its overrides.
         mine = [run for run in runs if run.path.is_relative_to(root)]
         paths, made = {run.path for run in mine}, {tuple(sorted(run.overrides)) for run in mine}
         for number, job in enumerate(planned_jobs(root) or []):
@@ -140,17 +134,14 @@ SIGNIFICANT_DIGITS = 3
 
 
 def varying_columns(runs: Sequence[Run]) -> list[str]:
-    """Hyperparameters whose value differs between runs: leading ones first, then the rest."""
-    # A key only some runs have (momentum beside Adam) varies only if its present values differ.
+    """Hyperparameters whose values differ where present (momentum beside Adam), LEADING ones first."""
     table = pd.DataFrame([r.hyperparameters for r in runs])
     varying = [c for c in table.columns if table[c].dropna().astype(str).nunique() > 1]
     return [c for c in LEADING if c in varying] + sorted(c for c in varying if c not in LEADING)
 
 
 def own_keys(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
-    """The keys that say something of their own: a key no command line set whose value only
-    follows a key above it (scheduler.min_factor with scheduler: part of choosing the schedule)
-    is left out."""
+    """Keys less those no command line set that only follow a key above (scheduler.min_factor)."""
     values = pd.DataFrame([{k: str(r.hyperparameters.get(k)) for k in keys} for r in runs])
     typed = {o.lstrip("+~").split("=", 1)[0] for r in runs for o in r.overrides}
 

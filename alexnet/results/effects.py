@@ -1,19 +1,7 @@
-"""Effects of the swept knobs on the selection score (alexnet/scores.py), saying no more than the
-runs show.
-
-A grid, or a hand-made list of settings: one linear model over the runs whose scores count
-(statsmodels OLS, the knobs as categorical factors; a full grid also gets its two-way
-interactions), replicates being runs that differ in seed alone. For each knob: each level's mean,
-its difference to the best level with a 95% interval, and an F test (type-2 ANOVA). The verdict:
-`mattered` (p < 0.05); `no effect larger than ±margin` where every interval lies inside the
-margin (`report.margin`); else `no difference shown`, with the largest difference the intervals
-still allow. What the design cannot separate (knobs that always change together: an effect is
-estimable when its contrast lies in the design's row space) is named as confounded, with no
-number. One run per setting: the means alone, no interval.
-
-A search is no grid: a knob drawn anew for every run went with whatever the sampler chose for the
-others, so no knob's own effect is given; each knob's levels are shown with the drawn knobs'
-ranges beside their means, and search.md ranks the knobs."""
+"""Effects of the swept knobs on the selection score, saying no more than the runs show: one OLS model over
+the counted runs (knobs as factors, a full grid's two-way interactions too, seeds as replicates) gives each
+level's difference to the best with a 95% interval, and each knob an F test and a verdict. Knobs that always
+change together are named confounded, with no number; a search (knobs drawn together) is only described."""
 
 from __future__ import annotations
 
@@ -37,19 +25,12 @@ from alexnet.results.stats import CONFIDENCE, NO_SPREAD, SCORE, metric_of
 
 ALPHA = 1 - CONFIDENCE
 LABEL = "experiment"  # a name for a bundle of knobs, not a knob
-# Which trial of a search a run is: not how it trains (sweeps of earlier versions recorded it).
-NOT_KNOBS = ("search.",)
-# Knobs whose level means the sentence spells out beside the experiments' (the rest: effects.md).
-SPELLED_OUT = 3
-# Distances below this are zero in the estimability checks (the design holds 0/1 entries).
-TOLERANCE = 1e-8
-# A knob whose values are floats at full precision (as a search draws them from interval(...),
-# not as a person types a grid), at least this many and none repeated, was drawn for every run.
-CONTINUOUS_FROM = 3
+NOT_KNOBS = ("search.",)  # a search's trial bookkeeping, not how a run trains
+SPELLED_OUT = 3  # knobs whose means the sentence spells out beside the experiments' (rest: effects.md)
+TOLERANCE = 1e-8  # smaller is zero in the estimability checks (the design holds 0/1 entries)
+CONTINUOUS_FROM = 3  # this many full-precision floats (drawn, not typed), none repeated: drawn per run
 DRAWN_DIGITS = 8  # significant digits of a float's repr from which it was drawn, not typed
-# The equivalence margin, in the score's units: one point of accuracy, about the seed-to-seed
-# standard deviation of the CPU-scale reference runs (outputs/reference/notebook_cpu_seeds).
-MARGIN = 0.01
+MARGIN = 0.01  # equivalence margin: one accuracy point, about the reference runs' seed-to-seed sd
 
 
 @dataclass(frozen=True)
@@ -64,8 +45,7 @@ class Level:
     difference: float = math.nan  # this level minus the best level (the model's, with seeds)
     low: float = math.nan  # its 95% interval
     high: float = math.nan
-    adjusted: float = math.nan  # the model's mean of the level: over a full grid's other knobs
-    # (a marginal mean), or of an experiment's own settings; nan elsewhere (it would extrapolate)
+    adjusted: float = math.nan  # the model's mean: a full grid's marginal, or an experiment's; else nan
     adjusted_low: float = math.nan
     adjusted_high: float = math.nan
     confounded_with: tuple[str, ...] = ()  # what its difference cannot be told apart from
@@ -125,15 +105,13 @@ class Effects:
 
 
 def knobs(runs: Sequence[Run]) -> list[str]:
-    """The hyperparameters the runs vary, but seed (a replicate), experiment (a bundle), a
-    search's bookkeeping, and keys that only follow a knob above them (collect.own_keys)."""
+    """The varied keys, less seed (a replicate), experiment (a bundle), search bookkeeping and followers."""
     varying = [k for k in varying_columns(runs)
                if k not in ("seed", LABEL) and not k.startswith(NOT_KNOBS)]
     return own_keys(runs, varying)
 
 
 def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
-    """The effects of the knobs the runs vary on their selection score (see the module)."""
     counted = [r for r in runs if scores.selection_score(r.summary) is not None]
     left_out = dict(Counter(str(r.status) for r in runs if scores.selection_score(r.summary) is None))
     metrics = sorted({metric_of(r, SCORE) for r in counted})
@@ -209,8 +187,7 @@ def _significant_digits(value: float) -> int:
 
 def _described(factor: str, values: dict[str, Any], frame: pd.DataFrame, runs: Sequence[Run],
                continuous: Sequence[str], effects: Effects) -> list[Level]:
-    """A search's knob: each level's runs, mean and the drawn knobs' ranges among them; no
-    difference is given (it would be the drawn knobs' as much as this one's)."""
+    """A search's knob: each level's n, mean and drawn ranges; no difference (it is the drawn knobs' too)."""
     column = frame[f"f{effects.factors.index(factor)}"]
     out = []
     for level in [lv for lv in column.cat.categories if (column == lv).any()]:
@@ -247,17 +224,14 @@ class _Design:
         return null.size == 0 or float(np.abs(contrast @ null).max()) < TOLERANCE
 
     def mean_row(self, factor: str, level: Any) -> np.ndarray:
-        """The design row of the level's mean: every observed setting with the knob at `level`,
-        averaged (in a full grid, the usual marginal mean)."""
+        """The design row of the level's mean over every observed setting (a full grid's marginal mean)."""
         cells = self.cells.copy()
         cells[self.names[factor]] = pd.Categorical([level] * len(cells),
                                                    categories=cells[self.names[factor]].cat.categories)
         return self.matrix(cells).mean(axis=0)
 
     def partners(self, contrast: np.ndarray, factor: str) -> tuple[str, ...]:
-        """The other knobs that make `contrast` inestimable: without any one of them in the model
-        it could be estimated (or, where no one alone does it, every knob that shares a
-        dependency with it)."""
+        """Knobs without any one of which `contrast` is estimable; else all sharing a dependency with it."""
         others = [f for f in self.names if f != factor]
         found = []
         for other in others:
@@ -272,14 +246,12 @@ class _Design:
 
 
 def settings(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """One row per distinct setting of the knobs."""
     return frame.drop_duplicates(subset=list(names.values())) if names else frame.iloc[:1]
 
 
 def _frame(runs: Sequence[Run], factors: Sequence[str]) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """A row per run: its score, seed and experiment, and each knob as a categorical column f0,
-    f1, ... of its values' text (levels in the order a person lists them; None is a level); and
-    per knob, each level's value."""
+    """A row per run (score, seed, experiment, knobs as categoricals f0, f1, ... of their values' text in
+    natural order, None a level), and per knob each level's value."""
     frame = pd.DataFrame({"score": [scores.selection_score(r.summary) for r in runs],
                           "seed": [str(r.hyperparameters.get("seed")) for r in runs],
                           LABEL: [str(r.hyperparameters.get(LABEL)) for r in runs]})
@@ -321,9 +293,8 @@ def _contrast(fit: Any, row: np.ndarray) -> tuple[float, float, float]:
 
 def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _Design,
             grid_fit: Any, higher: bool, fit: Any) -> list[Level]:
-    """Each level of the knob: its runs' mean, its difference to the best level (the model's
-    contrast; without seeds the difference of the means; or what it is confounded with), and over
-    a full grid (`grid_fit`) the model's marginal mean of it. The best is the first of equals."""
+    """Each level's mean, difference to the best (the model's; without seeds, of the means) or confounding,
+    and over a full grid (`grid_fit`) its marginal mean; the best is the first of equals."""
     column = frame[model.names[factor]]
     levels = [level for level in column.cat.categories if (column == level).any()]
     sign = 1.0 if higher else -1.0
@@ -398,8 +369,7 @@ def _confounded_sets(factors: Sequence[str], model: _Design) -> list[tuple[str, 
 
 def _terms(factors: Sequence[str], pairs: Sequence[tuple[str, str]], model: _Design,
            fit: Any) -> list[Term]:
-    """F tests: statsmodels' type-2 ANOVA table where the design is full rank; where it is not,
-    a Wald F test of each knob whose every effect is estimable (the additive model's type 2)."""
+    """Type-2 ANOVA for a full-rank design; else a Wald F test of each knob whose effects are estimable."""
     if model.null.size == 0:
         table = anova_lm(fit, typ=2)
         lookup = {f"C({model.names[f]})": (f,) for f in factors}
@@ -464,8 +434,7 @@ def sentence(effects: Effects) -> str:
 
 
 def _verdict(effects: Effects, factor: str) -> str:
-    """A knob's verdict: mattered; no effect larger than the margin; or no difference shown, with
-    the largest difference its intervals still allow."""
+    """Mattered (p < ALPHA); no effect beyond ±margin (every 95% CI inside it); else no difference shown."""
     term = effects.term(factor)
     levels = effects.of(factor)
     contrasts = _contrasts(levels)
@@ -484,8 +453,7 @@ def _verdict(effects: Effects, factor: str) -> str:
 
 
 def _search_sentence(effects: Effects) -> str:
-    """A search's description: why no knob's effect is given, and each knob's levels with the
-    drawn knobs' ranges beside their means."""
+    """Why a search gives no knob's effect, then each knob's level means with the drawn knobs' ranges."""
     drawn = _and(effects.continuous)
     one = len(effects.continuous) == 1
     text = (f"a search, not a grid: {drawn} took a different value in every run and the other "
@@ -526,9 +494,7 @@ def _capital(text: str) -> str:
 
 
 def table(effects: Effects) -> pd.DataFrame:
-    """effects.csv: a row per level (its n, mean, difference to the best level and 95% interval,
-    the model's mean of it, what it is confounded with, a search's drawn ranges) and a row per F
-    test."""
+    """effects.csv: a row per level (n, mean, difference to the best, 95% CI, ...) and a row per F test."""
     rows: list[dict[str, Any]] = []
     for level in effects.levels:
         term = effects.term(level.factor)

@@ -1,8 +1,5 @@
-"""effects.png: the main effects of the swept knobs (a panel per knob, and one for the
-experiments: each level's difference to the best level with the model's 95% interval, as in
-effects.md) and, for a full factorial grid, the two-way interaction plots (the mean of each cell,
-a line per level of the second knob). A confounded level gets no number, only the word; with one
-run per setting the means stand alone, without intervals."""
+"""effects.png: a panel per knob (and the experiments) with each level's difference to the best and its 95%
+interval, as in effects.md, and a full grid's two-way interaction plots of cell means."""
 
 from __future__ import annotations
 
@@ -51,9 +48,7 @@ def draw(effects: Effects, path: Path) -> Path | None:
 
 
 def _main_effect(ax: plt.Axes, effects: Effects, factor: str) -> None:
-    """With intervals: each level's difference to the best level and its 95% interval (the
-    model's, as in effects.md). Without: each level's mean alone. A confounded level gets no
-    number, only the word."""
+    """Each level's difference to the best with its 95% CI, else its mean; a confounded one just the word."""
     levels = effects.of(factor)
     positions = list(range(len(levels)))
     judged = effects.no_interval is None

@@ -1,10 +1,6 @@
-"""What a run's network learned, as two pictures beside its records: filters.png (its first
-convolution's kernels, the view of the AlexNet paper's Figure 3) and mistakes.png (the test images
-its last evaluation got most confidently wrong, true and predicted class named).
-
-Both come from what the run already has, the weights and the last evaluation's predictions, at no
-extra training cost. mistakes.csv keeps the images shown (test index, classes, confidence), so
-`python -m alexnet.show_run RUN_DIR` redraws both later from the run dir alone (and the data)."""
+"""What a run's network learned, drawn at no extra training cost: filters.png (its first convolution's
+kernels, as in the AlexNet paper's Figure 3) and mistakes.png (the test images it got most confidently wrong).
+mistakes.csv keeps the images shown, so `python -m alexnet.show_run RUN_DIR` can redraw both later."""
 
 from __future__ import annotations
 
@@ -52,8 +48,7 @@ class LearnedError(RuntimeError):
 
 
 def run_label(overrides: Sequence[str]) -> str:
-    """What sets the run apart, for the pictures' titles: its overrides that decide its result
-    (not data.root, device, ...)."""
+    """The overrides that decide the run's result (not data.root, device, ...), for the pictures' titles."""
     return " ".join(identity(overrides))
 
 
@@ -62,11 +57,8 @@ def _title(text: str, label: str, inches: float) -> str:
     return "\n".join([text, *textwrap.wrap(label, max(30, int(inches * 14)))])
 
 
-# --- the first convolution's filters ---------------------------------------------------------
-
 def first_conv_weight(network: nn.Module) -> Tensor:
-    """The first convolution's kernels (out, 3, k, k) on the CPU, in the standard layout whatever
-    the network's memory format. `network` is the eager module, not a torch.compile wrapper."""
+    """The first conv's kernels (out, 3, k, k) on the CPU, standard layout; `network` must be eager."""
     conv = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None or conv.in_channels != 3:
         raise ValueError("the network has no first convolution over RGB images to show")
@@ -74,8 +66,7 @@ def first_conv_weight(network: nn.Module) -> Tensor:
 
 
 def filter_tiles(weight: Tensor, pixels: int = TILE_PIXELS) -> np.ndarray:
-    """One RGB tile per kernel (n, s, s, 3) in [0, 1]: each kernel scaled to its own range, as in
-    the AlexNet paper's Figure 3, and upscaled by nearest neighbour to s >= `pixels`."""
+    """One RGB tile (n, s, s, 3) per kernel, scaled to its own [0, 1] range (Figure 3), s >= `pixels`."""
     flat = weight.flatten(1)
     low, high = flat.min(dim=1).values, flat.max(dim=1).values
     span = (high - low).where(high > low, torch.ones_like(high))
@@ -122,12 +113,9 @@ def draw_filters(weight: Tensor, path: Path, label: str = "") -> np.ndarray:
     return mosaic
 
 
-# --- the most confidently wrong test images --------------------------------------------------
-
 def mistakes_table(labels: Tensor, predictions: Predictions, classes: Sequence[str],
                    count: int = GRID_SIDE * GRID_SIDE) -> pd.DataFrame:
-    """The `count` wrongly classified images of highest confidence, most confident first (the
-    lower test index first among equals)."""
+    """The `count` most confidently wrong images, most confident first (ties: lower test index first)."""
     if len(predictions.predicted) != len(labels):
         raise ValueError(f"{len(predictions.predicted)} predictions for {len(labels)} images")
     wrong = torch.nonzero(predictions.predicted != labels).flatten()
@@ -162,9 +150,8 @@ def mistake_titles(table: pd.DataFrame) -> list[str]:
 
 
 def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str = "") -> None:
-    """mistakes.png: the images (uint8, (n, 3, H, W)) in a GRID_SIDE-wide grid, pixels enlarged,
-    each under its title. One mosaic in one axes: a figure of 16 axes takes ten times as long to
-    draw, and every finished run draws one."""
+    """mistakes.png: the uint8 (n, 3, H, W) images in a GRID_SIDE-wide grid under their titles. One mosaic in
+    one axes: 16 axes take ten times as long to draw, and every finished run draws one."""
     rows = max(1, math.ceil(len(titles) / GRID_SIDE))
     side = images.shape[-1] if len(titles) else 32
     factor = max(1, math.ceil(MISTAKE_PIXELS / side))
@@ -194,13 +181,9 @@ def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str 
     plt.close(fig)
 
 
-# --- what a run writes when it finishes ------------------------------------------------------
-
 def save_learned(run_dir: Path, network: nn.Module, test: Split, classes: Sequence[str],
                  predictions: Predictions, overrides: Sequence[str] = ()) -> list[Path]:
-    """The run's last word: filters.png, mistakes.csv and mistakes.png in `run_dir`, from the eager
-    network and the last test evaluation's predictions. Without predictions (a resumed run that
-    had no epoch left to evaluate) only filters.png; the command recomputes the rest."""
+    """filters.png, mistakes.csv/.png from the eager network and last test predictions (if any)."""
     run_dir, label = Path(run_dir), run_label(overrides)
     draw_filters(first_conv_weight(network), run_dir / FILTERS_FILE, label)
     written = [run_dir / FILTERS_FILE]
@@ -215,11 +198,8 @@ def save_learned(run_dir: Path, network: nn.Module, test: Split, classes: Sequen
     return [*written, run_dir / MISTAKES_TABLE, run_dir / MISTAKES_FILE]
 
 
-# --- drawing them again from a run dir --------------------------------------------------------
-
 def read_weights(run_dir: Path, status: str) -> dict[str, Tensor]:
-    """The run's weights: model.pt, else checkpoint.pt's (checkpoint.keep=full, or still training);
-    read with weights_only, so the file can hold no code."""
+    """model.pt, else checkpoint.pt's weights; read with weights_only, so the file can hold no code."""
     model_file, checkpoint_file = run_dir / checkpoint.MODEL_FILE, run_dir / checkpoint.CHECKPOINT_FILE
     if model_file.is_file():
         try:
@@ -247,8 +227,7 @@ def read_weights(run_dir: Path, status: str) -> dict[str, Tensor]:
 
 
 def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Split, list[str]]:
-    """The run's test split (its data.test_subset) and the class names, from `data_root` or the
-    run's own data.root (relative to the folder the run was started in)."""
+    """The run's test split (its data.test_subset) and class names, from `data_root` else its data.root."""
     data = config.get("data") or {}
     root = Path(data_root if data_root is not None else data.get("root", "data")).expanduser()
     if not all((root / FOLDER / name).is_file() for name in ("test", "meta")):
@@ -264,9 +243,7 @@ def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Spli
 
 
 def evaluate_weights(network: nn.Module, config: dict[str, Any], test: Split) -> Predictions:
-    """The predictions of `network` on the test split through the run's own test pipeline, on the
-    CPU with the run's speed settings there (a CPU run's last evaluation, exactly): what a run dir
-    without mistakes.csv (one from before it existed) is drawn from."""
+    """Test predictions exactly as a CPU run's last evaluation, for a run dir without mistakes.csv."""
     cfg = OmegaConf.create(config)
     cpu = torch.device("cpu")
     settings = speed.resolve(cfg.speed, cpu)
@@ -295,10 +272,8 @@ def check_against_data(table: pd.DataFrame, test: Split, path: Path) -> None:
 
 def redraw(run_dir: Path, out_dir: Path | None = None, data_root: Path | None = None,
            prefix: str = "") -> list[Path]:
-    """Draw a run dir's filters.png and mistakes.png again (into `out_dir`, default the run dir,
-    each name after `prefix`) from its weights, its recorded config, the test images and its
-    mistakes.csv, which is written beside them; a run dir without mistakes.csv has it recomputed
-    from the weights."""
+    """Redraw a run dir's pictures into `out_dir` (default: the run dir), names after `prefix`, from its
+    weights, config, test images and mistakes.csv (recomputed if missing), which is written beside them."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     try:

@@ -1,7 +1,5 @@
-"""The runs a Hydra sweep planned: expanded at its start as Hydra's basic sweeper does (globs
-included, with Hydra's config loader) and written to <sweep dir>/planned_jobs.yaml before its first
-job, so the table can list the runs that never started and a rerun can tell its own sweep from
-another."""
+"""The runs a Hydra sweep planned, expanded as its basic sweeper does and written to planned_jobs.yaml before
+the first job, so the table can list runs that never started and a rerun can tell its own sweep."""
 
 from __future__ import annotations
 
@@ -21,8 +19,7 @@ MULTIRUN_FILE = "multirun.yaml"
 
 
 def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = None) -> list[Override]:
-    """What a multirun sweeps over, as its sweeper sees it: hydra.sweeper.params, then the
-    command line's overrides. Without a config loader, glob(...) cannot be expanded."""
+    """hydra.sweeper.params, then the command line's; glob(...) expands only with a config loader."""
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
     arguments += list(config.hydra.overrides.task)
@@ -30,8 +27,7 @@ def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = Non
 
 
 def jobs_of(config: DictConfig, config_loader: ConfigLoader) -> list[list[str]] | None:
-    """The jobs a multirun config makes, in job-number order, expanded as Hydra's basic sweeper
-    does; None for a sweeper that chooses jobs as it goes (Optuna, Nevergrad...)."""
+    """The jobs in job-number order; None for a sweeper that chooses jobs as it goes (Optuna...)."""
     from hydra.utils import get_class
 
     from alexnet.hydra_internals import expand_sweep, is_basic_sweeper
@@ -48,8 +44,7 @@ def write_planned(sweep_dir: Path, jobs: list[list[str]]) -> None:
 
 
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
-    """Each job's overrides in job-number order, as the sweep in `sweep_dir` planned them; None
-    when `sweep_dir` is no sweep of ours or its sweeper chooses jobs as it goes."""
+    """Each job's overrides in job-number order; None for no sweep of ours or one choosing as it goes."""
     path = Path(sweep_dir) / PLANNED_FILE
     if not path.is_file():
         return None
@@ -58,8 +53,7 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
 
 
 def original_arguments(sweep_dir: Path) -> list[str] | None:
-    """The arguments the sweep in `sweep_dir` was last started with (from Hydra's multirun.yaml),
-    `-m` first; None when there is no such file."""
+    """The sweep's last start arguments (Hydra's multirun.yaml), `-m` first; None without that file."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return None

@@ -1,7 +1,5 @@
-"""The pictures an aggregated sweep leaves beside results.csv. They cannot mislead: a run whose
-scores do not count (failed, diverged, pruned, unfinished: alexnet/scores.py) is drawn as such,
-never as a score; the learning curves show the metric the runs are selected by; values in legends
-are rounded for a person."""
+"""The pictures an aggregated sweep leaves beside results.csv, made not to mislead: a run whose scores do not
+count (alexnet/scores.py) is drawn as such, never as a score, and the curves show the selection metric."""
 
 from __future__ import annotations
 
@@ -34,16 +32,13 @@ log = logging.getLogger(__name__)
 
 LONG_LABEL = 60  # characters: longer legend entries go one to a line
 
-# A metric's name on an axis.
 NAMES = {"val_acc": "validation accuracy", "test_acc": "test accuracy", "val_f1": "validation macro-F1",
          "test_f1": "test macro-F1", "val_loss": "validation loss", "test_loss": "test loss",
          "val_top5": "validation top-5 accuracy", "test_top5": "test top-5 accuracy"}
 
 
 def label_keys(runs: Sequence[Run], varying: Sequence[str]) -> list[str]:
-    """The keys that tell runs apart (a key that follows another, as scheduler.min_factor follows
-    scheduler, says nothing more). An experiment name stands for all it sets, so beside it only
-    keys that vary among runs of the same experiment are kept."""
+    """Keys that tell runs apart, less followers; beside an experiment only keys varying within one."""
     varying = own_keys(runs, varying)
     if "experiment" not in varying:
         return varying
@@ -83,8 +78,7 @@ def learning_curves(runs: Sequence[Run], varying: Sequence[str], path: Path) -> 
 
 
 def learning_curves_figure(runs: Sequence[Run], varying: Sequence[str]) -> plt.Figure:
-    """Per epoch, the selection metric and the train loss, a line per run; a run whose scores do
-    not count dashed, its end (failed, pruned...) in its legend."""
+    """Per epoch, selection metric and train loss per run; uncounted runs dashed, their end in the legend."""
     metric = selected_metric(runs)
     fig, (score_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5))
     for run in runs:
@@ -117,10 +111,8 @@ def final_scores(runs: Sequence[Run], varying: Sequence[str], path: Path) -> Non
 
 
 def final_scores_figure(runs: Sequence[Run], varying: Sequence[str]) -> plt.Figure:
-    """The selection score and the final test accuracy and F1 per run; where seeds replicate a
-    setting, per setting: the mean over its seeds whose scores count, with the 95% confidence
-    interval of that mean as an error bar. A run (or setting) with no score that counts gets no
-    bar but how it ended, written where its bar would be."""
+    """Selection score, final test accuracy and F1 per run, or per setting where seeds replicate: the mean of
+    its counted seeds, its 95% CI as error bar. With no counted score, how it ended is written instead."""
     groups = list(replicate_groups(runs, varying).values())
     replicated = any(len(group) > 1 for group in groups)
     if not replicated:
@@ -178,10 +170,8 @@ def superclass_heatmap(run: Run, varying: Sequence[str], path: Path) -> None:
 
 
 def best_run_pictures(best_run: Path | None, out_dir: Path) -> list[Path]:
-    """best_filters.png, best_mistakes.png and best_mistakes.csv beside the table: the best run's
-    own (what its network learned), copied; drawn from its run dir when it has none (a run from
-    before they existed). A run that cannot be drawn (no weights, no data) costs a warning, never
-    the table, and earlier copies are removed then, so no other run's are shown as the best's."""
+    """The best run's pictures as best_*, copied, else drawn from its run dir; failing costs a warning, never
+    the table, and removes earlier copies so no other run's are shown as the best's."""
     names = (FILTERS_FILE, MISTAKES_FILE, MISTAKES_TABLE)
     if best_run is not None and all((best_run / name).is_file() for name in names):
         for name in names:
@@ -201,8 +191,7 @@ def best_run_pictures(best_run: Path | None, out_dir: Path) -> list[Path]:
 
 
 def draw_all(runs: Sequence[Run], varying: Sequence[str], out_dir: Path) -> list[Path]:
-    """Learning curves, final scores, and the superclass confusion of the best run by selection
-    score (among the runs whose scores count); returns the files."""
+    """Learning curves, final scores and the best counted run's superclass confusion; returns the files."""
     runs = [run for run in runs if run.status != Status.not_started]
     if not runs:
         return []

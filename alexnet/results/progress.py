@@ -1,13 +1,7 @@
-"""How far a sweep still running has got: each unfinished run's epochs done of planned, and an
-estimate of the time left.
-
-The estimate: a run's seconds per epoch are the mean `epoch_time_s` of its epochs in metrics.csv
-(older records: its wall time over its epochs); a run with no epoch yet (waiting, not started)
-is given the median of the other runs' seconds per epoch. A planned run's epochs are its
-`epochs=` override, else the most common `epochs_planned` of the sweep's runs. The epochs left,
-times their seconds, are divided by the number of runs training now (at least one): the runs
-are taken to go on that many at a time. Early stopping or pruning can only make it shorter.
-Stale and interrupted runs are not counted: they go on only when the sweep is run again."""
+"""How far a running sweep has got: each unfinished run's epochs done of planned (its `epochs=`, else the
+sweep's most common), and the time left: epochs left times the run's mean `epoch_time_s` (the others' median
+before its first epoch), over the runs training now. Early stopping can only shorten it; stale and
+interrupted runs are not counted (they go on only when the sweep is run again)."""
 
 from __future__ import annotations
 
@@ -21,10 +15,8 @@ from alexnet.results.collect import Run
 from alexnet.run.progress import duration, seconds_left
 from alexnet.scores import Status
 
-# Runs that will still train without anyone's help ...
-PENDING = (Status.running, Status.waiting, Status.not_started)
-# ... and runs that train on only when the sweep is run again.
-HALTED = (Status.stale, Status.interrupted)
+PENDING = (Status.running, Status.waiting, Status.not_started)  # they train on unaided
+HALTED = (Status.stale, Status.interrupted)  # they train on only when the sweep is run again
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
-"""Turn many runs into one table: results.csv (a row per run, planned ones included), results.md
-(the same ranked by each run's selection score), summary.* (seeds as replicates), effects.* (what
-each swept knob did), the notebook comparison, and plots."""
+"""Many runs into one table: results.csv (a row per run, planned ones included), results.md (ranked by
+selection score), summary.* (seeds as replicates), effects.*, the notebook comparison, and plots."""
 
 from __future__ import annotations
 
@@ -25,13 +24,11 @@ from alexnet.scores import Status
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEPS = Path("outputs") / "sweeps"
-# What sets the scale of a run: never pooled as repeats, even where None stands for "all".
-SCALE = ("model.name", "data.train_subset", "data.test_subset")
+SCALE = ("model.name", "data.train_subset", "data.test_subset")  # never pooled, even where None is "all"
 METRIC_COLUMNS = ["score", "score_metric", "final_acc", "best_acc", "best_epoch", "final_top5",
                   "final_f1", "final_train_loss", "final_test_loss", "epochs_done", "epochs_planned",
                   "wall_time_s", "images_per_s", "status", "overrides", "run_dir"]
-# ... and, where runs had a validation split (data.val_split), its scores after the test loss
-VAL_COLUMNS = ["final_val_acc", "best_val_acc"]
+VAL_COLUMNS = ["final_val_acc", "best_val_acc"]  # with a validation split, after the test loss
 RANKING_NOTE = ("Ranked by `score`, each run's selection score: the final value of its "
                 "`score_metric` (val_acc where it holds out a validation split, else test_acc). It "
                 "is blank where the run's scores do not count (failed, diverged, pruned, unfinished); "
@@ -39,8 +36,7 @@ RANKING_NOTE = ("Ranked by `score`, each run's selection score: the final value 
 
 
 def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.DataFrame:
-    """A row per run: the varying hyperparameters, its selection score (scores.py; blank where its
-    scores do not count) and the metric that is, then final/best test metrics and status."""
+    """A row per run: varying settings, selection score (blank if it does not count), metrics, status."""
     columns = varying_columns(runs)
     rows = []
     for run in runs:
@@ -76,8 +72,7 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """The results table best first by selection score (lower first for a loss), the runs whose
-    scores do not count last, in their table order."""
+    """Best selection score first (lower for a loss); runs whose scores do not count last, in table order."""
     sign = [1.0 if scores.higher_is_better(m) else -1.0 for m in table["score_metric"].fillna("")]
     key = pd.Series(pd.to_numeric(table["score"], errors="coerce").to_numpy() * sign,
                     index=table.index)
@@ -85,12 +80,9 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """The notebook's columns for each of its experiments we ran, beside what it reported. Runs of
-    one experiment that differ only in seed are replicates: their mean, the 95% confidence
-    interval of that mean, and the 95% prediction interval of one more run (n > 1); the notebook's
-    value is a single run, so whether it lies inside is judged against the prediction interval.
-    Runs of one experiment at another scale (model, data subsets, or any other hyperparameter) are
-    a row of their own."""
+    """Each notebook experiment we ran beside what it reported: over seeds the mean, its 95% CI and the 95%
+    prediction interval of one more run, which the notebook's single run is judged against. Another scale
+    (model, data subsets, any other hyperparameter) is a row of its own."""
     others = sorted({*varying_columns(runs), *SCALE} - {"seed", "experiment"})
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
@@ -152,8 +144,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv for reading: each score as `mean [95% confidence interval of the mean]` (the
-    interval needs n > 1 and some spread between the runs)."""
+    """Each score as `mean [95% CI of the mean]` (the CI needs n > 1 and some spread between runs)."""
     if summary.empty:
         return summary
     table = summary.loc[:, :"score_metric"].copy()
@@ -168,8 +159,7 @@ def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def newest_sweep(base: Path = DEFAULT_SWEEPS) -> Path:
-    """The sweep under `base` started last: the folder of the newest multirun.yaml (Hydra writes
-    one per sweep start), wherever hydra.sweep.dir put it (dated or named)."""
+    """The folder of the newest multirun.yaml under `base` (one per sweep start), dated or named."""
     starts = [p for p in base.rglob(MULTIRUN_FILE) if p.is_file()] if base.is_dir() else []
     if not starts:
         raise FileNotFoundError(
@@ -192,9 +182,7 @@ SUMMARY_NOTE = ("A row per setting (runs that differ only in seed); n counts the
 def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
               plots: bool = True, stale_after_s: float | None = None,
               margin: float | None = None) -> Collection:
-    """Write results.csv, results.md, summary.csv/.md (replicates over seeds), effects.csv/.md
-    (what each swept knob did), and notebook_comparison.* and plots, into out_dir, each file
-    replaced whole (a reader never sees half a table)."""
+    """Write the tables and plots into out_dir, each replaced whole (a reader never sees half a table)."""
     collection = collect(roots, stale_after_s)
     for path, reason in collection.skipped:
         log.warning("skipped %s: %s", path, reason)

@@ -1,9 +1,6 @@
-"""Seeds as replicates: runs whose hyperparameters differ only in `seed` form a group, summarized
-by n, mean, standard deviation and a 95% Student-t confidence interval of each score (where the
-group's mean lies), and a 95% prediction interval (where one more run of it would land), so that
-a difference between settings, or a single run made elsewhere, can be set against the run-to-run
-noise. Which runs' scores count, and by which metric a run is ranked, is alexnet/scores.py's
-decision: a run that failed, diverged, was pruned or is unfinished has no score here."""
+"""Seeds as replicates: runs differing only in `seed` form a group with n, mean, sd, a 95% Student-t
+confidence interval of the mean and a 95% prediction interval of one more run, so differences can be set
+against run-to-run noise. Which runs' scores count, and by which metric, is alexnet/scores.py's decision."""
 
 from __future__ import annotations
 
@@ -20,19 +17,15 @@ from alexnet import scores
 from alexnet.results.collect import Run
 from alexnet.scores import Status
 
-# The selection score: each run's value of the metric it is ranked by (scores.selection_metric).
-SCORE = "score"
+SCORE = "score"  # the selection score: each run's value of the metric it is ranked by
 # Other results-table columns -> (metric, epoch) in a run's record.
 COLUMNS = {"final_acc": ("test_acc", "final"), "best_acc": ("test_acc", "best"),
            "final_top5": ("test_top5", "final"), "final_f1": ("test_f1", "final"),
            "final_val_acc": ("val_acc", "final"), "best_val_acc": ("val_acc", "best")}
-# What summary.csv summarizes per setting: the selection score, then the test scores.
-SUMMARIZED = (SCORE, "final_acc", "best_acc", "final_top5", "final_f1")
+SUMMARIZED = (SCORE, "final_acc", "best_acc", "final_top5", "final_f1")  # summary.csv's, per setting
 CONFIDENCE = 0.95
-# Metrics that are fractions (accuracy, top-5, F1): an interval of them stops at 0 and 1.
-FRACTIONS = ("_acc", "_top5", "_f1")
-# Values closer than this are equal: a spread of float rounding is no spread.
-NO_SPREAD = 1e-12
+FRACTIONS = ("_acc", "_top5", "_f1")  # fractions: an interval of them stops at 0 and 1
+NO_SPREAD = 1e-12  # closer values are equal: a spread of float rounding is no spread
 
 
 def metric_of(run: Run, column: str) -> str:
@@ -43,8 +36,7 @@ def metric_of(run: Run, column: str) -> str:
 
 
 def score(run: Run, column: str) -> float | None:
-    """The run's value in a results-table column (`score` or one of COLUMNS), where its scores
-    count (scores.counts); None for a run whose scores are no result, or that lacks it."""
+    """The run's value in `score` or a COLUMNS column; None where its scores do not count or it lacks it."""
     if column == SCORE:
         return scores.selection_score(run.summary)
     metric, epoch = COLUMNS[column]
@@ -69,9 +61,8 @@ class Interval:
 
 def interval(values: Sequence[float], confidence: float = CONFIDENCE,
              bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
-    """Mean with Student-t intervals (scipy.stats.t.interval, n - 1 degrees of freedom): of the
-    mean, mean +- t * sd / sqrt(n); of one more value, mean +- t * sd * sqrt(1 + 1/n). Both are cut
-    to `bounds`, the range the values can take (an accuracy is never below 0)."""
+    """Student-t intervals, n - 1 df: of the mean, mean +- t*sd/sqrt(n); of one more value,
+    mean +- t*sd*sqrt(1 + 1/n); both cut to `bounds`, the values' possible range."""
     values = [float(v) for v in values]
     n = len(values)
     mean = float(np.mean(values)) if n else math.nan
@@ -106,9 +97,7 @@ def replicate_groups(runs: Sequence[Run], varying: Sequence[str]) -> dict[tuple[
 
 
 def summary_table(runs: Sequence[Run], varying: Sequence[str]) -> pd.DataFrame:
-    """A row per group: its hyperparameters, n (runs whose scores count), their seeds, the metric
-    `score` is, and for the selection score and each test score its mean, sd, 95% confidence
-    interval of the mean and 95% prediction interval of one more run; ranked by the score."""
+    """A row per group: settings, n, seeds, score metric, each score's mean, sd, 95% CI and 95% PI; ranked."""
     keys = [column for column in varying if column != "seed"]
     rows = []
     started = [run for run in runs if run.status != Status.not_started]  # planned runs have no scores
@@ -152,13 +141,10 @@ class Comparison:
 
 def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
                      metric: str = SCORE, pool: bool = False) -> Comparison:
-    """Is `metric` (a results-table column; default the selection score) different between the
-    two values of `key`? A paired t-test when every run of one value has a partner of the other
-    that matches it in every other hyperparameter (seed included), else Welch's t-test, which
-    treats each side's runs as repeats of one setting: so it is refused (ValueError naming them)
-    while the runs also differ in another hyperparameter than seed, unless `pool`. The mean
-    difference with its 95% interval and p-value (scipy's); where the differences (paired) or
-    both sides (Welch) have no spread at all, no test can judge them, and the result says so."""
+    """Is `metric` different between the two values of `key`? Paired t-test where every run has a partner
+    matching it in all else (seed included), else Welch's, which treats each side as repeats of one setting:
+    refused (ValueError) while they also differ in another key than seed, unless `pool`. Gives the mean
+    difference, its 95% CI and p; with no spread at all no test can judge, and the result says so."""
     done = [run for run in runs if score(run, metric) is not None]
     metrics = sorted({metric_of(run, metric) for run in done})
     if len(metrics) > 1:

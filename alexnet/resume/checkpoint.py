@@ -1,11 +1,6 @@
-"""checkpoint.pt: everything a run needs to go on exactly where it stopped.
-
-Model, optimizer and grad-scaler state, the epochs' metrics, the input pipeline's position, and
-every random generator the rest of the run draws from (torch's CPU generator, the generator of the
-run's own accelerator, the pipeline's own; the code draws from no Python or NumPy generator).
-Written atomically; read with `torch.load(weights_only=True)`, so a checkpoint can hold tensors and
-plain data but no code. The checkpoint before the newest is kept beside it (checkpoint.prev.pt):
-a newest one torn by a disk or copy fault falls back to it."""
+"""checkpoint.pt: everything a run needs to go on exactly where it stopped, its RNG states included.
+Written atomically, read with weights_only=True (data, never code); the one before is kept as
+checkpoint.prev.pt, so a torn newest one falls back to it."""
 
 from __future__ import annotations
 
@@ -52,9 +47,7 @@ class TrainingState:
 def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[dict[str, Any]],
          device: torch.device, in_progress: EpochProgress | None = None,
          rng: dict[str, Tensor] | None = None) -> None:
-    """Write checkpoint.pt of the run of resolved `config` after `epochs`, or mid-epoch with
-    `in_progress` (a safe point); the one it replaces becomes checkpoint.prev.pt. `rng`: the run's
-    generator states where they are not the global ones (a fused group's run)."""
+    """Write checkpoint.pt after `epochs` (mid-epoch: `in_progress`); `rng`: a fused run's own states."""
     payload = {
         "format": FORMAT,
         "hyperparameters": hyperparameters(config),  # what makes it this run (resume/run_dir.py)
@@ -74,9 +67,7 @@ def save(path: Path, state: TrainingState, config: dict[str, Any], epochs: list[
 
 
 def _keep_as_previous(path: Path) -> None:
-    """checkpoint.prev.pt becomes the current checkpoint.pt: a second name for the same file (a
-    hard link), so checkpoint.pt itself stays whole until the new one replaces it; a rename where
-    the filesystem has no hard links (load_latest() then finds the previous one alone)."""
+    """Hard-link the current checkpoint as the previous, so it stays whole until replaced (else rename)."""
     if not path.is_file():
         return
     previous = path.with_name(PREVIOUS_FILE)
@@ -91,18 +82,14 @@ def _keep_as_previous(path: Path) -> None:
 
 
 def remove(run_dir: Path, keep_newest: bool = False) -> None:
-    """Delete a finished run's checkpoints (it keeps model.pt instead), or only the one before the
-    newest (`keep_newest`: checkpoint.keep=full)."""
+    """Delete a finished run's checkpoints (model.pt stays), or with `keep_newest` all but the newest."""
     for name in (PREVIOUS_FILE, TORN_FILE) if keep_newest else (CHECKPOINT_FILE, PREVIOUS_FILE,
                                                                   TORN_FILE):
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def load_latest(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint of the run: checkpoint.pt, or when that one cannot be read,
-    checkpoint.prev.pt (saying so, and moving the unreadable one aside to checkpoint.torn.pt, so
-    the next save cannot put it in the good one's place); None when there is neither.
-    CheckpointError when there are checkpoints but none can be read."""
+    """The newest readable checkpoint, else checkpoint.prev.pt (the torn one moved aside); None if none."""
     newest, previous = Path(run_dir) / CHECKPOINT_FILE, Path(run_dir) / PREVIOUS_FILE
     if not newest.is_file():  # a kill between the two steps of save() leaves only the previous
         return load(previous) if previous.is_file() else None
@@ -142,8 +129,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def restore(payload: dict[str, Any], state: TrainingState,
             device: torch.device) -> tuple[list[dict[str, Any]], EpochProgress | None]:
-    """Put the checkpoint back into the live objects; returns the finished epochs' metrics and,
-    for a mid-epoch checkpoint, how far that epoch had got."""
+    """Load the checkpoint into the live objects; returns the finished epochs and a mid-epoch's progress."""
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     _load_scaler(state.scaler, payload["scaler"])
@@ -163,10 +149,7 @@ def restore(payload: dict[str, Any], state: TrainingState,
 
 
 def _load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
-    """The fp16 loss scale, carried over. A run checkpointed without loss scaling (fp32 or bf16: a
-    disabled scaler saves {}) and resumed where it trains in fp16 (an A100 run requeued onto a
-    V100) starts a fresh scaler, as a new fp16 run does; the other way round the saved scale is
-    not needed, and a disabled scaler ignores it."""
+    """Carry over the fp16 loss scale; where none was saved (fp32 or bf16) it starts afresh, as a new run."""
     if scaler.is_enabled() and not saved:
         log.warning("the checkpoint was taken without fp16 loss scaling (trained in fp32 or bf16) "
                     "and this device trains in fp16: loss scaling starts afresh, as in a new fp16 "
@@ -185,15 +168,13 @@ def save_weights(path: Path, model: nn.Module) -> None:
 
 
 def own(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Tensors that are views of a larger one (a fused group's weights) copied out: torch.save
-    would write the whole of what they view."""
+    """Copy out views of larger tensors (a fused group's): torch.save would write all they view."""
     return {name: tensor.clone() if tensor.untyped_storage().nbytes()
             > tensor.numel() * tensor.element_size() else tensor for name, tensor in tensors.items()}
 
 
 def _rng_states(device: torch.device) -> dict[str, Tensor]:
-    """The CPU generator's state and the run's own accelerator's (not every visible GPU's: a run
-    uses one, and may resume on another index, or where it is the only one visible)."""
+    """The CPU generator's state and the run's own device's (not every GPU's: it may resume elsewhere)."""
     states = {"torch": torch.get_rng_state()}
     if device.type != "cpu":
         states["device"] = torch.get_device_module(device).get_rng_state(device)
@@ -201,9 +182,7 @@ def _rng_states(device: torch.device) -> dict[str, Tensor]:
 
 
 def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
-    """Restore the CPU generator, and the saved accelerator state into the run's device now. A
-    resume on another kind of device has no state for that device's generator (dropout draws from
-    it on a GPU): the CPU's is restored, the GPU's keeps the run's seed (fit() seeds it)."""
+    """Restore the saved generators; on another kind of device only the CPU's (the GPU keeps the seed)."""
     torch.set_rng_state(states["torch"])
     state = states.get("device")
     legacy = states.get("cuda")  # before: every visible GPU's, by index

@@ -1,9 +1,6 @@
-"""What to do with the run dir Hydra hands a job: train from scratch, go on from its checkpoint,
-or leave it alone because it already finished. This is what makes rerunning the same multirun
-command with the same `hydra.sweep.dir` continue the sweep (Hydra cannot).
-
-The job that decides holds the run dir's lock from then until its run ends, so two processes can
-never train one run, and a dead holder (even one killed by SIGKILL) frees it at once."""
+"""Whether a job's run dir starts, resumes from its checkpoint or is skipped as finished: what lets a
+rerun with the same hydra.sweep.dir continue the sweep. The deciding job holds the run dir's lock
+until its run ends, so two processes never train one run, and a dead holder frees it at once."""
 
 from __future__ import annotations
 
@@ -23,8 +20,7 @@ from alexnet.run.record import DamagedRecord, epochs_on_record, read_summary
 from alexnet.scores import FINISHED, LIVE
 
 log = logging.getLogger(__name__)
-# How long a job waits for the run dir's lock before saying another process holds it (a reader
-# such as the aggregator may hold it for an instant).
+# A reader (the aggregator) may hold the run dir's lock for an instant.
 LOCK_WAIT_S = 2.0
 
 
@@ -52,11 +48,8 @@ def command_line(overrides: list[str]) -> str:
 
 
 def plan(run_dir: Path, config: dict[str, Any]) -> Plan:
-    """Decide from the files in `run_dir` for the run of this resolved `config`, holding its lock
-    (Plan.lock) unless the run is skipped; raise RunDirConflict rather than mix two runs or let two
-    processes train one. Unreadable
-    checkpoints (the newest and the one before it) give action "start" with `unreadable` set: the
-    caller records the run as failed."""
+    """Decide for the run of resolved `config`, holding its lock unless skipped; RunDirConflict, never mixing.
+    Unreadable checkpoints give "start" with `unreadable` set: the caller records the run as failed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:  # created 0600, never through a symbolic link: others may write in some run dirs
@@ -97,9 +90,7 @@ def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
         status = previous.get("status")
         if status in FINISHED:
             return Plan("skip", previous)
-        # We hold the lock, so no process that shares it with us trains this run: only a writer
-        # that does not see our locks (another machine, or a filesystem without locks) could,
-        # while its heartbeat is fresh.
+        # We hold the lock: only a writer blind to our locks could train it, while its heartbeat is fresh.
         locks_work = is_locked(run_dir / RUN_LOCK) is not None  # (True: ours, through the plan's)
         if status in LIVE and not (locks_work and same_kernel(previous)) \
                 and heartbeat_fresh(previous) and not _requeue_of(previous):
@@ -122,17 +113,14 @@ def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
 
 
 def _requeue_of(previous: dict[str, Any]) -> bool:
-    """Whether this process is a SLURM requeue of the job that wrote `previous`: SLURM starts the
-    new attempt only once the old one has ended, whatever its last heartbeat says."""
+    """Whether we are a SLURM requeue of `previous`'s job: SLURM starts it only once the old one ended."""
     job = slurm_job()
     return job is not None and previous.get("slurm_job") == job
 
 
 def _check_same_run(run_dir: Path, recorded: dict[str, Any], wanted: dict[str, Any], source: str,
                     recorded_overrides: list[str]) -> None:
-    """The same run, unless a hyperparameter of the composed config differs (a preset or a
-    default that changed counts, not only the command line; threads, progress bars, the data's
-    folder, tracking and launching may change between attempts)."""
+    """RunDirConflict when a hyperparameter of the composed config differs (a changed default too)."""
     changed = differences(recorded, wanted)
     if changed:
         raise RunDirConflict(

@@ -1,15 +1,6 @@
-"""Stopping, in one vocabulary: `Stop` says what stopped, why, the status it leaves its run in and
-the exit code of the command. Every early end that is not an error is one: a signal taken at a
-run's safe point, a stop while a run waited for its turn, a disk that refuses our files, a run dir
-of another run, a setting refused before anything ran, a SLURM queue that stopped answering, a
-second Ctrl-C. The run's orchestration (alexnet/train.py) turns it into the run's record, once;
-the command line (alexnet/cli.py) turns it into a message and the exit code, once.
-
-`GracefulStop` is how a signal becomes one: SIGTERM, SIGINT and SIGHUP (a closed terminal or ssh
-session; not under nohup, which ignores it) only set a flag; the training loop sees it after the
-current step, saves a checkpoint and stops with `Stop`. A second Ctrl-C stops at once. Under
-submitit, its preemption signal (SIGUSR2) is handled the same way and then handed to submitit,
-which requeues the job: the requeued job resumes from the checkpoint just saved."""
+"""Stopping, in one vocabulary: `Stop` says what stopped, why, the run's status and the exit code.
+`GracefulStop` turns SIGTERM, SIGINT and SIGHUP into a flag the training loop checks at its safe
+points (save, then Stop); a second Ctrl-C stops at once; submitit's SIGUSR2 is handed on to requeue."""
 
 from __future__ import annotations
 
@@ -28,14 +19,8 @@ REFUSED = 2  # the exit status of a refused setting, as argparse's
 
 
 class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rather than an error
-    """The run, or the whole command, ends early on purpose.
-
-    `reason` says why, for a person; `status` is what the run's record is left saying
-    (`interrupted`: it resumes on a rerun; None: no run of ours was touched); `exit_code` is the
-    command's (128 + a signal's number, 1, or REFUSED); `output_dir` is the run or sweep dir it
-    concerns, which the same command again resumes (None: none). A BaseException, so that Hydra's
-    per-job error handling, which records an Exception as the job's failure, lets it through to
-    the command line. Pickles whole (jobs in other processes hand it back to their launcher)."""
+    """The run, or the whole command, ends early on purpose; pickles whole (jobs hand it to their launcher).
+    A BaseException, so Hydra's per-job error handling lets it through to the command line."""
 
     def __init__(self, reason: str, *, status: Status | None = None, exit_code: int = 1,
                  output_dir: str | Path | None = None, reported: bool = False) -> None:
@@ -56,16 +41,14 @@ class Stop(BaseException):  # noqa: N818 - like KeyboardInterrupt, an ending rat
 
 
 class JobLost(RuntimeError):
-    """A job whose process ended without recording its end (killed, out of memory, its node
-    lost): what a launcher returns for it. Its run is `interrupted`, its trial stays open."""
+    """A job whose process ended without recording its end; its run is `interrupted`, its trial open."""
 
     def __float__(self) -> float:  # (what a sweeper that does not know it reads: no value)
         return math.nan
 
 
 def lost(run_dir: str | Path, how: str) -> JobLost:
-    """The one rule for a lost job, on every launcher: its run, where its record still says it is
-    live, is put on record as interrupted, and the same command resumes it."""
+    """The one rule for a lost job on any launcher: a still-live record becomes interrupted; reruns resume."""
     from alexnet.run.record import mark_abandoned
 
     mark_abandoned(Path(run_dir), Status.interrupted, how)
@@ -79,29 +62,24 @@ def refused(reason: str) -> Stop:
 
 def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None
               ) -> Stop:
-    """A signal seen at a run's safe point: `where` it stopped, and whether its checkpoint was
-    saved there (a run that had not begun has nothing to save, and lost nothing)."""
+    """A signal seen at a run's safe point: `where` it stopped, and whether its checkpoint was saved."""
     kept = "its checkpoint is saved" if saved else "nothing of it was lost"
     return Stop(f"{sig.name} {where}; {kept}", status=Status.interrupted,
                 exit_code=128 + int(sig), output_dir=output_dir)
 
 
 def resume_command(argv: list[str], output_dir: str, multirun: bool) -> str:
-    """The command that continues what `argv` started in `output_dir`: the same arguments with
-    that folder named (a dated default folder would start a new one)."""
+    """`argv` again with `output_dir` named (a dated default folder would start anew)."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     kept = [a for a in argv if not a.lstrip("+").startswith(f"{key}=")]
     return " ".join(["python -m alexnet.train", *map(shlex.quote, [*kept, f"{key}={output_dir}"])])
 
 
 class GracefulStop:
-    """Context manager: while inside, SIGTERM, SIGINT and SIGHUP set `signal` instead of killing.
-    `on_signal(sig)` is called on the first signal (the parallel launcher passes it on to its
-    jobs)."""
+    """While inside, stop signals set `signal` instead of killing; `on_signal` runs on the first one."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    # Signals caught only when a launcher already handles them (submitit: checkpoint and requeue);
-    # after our checkpoint, hand_over() passes them on to that handler.
+    # Caught only when a launcher handles them (submitit requeues); hand_over() passes them on after.
     LAUNCHER_SIGNALS = (signal.SIGUSR2,)
 
     def __init__(self, on_signal: Callable[[signal.Signals], None] | None = None) -> None:
@@ -126,8 +104,7 @@ class GracefulStop:
         return self.signal
 
     def hand_over(self) -> None:
-        """Pass a launcher's signal on to the launcher's own handler (submitit requeues the job
-        and exits); nothing for other signals."""
+        """Pass a launcher's signal on to its own handler (submitit requeues the job and exits)."""
         handler = self._previous.get(self.signal) if self.signal else None
         if self.signal in self.LAUNCHER_SIGNALS and callable(handler):
             self.__exit__(None, None, None)

@@ -1,10 +1,6 @@
-"""Is a run that says `running` (or `waiting`) really alive? A record outlives the process that
-wrote it (a SIGKILL, a reboot, a preempted node). The trainer holds a lock on its run dir for the
-run's whole life (alexnet/locks.py): where that lock can be seen (the same kernel, or a shared
-filesystem with shared locks) it is the answer. A record written on another machine whose lock
-is not held here may be a run on a host that does not share locks: there the heartbeat decides,
-refreshed every `heartbeat_s` by the run and stale after a few missed beats; so it does for a
-run of another user, whose lock file (0600) we may not open."""
+"""Whether a run that says `running` (or `waiting`) is alive: a record outlives its process. Where the
+run dir's lock can be seen (same kernel, shared locks) it answers; else the heartbeat decides (a
+host without shared locks, or another user's 0600 lock file)."""
 
 from __future__ import annotations
 
@@ -23,8 +19,7 @@ DEFAULT_HEARTBEAT_S = 30.0
 
 
 def boot_id() -> str | None:
-    """This kernel's boot id: the same for every process and container on one kernel, which share
-    flock locks; None where Linux's /proc does not say."""
+    """This kernel's boot id, shared by every process and container on it (which share flock locks)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
@@ -32,8 +27,7 @@ def boot_id() -> str | None:
 
 
 def slurm_job() -> str | None:
-    """This process's SLURM job (array job and task), which a requeued job keeps; None outside
-    SLURM."""
+    """This process's SLURM job (array job and task), which a requeued job keeps; None outside SLURM."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array and task:
         return f"{array}_{task}"
@@ -41,16 +35,14 @@ def slurm_job() -> str | None:
 
 
 def stale_after(summary: dict[str, Any], override_s: float | None = None) -> float:
-    """How old a heartbeat may be before its run counts as gone: `override_s`, else MISSED_BEATS
-    of the run's own heartbeat_s."""
+    """How old a heartbeat may be before its run counts as gone (default: MISSED_BEATS beats)."""
     if override_s is not None:
         return override_s
     return MISSED_BEATS * float(summary.get("heartbeat_s") or DEFAULT_HEARTBEAT_S)
 
 
 def same_kernel(summary: dict[str, Any]) -> bool:
-    """Whether the record was written on this kernel (this machine, or a container beside us),
-    where its writer's lock would show."""
+    """Whether the record was written on this kernel, where its writer's lock would show."""
     return summary.get("boot_id") is not None and summary.get("boot_id") == boot_id()
 
 
@@ -64,9 +56,8 @@ def heartbeat_fresh(summary: dict[str, Any], stale_after_s: float | None = None,
 
 def effective_status(summary: dict[str, Any], run_dir: Path | None = None,
                      stale_after_s: float | None = None, now: float | None = None) -> str:
-    """The recorded status, except that a live-looking one (`running`, `waiting`) is `stale` when
-    nobody holds the run dir's lock and either the record was written on this kernel (so its lock
-    would show) or its heartbeat is older than stale_after(summary, stale_after_s)."""
+    """The recorded status, except a live one is `stale` when nobody holds the run dir's lock and
+    either the record is from this kernel (its lock would show) or its heartbeat is stale."""
     status = summary.get("status", "unknown")
     if status not in LIVE:
         return status

@@ -1,13 +1,6 @@
-"""How far a run has got and how long it, and the sweep it is part of, still have to go: the
-estimating rule and its words, for the epoch log line and the progress bar of a training run.
-
-The rule, from what one run's process knows: an epoch takes the mean of this run's measured epochs
-(`epoch_time_s`, a resumed run's earlier epochs included). The run has its epochs left at that
-pace. The sweep has this run's time left plus the work of the runs numbered after it (the epochs
-each plans, at this run's pace), shared by the runs that go at once, and never less than this
-run's own time left. Runs numbered before this one that are still training are left out, runs
-after it that have already started (or finished, in a resumed sweep) are counted whole; early
-stopping and pruning can only make it shorter. It is an estimate, and the words say so."""
+"""How long a run, and its sweep, have to go: the estimate and its words for the log line and bar.
+A run's pace is the mean of its measured epochs; the later runs' planned epochs at that pace are
+shared by the runs at once, never less than the run's own time left."""
 
 from __future__ import annotations
 
@@ -20,9 +13,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Position:
-    """Where a run stands in its sweep: run `run` (counted from 1) of `runs` (None: the sweep does
-    not say how many), `at_once` runs training side by side, and the epochs each run numbered after
-    this one plans. A run on its own is run 1 of 1."""
+    """Where a run stands: run `run` of `runs` (None: unknown), `at_once` side by side, later runs' epochs."""
 
     run: int = 1
     runs: int | None = 1
@@ -44,10 +35,7 @@ def measured(rows: Iterable[Mapping[str, Any]]) -> list[float]:
 
 def seconds_left(work: Sequence[tuple[int | None, float | None]], at_once: int,
                  typical: float | None = None) -> float | None:
-    """The one rule for time left, in a run's log line and in the aggregator: each run's epochs
-    left times its seconds an epoch (one not measured yet: `typical`, by default the median of
-    the measured ones), summed and shared among the runs that train at once; None where a run's
-    epochs are unknown or no pace is known."""
+    """Time left: each run's epochs left x its pace (else `typical`), shared by `at_once`; None if unknown."""
     known = [pace for _, pace in work if pace is not None]
     typical = typical if typical is not None else statistics.median(known) if known else None
     if typical is None or any(left is None for left, _ in work):
@@ -56,8 +44,7 @@ def seconds_left(work: Sequence[tuple[int | None, float | None]], at_once: int,
 
 
 def time_left(epoch_seconds: Sequence[float], epochs_left: int, position: Position) -> TimeLeft | None:
-    """The rule above, from what one run knows: its own pace for itself and the runs after it;
-    None before any epoch is measured."""
+    """The rule above from one run's own pace; None before any epoch is measured."""
     if not epoch_seconds:
         return None
     per_epoch = statistics.fmean(epoch_seconds)

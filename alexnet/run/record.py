@@ -1,6 +1,5 @@
-"""What one run leaves in its output directory: metrics.csv (a row per epoch, appended as it goes)
-and results.json (status, final and best metrics, config, and who is running it: host, process,
-kernel, SLURM job, heartbeat), always replaced atomically so a kill never leaves a torn record."""
+"""What a run leaves in its output dir: metrics.csv (appended per epoch) and results.json (status,
+metrics, config, who runs it), replaced atomically so a kill never leaves a torn record."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ class DamagedRecord(ValueError):
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run's results.json, or None when it has none; DamagedRecord when it cannot be read,
-    ValueError when it is not ours."""
+    """results.json, or None without one; DamagedRecord when unreadable, ValueError when not ours."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.exists() and not path.is_symlink():
         return None
@@ -70,9 +68,7 @@ def epochs_on_record(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def mark_abandoned(run_dir: Path, status: Status, reason: str) -> bool:
-    """Close a record its process left live (`running`, `waiting`) when the launcher knows that
-    process is gone (SLURM ended its job): `status`, with `reason` as its error. Records that are
-    absent or already closed stay as they are; True when it was closed here."""
+    """Close a still-live record whose process the launcher knows is gone; True when closed here."""
     try:
         summary = read_summary(run_dir)
     except ValueError:
@@ -85,19 +81,11 @@ def mark_abandoned(run_dir: Path, status: Status, reason: str) -> bool:
 
 
 class RunRecord:
-    """Keeps metrics.csv and results.json of one run current, so a crash loses no finished epoch.
-
-    The record starts `waiting` (for a device) and says `running` once the run has its device; a
-    thread refreshes its heartbeat every heartbeat_s until it is finished, whatever the run is doing
-    (loading, compiling, waiting for a slot)."""
+    """Keeps metrics.csv and results.json current, so a crash loses no finished epoch; beats a heartbeat."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], overrides: list[str],
                  heartbeat_s: float = 30.0, previous: dict[str, Any] | None = None) -> None:
-        """`previous` is the record of an earlier attempt at this run dir (a resume): its wall time
-        and attempts carry over, the rest is rewritten as this attempt goes; metrics.csv starts
-        anew once training starts (resumed_from() with the epochs a checkpoint holds, or with none),
-        so every epoch is in it once however the run was restarted; until then the earlier
-        attempt's epochs and scores stay on record."""
+        """`previous`: an earlier attempt's record, whose wall time, attempts and epochs carry over."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.heartbeat_s = heartbeat_s
@@ -141,10 +129,7 @@ class RunRecord:
         self._save()
 
     def resumed_from(self, epochs: list[dict[str, Any]] | None) -> None:
-        """Train on after `epochs` (a checkpoint's), or from the first epoch (None): metrics.csv
-        is rewritten to hold exactly those rows, so an epoch that was killed half-way (or
-        recorded after its checkpoint, or by an attempt whose checkpoint is gone) appears once,
-        when it is redone."""
+        """Rewrite metrics.csv to hold exactly `epochs`, so a half-done epoch appears once, when redone."""
         with self._writing:
             self.summary["attempts"][-1]["resumed_from_epoch"] = (None if epochs is None
                                                                   else len(epochs))
@@ -158,9 +143,7 @@ class RunRecord:
         self._save()
 
     def add_epoch(self, row: dict[str, Any]) -> None:
-        """Append the epoch to metrics.csv and refresh results.json. Where its columns differ from
-        the rows before it (a run resumed by a version that records more), the file is written
-        whole again with every column."""
+        """Append the epoch to metrics.csv; rewritten whole when its columns change (a newer version)."""
         path = self.run_dir / METRICS_FILE
         columns = _columns([*self.epochs, row])  # the file's, in the file's order
         if self.epochs and columns != _columns(self.epochs):
@@ -178,7 +161,6 @@ class RunRecord:
                 self._save()
 
     def save_table(self, name: str, table: pd.DataFrame) -> None:
-        """Write a CSV beside the metrics (atomically)."""
         text = table.to_csv()
         write_text_atomic(self.run_dir / name, text)
 

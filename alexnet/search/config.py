@@ -1,7 +1,4 @@
-"""The Optuna sweeper's configs (hydra/sweeper=optuna), as structured configs that any Hydra app
-finds through the ConfigStore: the official plugin's keys with its defaults, its samplers with
-every constructor option its configs expose, and what ours adds (pruners, resume, names).
-
+"""The Optuna sweeper's structured configs: the official plugin's keys and samplers, plus our pruners.
 Kept free of optuna: Hydra imports this with every plugin at every start of every app."""
 
 from __future__ import annotations
@@ -16,8 +13,7 @@ SAMPLERS = "optuna.samplers"
 PRUNERS = "optuna.pruners"
 
 
-# Samplers: the official plugin's structured configs, key for key (Optuna's own defaults except
-# where the official configs set another value, e.g. TPE's constant_liar).
+# Samplers: the official plugin's configs key for key (its defaults, e.g. TPE's constant_liar).
 
 @dataclass
 class TPESamplerConfig:
@@ -44,7 +40,7 @@ class RandomSamplerConfig:
 
 @dataclass
 class GridSamplerConfig:
-    """Given its grid (every choice(...)/range(...) value) when the search starts."""
+    """Partial: given its grid (every choice/range value) when the search starts."""
 
     _target_: str = f"{SAMPLERS}.GridSampler"
     _partial_: bool = True
@@ -117,8 +113,7 @@ class QMCSamplerConfig:
     warn_independent_sampling: bool = True
 
 
-# Pruners (ours): Optuna's constructors and defaults. A trial's run asks its pruner through
-# alexnet.search.trial.report().
+# Pruners (ours), Optuna's defaults; a run asks its pruner through alexnet.search.trial.report().
 
 @dataclass
 class NopPrunerConfig:
@@ -194,20 +189,16 @@ class OptunaSweeperConf:
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
     sampler: Any = MISSING
     direction: Any = "minimize"  # or a list, one per objective: [minimize, maximize]
-    storage: Any = None  # null: in memory (no resume); a URL (sqlite:///...), journal:PATH, or a
-    # storage's config (_target_: optuna.storages.RDBStorage ...)
+    storage: Any = None  # null: in memory (no resume); a URL, journal:PATH, or a storage config
     study_name: str | None = None  # null: a new study with a made-up name at every start
     n_trials: int = 20  # trials to finish; with a stored study, counted across its reruns
     n_jobs: int | None = 2  # trials at a time; null (ours): as many as the launcher runs
     max_failure_rate: float = 0.0  # share of a batch of n_jobs trials that may fail (raise)
     params: dict[str, str] | None = None  # the search space: {x: "interval(-5, 5)", y: ...}
     custom_search_space: str | None = None  # module.function(cfg, trial), suggesting more
-    # The official plugin's deprecated form of params: {x: {type: float, low: 0, high: 1}, ...}
-    search_space: dict[str, Any] | None = None
-    # Ours:
-    pruner: Any = MISSING
-    resume_identity: str | None = None  # module.function(fixed overrides) -> those a rerun must
-    # repeat (null: all of them); a rerun with others is refused
+    search_space: dict[str, Any] | None = None  # the official plugin's deprecated form of params
+    pruner: Any = MISSING  # (ours from here on)
+    resume_identity: str | None = None  # module.function(fixed overrides) -> those a rerun must repeat
     metric_names: Any = None  # the objective values' names (Optuna's metric names), or null
 
 
@@ -220,10 +211,8 @@ PRUNER_CONFIGS = {"none": NopPrunerConfig, "median": MedianPrunerConfig,
                   "successive_halving": SuccessiveHalvingPrunerConfig,
                   "hyperband": HyperbandPrunerConfig, "threshold": ThresholdPrunerConfig,
                   "patient": PatientPrunerConfig, "wilcoxon": WilcoxonPrunerConfig}
-# The sweeper's structured config, which hydra/sweeper/optuna.yaml starts from: the plugin's own
-# (hydra_plugins/alexnet_sweeps/conf/) or an app's, which sets its own values on top. (Not named
-# `optuna` itself: Hydra would match an app's optuna.yaml against it and refuse the pair.)
-DEFAULTS_NAME = "_optuna_defaults"  # (a leading _: --help does not list it as a choice)
+# Not `optuna`: Hydra would match an app's optuna.yaml against it; the _ hides it from --help.
+DEFAULTS_NAME = "_optuna_defaults"
 
 
 def register() -> None:

@@ -1,9 +1,5 @@
-"""What the sweeper needs to know of a launcher, read from what the launcher declares: whether it
-streams jobs (the class says `streams_jobs = True` and has `run_each(jobs, at_most)`: a job is
-taken when a place is free and its return handed back as it ends), and how many jobs it runs at
-once (what it says, `jobs_at_once()`, as our parallel launcher does when its n_jobs is null;
-else its config's n_jobs, as joblib's launcher; array_parallelism, as submitit's SLURM launcher;
-else one)."""
+"""What the sweeper reads of a launcher: whether it streams jobs (`streams_jobs`, `run_each`), and how
+many it runs at once (`jobs_at_once()`, else n_jobs as joblib's, array_parallelism, else one)."""
 
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ def streams(launcher: Any) -> bool:
 
 
 def jobs_at_once(launcher_config: Any, launcher: Any = None) -> int:
-    """How many jobs the launcher runs at a time (one for the basic launcher, and for submitit's
-    local one, which starts a whole list at once)."""
+    """Jobs run at a time (one for the basic launcher, and submitit's local one that starts a list)."""
     declared = getattr(launcher, "jobs_at_once", None)
     if callable(declared):
         return int(declared())
@@ -35,10 +30,8 @@ def jobs_at_once(launcher_config: Any, launcher: Any = None) -> int:
 
 def in_batches(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], size: int
                ) -> Iterator[tuple[int, JobReturn]]:
-    """For launchers that take a list of jobs and return when all have ended (Hydra's contract):
-    `size` jobs at a time, whose numbers follow each other (Hydra numbers a batch's jobs from its
-    first); each job is read from `jobs` only when its batch forms, so the next batch is chosen
-    knowing how the one before ended."""
+    """`size` jobs at a time, numbers consecutive (Hydra numbers a batch from its first); a job is read
+    only when its batch forms, so the next batch is chosen knowing how the one before ended."""
     batch: list[tuple[int, Sequence[str]]] = []
 
     def launched() -> list[tuple[int, JobReturn]]:

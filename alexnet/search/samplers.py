@@ -1,7 +1,5 @@
-"""The samplers' loose ends: the official plugin's removal notice for motpe, NSGA-III's reference
-points from a config's lists, what a sampler needs installed, and a fresh random stream for a
-seeded sampler that continues a study (the same seed again would ask the first start's points
-again)."""
+"""The samplers' loose ends: motpe's removal notice, NSGA-III's reference points, needed packages,
+and a fresh stream for a seeded sampler continuing a study (the same seed would repeat its points)."""
 
 from __future__ import annotations
 
@@ -29,14 +27,12 @@ def nsgaiii(reference_points: list[list[float]] | None = None, **options: Any) -
 
 
 def missing_packages(sampler: Any) -> list[str]:
-    """The packages `sampler` will need that are not installed."""
     needed = NEEDS.get(type(sampler).__name__, ())
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
 def continuing_seed(seed: int, trials_before: int) -> int:
-    """The seed for a start that finds `trials_before` trials in its study: the configured one for
-    a new study (the official plugin's points), another one, fixed by both, for each later start."""
+    """The configured seed for a new study; for a later start another one, fixed by both arguments."""
     if trials_before == 0:
         return seed
     import numpy as np
@@ -45,9 +41,8 @@ def continuing_seed(seed: int, trials_before: int) -> int:
 
 
 def reseeded(config: Any, built: Any, trials_before: int) -> Any:
-    """`built` (the sampler Hydra made from `config`) or, when the study already holds trials and
-    the sampler has a seed, the same sampler with its continuing seed. QMC keeps its seed: its
-    sequence goes on by itself from the point count the study keeps."""
+    """`built`, or for a seeded sampler continuing a study the same one with its continuing seed.
+    QMC keeps its seed: its sequence goes on by itself from the point count the study keeps."""
     import optuna
     from hydra.utils import instantiate
 

@@ -1,12 +1,6 @@
-"""The search space in Hydra's override grammar, read as the official Optuna sweeper reads it:
-`choice(a,b)` and `shuffle(...)` are categorical; `range(start,stop[,step])` is an integer
-distribution from start to stop, both included (a float one when any of the three is a float);
-`interval(lo,hi)` is uniform (`tag(log, ...)` log-uniform), integers when both ends are (or
-under `int(...)`); any other override is a fixed value for every trial, and a fixed value beats a
-distribution given for the same key anywhere. Keys keep the place of their first mention.
-
-Ours on top: a choice between lists or dicts (`choice([0.9,0.99],[0.8,0.999])`) goes back to the
-job as that list, not as a string, and a sampled string is quoted only where Hydra needs it."""
+"""The search space in Hydra's override grammar, read as the official Optuna sweeper reads it.
+A fixed value beats a distribution for the same key; ours: a choice between lists or dicts goes back
+to the job as that list, and a sampled string is quoted only where Hydra needs it."""
 
 from __future__ import annotations
 
@@ -37,9 +31,7 @@ GRAMMAR = "choice(...), range(...), interval(...) or tag(log, interval(...))"
 
 @dataclass
 class Space:
-    """What every trial gets: its distributions (in the order they are suggested), the fixed
-    overrides as given (by key), and for choices between lists or dicts the override text of each
-    choice (by parameter, then by the value Optuna holds for it)."""
+    """Distributions (in suggest order), fixed overrides by key, and each list/dict choice's text."""
 
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
@@ -52,14 +44,12 @@ class Space:
                 self.fixed.items()}
 
     def override(self, key: str, value: Any) -> str:
-        """`key=value` for a trial's sampled value."""
         text = self.texts.get(key, {}).get(value)
         return f"{key}={text}" if text is not None else as_override(key, value)
 
 
 def parse_space(arguments: Sequence[str], configured: Mapping[str, Any] | None = None) -> Space:
-    """The space of `arguments` (hydra.sweeper.params as `key=value`, then the command line's),
-    after the distributions `configured` in the official plugin's deprecated search_space form."""
+    """params, then the command line's overrides, over the deprecated search_space's distributions."""
     space = Space(distributions={key: _configured(key, spec)
                                  for key, spec in (configured or {}).items()})
     try:
@@ -124,9 +114,7 @@ def _distribution(override: Override, texts: dict[Any, str]) -> BaseDistribution
 
 
 def _grid_values(override: Override, distribution: BaseDistribution) -> list[Any] | None:
-    """A key's values in a grid, as the official plugin lists them: a choice's choices; a range's
-    values from its start by its step, its stop left out (as in Hydra's basic sweeper). Ours: an
-    integer interval's every integer, both ends in. A float interval has none."""
+    """Grid values as the official plugin lists them (a range's stop left out); ours: int intervals."""
     if isinstance(distribution, CategoricalDistribution):
         return list(distribution.choices)
     if isinstance(override.value(), RangeSweep):
@@ -138,8 +126,7 @@ def _grid_values(override: Override, distribution: BaseDistribution) -> list[Any
 
 
 def _choices(override: Override, texts: dict[Any, str]) -> list[Any]:
-    """The choices as Optuna holds them (a list or dict as its override text, as the official
-    plugin does), noting the text that gives each list or dict back to Hydra."""
+    """Choices as Optuna holds them (a list or dict as its text), noting the text Hydra takes back."""
     choices = []
     for raw in override.sweep_iterator(transformer=Transformer.identity):
         choice = Transformer.encode(raw)
@@ -150,8 +137,7 @@ def _choices(override: Override, texts: dict[Any, str]) -> list[Any]:
 
 
 def as_override(key: str, value: object) -> str:
-    """`key=value` for a sampled value, in the grammar Hydra parses back to the same value: a
-    float in full, a string quoted unless it is a plain word Hydra would read as that string."""
+    """`key=value` Hydra parses back to the same value: a float in full, a string quoted unless plain."""
     if isinstance(value, float):
         return f"{key}={value!r}"
     if isinstance(value, str) and not (PLAIN_WORD.fullmatch(value) and value.lower() not in
@@ -161,8 +147,7 @@ def as_override(key: str, value: object) -> str:
 
 
 def _quoted(text: str) -> str:
-    """`text` inside Hydra's single quotes: a quote escaped, and the backslashes right before a
-    quote or the end doubled (Hydra reads every other backslash as itself)."""
+    """`text` in Hydra's single quotes: quotes escaped, backslashes before a quote or the end doubled."""
     return QUOTE_OR_END.sub(lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
 
 

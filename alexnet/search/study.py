@@ -1,7 +1,5 @@
-"""Where a search's study lives and how a start takes it: its storage (null: in memory; a database
-URL; `journal:PATH` for a journal file, which works on NFS where SQLite's locks do not; or a
-storage's config), the text that tells a trial's run the same storage, the lock that lets one
-start at a time continue a study, and the check that a rerun continues the search it was made for."""
+"""Where a search's study lives (memory, a URL, `journal:PATH` for NFS where SQLite's locks fail, or a
+storage config), the text a trial's run reopens it from, and the lock that lets one start continue it."""
 
 from __future__ import annotations
 
@@ -25,9 +23,7 @@ COMMAND_ATTR = "command"  # ... and the command line that started it
 
 
 def storage_text(storage: Any) -> str:
-    """The storage as one line a trial's run can open again: "" (in memory), a URL or
-    `journal:PATH` with its path made absolute (a run may work in another folder), or a storage's
-    config as JSON. A storage given as an object has no such line: "" too."""
+    """The storage as a line a run can reopen (paths absolute: a run may work elsewhere); "" if none."""
     if isinstance(storage, Mapping):
         return json.dumps(dict(storage), sort_keys=True)
     if not isinstance(storage, str):
@@ -74,10 +70,8 @@ def _sqlite_path(url: str) -> tuple[str | None, str]:
 
 @contextlib.contextmanager
 def one_start(sweep_dir: Path, text: str, study_name: str | None) -> Iterator[str | None]:
-    """Hold the locks of this start: one per sweep dir (two studies there would share run dirs)
-    and one per study (two sweep dirs continuing one study would rerun each other's live trials):
-    beside the study's file, or for a server's study in a private folder of this machine's temp
-    dir. Yields None, or what another start holds (for the message)."""
+    """Lock the sweep dir (studies there would share run dirs) and the study (two sweep dirs would rerun
+    each other's live trials); yields None, or what another start holds."""
     with contextlib.ExitStack() as held:
         taken = _take(held, sweep_dir / ".search.lock", f"another start of a search in {sweep_dir}")
         if taken is True and study_name is not None and text:
@@ -106,8 +100,7 @@ def _take(stack: contextlib.ExitStack, path: Path, what: str, folder_fd: int | N
 
 
 def program() -> str:
-    """The command that started this process, without its overrides (`python -m alexnet.train`,
-    `python app.py --config-name x`), for a person to run the app again."""
+    """The command that started this process minus its overrides, for a person to rerun the app."""
     import shlex
 
     main = sys.modules.get("__main__")
@@ -131,7 +124,6 @@ CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", 
 
 
 def command_line() -> str:
-    """How this process was started, in full."""
     import shlex
 
     return " ".join([program(), *map(shlex.quote, sys.argv[1:])])

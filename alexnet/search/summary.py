@@ -1,7 +1,5 @@
-"""A search's results in its sweep dir: optimization_results.yaml as the official plugin writes it
-(best_params and best_value, or the Pareto front's solutions), search.csv (a row per trial) and
-search.md (the best trial or the Pareto front with the command that reruns it, the parameters'
-importances, the pictures)."""
+"""A search's results in its sweep dir: optimization_results.yaml (as the official plugin writes it),
+search.csv (a row per trial) and search.md (best trial or Pareto front with rerun commands, importances)."""
 
 from __future__ import annotations
 
@@ -85,8 +83,7 @@ def _write_official(study: optuna.Study, sweep_dir: Path, best: list[Any]) -> No
 
 
 def _table(every: list[Any], names: list[str]) -> pd.DataFrame:
-    """A row per trial: its number, state, objective value(s), the last step its run reported,
-    and its parameters."""
+    """A row per trial: number, state, value(s), the last step its run reported, and parameters."""
     rows = []
     for trial in every:
         steps = list(trial.intermediate_values) or [trial.user_attrs.get(LAST_STEP)]

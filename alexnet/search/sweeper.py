@@ -1,16 +1,6 @@
-"""The Optuna sweeper's work (hydra/sweeper=optuna), for any Hydra app: ask the study for trials,
-launch them with the configured launcher, tell the study what each task returned (a float, or a
-list of floats for a list `direction`), until `n_trials` trials have finished, as Hydra's own
-Optuna plugin does; then optimization_results.yaml, search.csv, search.md and plots.
-
-What ours adds. Pruning inside the run on every launcher: a job learns its trial from its
-environment (alexnet.search.trial) and reports through the study's storage. No batch barrier
-with a launcher that streams jobs (hydra/launcher=parallel): a trial is asked for when a place
-is free, knowing every trial that has ended; other launchers get batches of `n_jobs`, as with
-the official plugin. Resume: with a stored study, rerunning the same command continues it to
-`n_trials` finished trials, reruns the trials an earlier start left running as the same trials
-(trial N is job N), and a seeded sampler goes on with a new stream instead of asking its first
-points again; a rerun with another space, other fixed settings or directions is refused."""
+"""The Optuna sweeper (hydra/sweeper=optuna): ask, launch and tell trials until `n_trials` finish.
+Beyond Hydra's plugin: pruning on every launcher (via the study's storage), no batch barrier with a
+streaming launcher, and resume of a stored study (trial N is job N; a changed search is refused)."""
 
 from __future__ import annotations
 
@@ -92,8 +82,7 @@ def sweep(sweeper: Any, arguments: Sequence[str]) -> None:
 
 
 def _deprecated_space(sweeper: Any) -> dict[str, Any] | None:
-    """The official plugin's hydra.sweeper.search_space, taken as it takes it: with a warning, and
-    only where hydra.sweeper.params is not given."""
+    """The official plugin's deprecated search_space: warned about, and ignored when params is given."""
     if not sweeper.search_space:
         return None
     if sweeper.params:
@@ -168,7 +157,7 @@ class Search:
 
     def run(self) -> None:
         self.study, self.storage = self._open()
-        if not self.text:  # (runs in this process reach it; others are told they cannot)
+        if not self.text:  # (only runs in this process can reach it)
             trials.keep_in_memory(self.study, self.storage)
         try:
             self._launch_all()
@@ -177,8 +166,6 @@ class Search:
         write_results(self.study, self.sweep_dir, self.space, self.settings.metric_names)
         if self.stopping is not None:
             raise self.stopping
-
-    # --- the study ---------------------------------------------------------------------------
 
     def _open(self) -> tuple[optuna.Study, Any]:
         sweeper, settings = self.sweeper, self.settings
@@ -222,8 +209,7 @@ class Search:
         return study, storage
 
     def _same_search(self, study: optuna.Study) -> None:
-        """A study continues only the search it was made for: the same space, the same fixed
-        settings (those resume_identity keeps), directions and custom search space."""
+        """A study continues only its own search: same space, fixed settings, directions and hook."""
         fixed = sorted(self.settings.resume_identity(list(self.space.fixed.values())))
         this = {"space": {k: repr(d) for k, d in self.space.distributions.items()},
                 "fixed": fixed, "directions": self.settings.directions,
@@ -242,8 +228,7 @@ class Search:
                    "search, give a new hydra.sweep.dir (or hydra.sweeper.study_name)")
 
     def _sampler(self, trials_before: int) -> tuple[optuna.samplers.BaseSampler, int | None]:
-        """The sampler, reseeded where it continues a study; the grid sampler given its grid
-        (and how many points that grid has)."""
+        """The sampler, reseeded to continue a study; the grid sampler gets its grid (and its size)."""
         sampler = reseeded(OmegaConf.select(self.config, "hydra.sweeper.sampler"),
                            self.sweeper.sampler, trials_before)
         grid_size = None
@@ -260,8 +245,6 @@ class Search:
             refuse(f"{type(sampler).__name__} needs {', '.join(missing)}: pip install "
                    + " ".join(missing))
         return sampler, grid_size
-
-    # --- the trials ----------------------------------------------------------------------------
 
     def _launch_all(self) -> None:
         study, settings = self.study, self.settings
@@ -307,7 +290,7 @@ class Search:
                                  output_dir=self.sweep_dir)
 
     def _again(self, frozen: optuna.trial.FrozenTrial) -> Iterator[tuple[int, list[str]]]:
-        """A trial an earlier start left running, as the same trial: its job again."""
+        """Rerun, as the same trial, one an earlier start left running."""
         if not self.space.distributions.keys() <= frozen.params.keys():
             self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
             log.warning("trial %d: an earlier start left it without its parameters: FAIL",
@@ -316,16 +299,14 @@ class Search:
         yield from self._job(frozen.number, frozen.params)
 
     def _new(self, count: int) -> Iterator[tuple[int, list[str]]]:
-        """Up to `count` new trials, each asked for only when the launcher takes it; none once
-        the failures have stopped the search."""
+        """New trials, each asked for only when the launcher takes it, so it knows every ended one."""
         for _ in range(count):
             if self.stopping is not None:
                 return
             yield from self._job(*self._ask())
 
     def _ask(self) -> tuple[int, dict[str, Any]]:
-        """A new trial: the space's values, the fixed values as user attributes (as the official
-        plugin keeps them), then the custom search space's own suggestions."""
+        """A new trial: space values, fixed values as user attrs (as the official plugin), then the hook's."""
         trial = self.study.ask(fixed_distributions=self.space.distributions)
         for key, value in self.space.fixed_values().items():
             trial.set_user_attr(key, value)
@@ -343,15 +324,14 @@ class Search:
         return trial.number, trial.params
 
     def _job(self, number: int, params: dict[str, Any]) -> Iterator[tuple[int, list[str]]]:
-        """The trial's job (number, overrides), unless its config cannot be composed: then the
-        trial FAILs at once, with the reason, and counts as a failure of its batch."""
+        """The trial's job, or FAIL at once if its config cannot be composed (a batch would be lost)."""
         overrides = [*(self.space.override(k, v) for k, v in params.items()),
                      *self.space.fixed.values()]
         self.failures.launched(number)
-        if self.streamed:  # (a launcher that streams jobs hands back one that fails to compose)
+        if self.streamed:  # (a streaming launcher hands back a job that fails to compose)
             yield number, overrides
             return
-        try:  # (a batch launcher would raise, losing its batch and leaving the trials RUNNING)
+        try:  # (a batch launcher would raise, losing the batch and leaving its trials RUNNING)
             self.sweeper.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         except Exception as err:
             log.warning("trial %d: its config cannot be composed (%s): FAIL", number, err)
@@ -361,8 +341,7 @@ class Search:
         yield number, overrides
 
     def _tell(self, number: int, ret: JobReturn) -> BaseException | None:
-        """Close the trial as its task ended: COMPLETE with its value(s), PRUNED (its run was
-        told to stop, or raised optuna.TrialPruned), or FAIL; returns the failure, if any."""
+        """Close the trial as its task ended (COMPLETE, PRUNED or FAIL); returns the failure, if any."""
         frozen = self.study.get_trials(deepcopy=False)[number]
         if frozen.state.is_finished():
             return None  # (told already)
@@ -377,8 +356,8 @@ class Search:
                 state = optuna.trial.TrialState.PRUNED
             else:
                 values = _values(value, len(self.settings.directions))
-                if not all(map(math.isfinite, values)):  # (a run that failed on its own: on
-                    log.warning("trial %d returned %s: FAIL", number, values)  # record, no error)
+                if not all(map(math.isfinite, values)):  # (a run that failed without raising)
+                    log.warning("trial %d returned %s: FAIL", number, values)
                     values, state = None, optuna.trial.TrialState.FAIL
         except optuna.TrialPruned:
             state = optuna.trial.TrialState.PRUNED
@@ -420,9 +399,7 @@ def _values(value: Any, count: int) -> list[float]:
 
 
 class FailureRate:
-    """The official plugin's max_failure_rate, for batches and streams alike: the trials of a
-    start, in the order they were launched, in blocks of `block` (a batch of n_jobs); once every
-    trial of a block has ended, a share of failures above `allowed` stops the search."""
+    """max_failure_rate judged per block of `block` trials in launch order, for batches and streams."""
 
     def __init__(self, allowed: float, block: int) -> None:
         self.allowed, self.block = allowed, max(1, block)

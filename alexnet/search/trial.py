@@ -1,19 +1,6 @@
-"""What a trial's run does for its search (hydra/sweeper=optuna), in any Hydra app: report a value
-per step and learn whether to stop.
-
-    from alexnet.search.trial import report
-
-    for step in range(cfg.steps):
-        loss = train_one_step()
-        if report(loss, step):   # the pruner says stop: the trial ends PRUNED
-            break
-    return loss
-
-Trial N is job N of its sweep: the run finds its trial from its job's number and the study file
-the sweeper leaves in the sweep dir (the study's name, storage and pruner), which every launcher's
-jobs see; it reaches the study through its storage, or, for a study kept in memory, in the
-sweeper's own process (the basic launcher). Outside a search `report` does nothing and costs
-nothing (optuna is imported only inside one)."""
+"""A trial's run reports a value per step and learns whether to stop: `if report(loss, step): break`.
+Trial N is job N: the run finds its study through the study file the sweeper leaves in the sweep dir;
+outside a search `report` does nothing and costs nothing (optuna is imported only inside one)."""
 
 from __future__ import annotations
 
@@ -37,12 +24,8 @@ _said: set[str] = set()
 
 def report(value: float, step: int, *, last: bool = False,
            job: tuple[str, int] | None = None) -> bool:
-    """Report `value` at `step` to the trial this run is; True when its pruner says stop, and
-    the trial then ends PRUNED whatever the run returns. `last=True` at the run's last step: the
-    value is recorded and the pruner not asked. `job`: (sweep dir, job number), by default this
-    process's Hydra job. False outside a search, for a study of several objectives (Optuna prunes
-    single-objective studies only: the step alone is kept), and where the study cannot be reached
-    (said once, with why)."""
+    """Report `value` at `step`; True when the pruner says stop (the trial then ends PRUNED).
+    `last=True` skips the pruner; False outside a search, for several objectives, or with no study."""
     where = job or _this_job()
     if where is None or not (Path(where[0]) / STUDY_FILE).is_file():
         return False

@@ -1,2 +1,1 @@
-"""Experiment tracking (`logger=` config group): MLflow and TensorBoard mirror what a run writes
-to its own files, which stay the source of truth."""
+"""Experiment tracking (`logger=`): MLflow and TensorBoard mirror a run's own files, the source of truth."""

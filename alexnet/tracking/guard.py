@@ -1,5 +1,4 @@
-"""The trackers of one run behind one guard: a tracker that fails (store unreachable, database
-locked, package missing) is named once in the log and dropped; training never stops for it."""
+"""One guard over a run's trackers: a failing one is named once and dropped; training never stops for it."""
 
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class RunTracker(Protocol):
-    """What a `logger/` option's `_target_` builds: a class whose constructor takes the option's
-    keys plus the run's `config_name` (the sweep preset's or config's name) and `sweep_dir` (None for
-    a single run)."""
+    """What a `logger/` option's `_target_` builds from its keys plus `config_name` and `sweep_dir`."""
 
     name: str
 
@@ -60,8 +57,7 @@ class Tracking:
 
 
 def build_tracking(logger: DictConfig | None, config_name: str, sweep_dir: Path | None) -> Tracking:
-    """The trackers `logger` asks for, each built from its `_target_`; one that cannot even start
-    (its package missing, its store unreachable) is named once and left out."""
+    """The trackers `logger` asks for; one that cannot even start is named once and left out."""
     trackers: list[RunTracker] = []
     for name, settings in (logger or {}).items():
         try:

@@ -1,8 +1,5 @@
-"""MLflow: one MLflow run per job, nested under a parent run per sweep, in an experiment named by
-`logger.mlflow.experiment` (default: the config's name). Params are the flattened resolved
-config, metrics every epoch at step=epoch, the final status a tag, and results.json, metrics.csv
-and the confusion table artifacts; the sweep's parent run gets results.csv, summary.csv and the
-plots. The default store is a SQLite file under outputs/ (MLflow 3's default kind of store)."""
+"""MLflow: a run per job (flattened config, epoch metrics, status, files) under a parent run per sweep.
+The default store is a SQLite file under outputs/ (MLflow 3's default kind of store)."""
 
 from __future__ import annotations
 
@@ -18,11 +15,8 @@ from alexnet.hyperparameters import flat_config
 from alexnet.run.record import RunRecord
 from alexnet.scores import SUCCEEDED, Status
 
-# What says nothing a user can act on: MLflow creating and upgrading a SQLite store's tables at its
-# first use (and the migrations tool it runs); their warnings still show.
-QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")  # SQLite table setup: nothing a user can act on
 PARENT_FILE = ".mlflow_parent_run"  # in the sweep dir: the parent run's id, for jobs and resumes
-# What the sweep's parent run carries: its tables, effects, pictures and a search's summary.
 SWEEP_FILES = ("results.csv", "results.md", "summary.csv", "summary.md", "effects.csv",
                "effects.md", "effects.png", "learning_curves.png", "final_scores.png",
                "confusion_superclass.png", "notebook_comparison.md", "best_filters.png",

@@ -1,6 +1,5 @@
-"""TensorBoard: one event file per run under its run dir (`tensorboard/`), every epoch's metrics as
-scalars and the hyperparameters through the HParams plugin, so `tensorboard --logdir SWEEP_DIR`
-compares a sweep's runs."""
+"""TensorBoard: an event file per run (`tensorboard/` in its run dir) with epoch scalars and HParams,
+so `tensorboard --logdir SWEEP_DIR` compares a sweep's runs."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ class TensorBoardTracker:
 
     def __init__(self, dir: str = "tensorboard", *, config_name: str = "",
                  sweep_dir: Path | None = None) -> None:
-        """`dir`: the folder inside each run dir. (The run's files hold everything TensorBoard
-        shows, so it needs neither the config's name nor the sweep dir.)"""
+        """`dir`: the folder in each run dir; the run's files hold all else, so the other two go unused."""
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self._writer_class = SummaryWriter

@@ -1,6 +1,5 @@
-"""`hydra/launcher=fused`: alexnet's runs that can share one network (alexnet/fused.py) trained as
-one, each group in a process of its own (as hydra/launcher=parallel runs a job). The work lives in
-alexnet/launch/fused.py; this module makes it a plugin and registers its config."""
+"""`hydra/launcher=fused`: alexnet runs that can share one network trained as one, a process per group.
+The work lives in alexnet/launch/fused.py; this module makes it a plugin and registers its config."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +13,7 @@ from hydra_plugins.alexnet_sweeps.parallel_launcher import ParallelLauncher
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.alexnet_sweeps.fused_launcher.FusedLauncher"
-    # Groups at once: null = one per GPU slot (GPUs x jobs_per_gpu), or 2 on a machine without a
-    # GPU; or a count (negative counts from the cores, as joblib's).
-    n_jobs: int | None = None
+    n_jobs: int | None = None  # groups at once: null = one per GPU slot (2 without a GPU)
     jobs_per_gpu: int = 1  # groups that share one GPU
     group_size: int | None = None  # runs fused at most; null: every run that can be
 
@@ -26,8 +23,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLau
 
 
 class FusedLauncher(ParallelLauncher):
-    """Trains the jobs that can share one network (the same model shape, batch size, epochs, data,
-    device and speed settings) as one, a group per process; each job stays a run of its own."""
+    """Trains jobs that can share one network (same shape, batch, epochs, data) as one; each stays a run."""
 
     streams_jobs = False  # a sweeper hands it batches: each batch is grouped
 

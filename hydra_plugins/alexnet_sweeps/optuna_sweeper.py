@@ -1,11 +1,5 @@
-"""`hydra/sweeper=optuna` for any Hydra app: a drop-in for Hydra's own Optuna sweeper (its keys,
-defaults and semantics, its samplers tpe, random, grid, cmaes, nsgaii, nsgaiii, gp and qmc), plus
-pruning inside the runs (hydra/sweeper/pruner=...), trials streamed to a launcher that takes them
-one at a time, and resume by rerunning the same command. Its configs are structured configs in
-Hydra's ConfigStore (alexnet/search/config.py) and hydra/sweeper/optuna.yaml in conf/ beside this
-file, which a search path plugin adds after the app's own configs: any app finds them, and an app
-with its own hydra/sweeper/optuna.yaml has its own values. The work lives in alexnet/search/
-(optuna is imported only when a search starts)."""
+"""`hydra/sweeper=optuna`: a drop-in for Hydra's Optuna sweeper, plus pruning, streaming and resume.
+Its conf/ is searched after the app's own, so an app's optuna.yaml wins; the work is in alexnet/search/."""
 
 from __future__ import annotations
 

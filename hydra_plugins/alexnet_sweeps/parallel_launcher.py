@@ -1,6 +1,5 @@
-"""`hydra/launcher=parallel`: a sweep's jobs side by side on this machine, each in a process of its
-own, for any Hydra app. The work lives in alexnet/launch/parallel.py; this module makes it a plugin
-and registers its config (`n_jobs`, read as joblib reads it)."""
+"""`hydra/launcher=parallel`: a sweep's jobs side by side on this machine, a process each, for any app.
+The work lives in alexnet/launch/parallel.py; this module makes it a plugin and registers its config."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,12 +14,8 @@ from omegaconf import DictConfig
 @dataclass
 class ParallelLauncherConf:
     _target_: str = "hydra_plugins.alexnet_sweeps.parallel_launcher.ParallelLauncher"
-    # Jobs at once: null = one per GPU slot (GPUs x jobs_per_gpu), or 2 on a machine without a
-    # GPU; or a count (negative counts from the cores, as joblib's: -1 = one per core).
-    n_jobs: int | None = None
-    # Jobs that share one GPU (alexnet's runs with device=auto take a slot each: every GPU gets
-    # its first job before any gets a second).
-    jobs_per_gpu: int = 1
+    n_jobs: int | None = None  # null: one per GPU slot (2 without a GPU); negative: from the cores
+    jobs_per_gpu: int = 1  # every GPU gets its first job before any gets a second
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="parallel", node=ParallelLauncherConf,
@@ -28,9 +23,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="parallel", node=Paral
 
 
 class ParallelLauncher(Launcher):
-    """Runs a sweep's jobs n at a time, each in its own process, a new one as soon as one ends;
-    a job that dies (out of memory, kill -9, a segfault) costs that job alone; a Ctrl-C, a SIGTERM
-    or one job's own stop ends every running job at its safe point and starts no new one."""
+    """Runs jobs n at a time, a process each, so a dying job costs only itself; Ctrl-C, SIGTERM or
+    a job's own stop ends every running job at its safe point and starts no new one."""
 
     streams_jobs = True  # run_each: hands out a job whenever a place frees (no batch barrier)
     places_gpu_slots = True  # our app's jobs take a GPU slot each (alexnet/launch/placement.py)
@@ -49,8 +43,7 @@ class ParallelLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def jobs_at_once(self) -> int:
-        """How many jobs run side by side (n_jobs as read above), for a sweeper to size its
-        batches by."""
+        """Jobs run side by side, for a sweeper to size its batches by."""
         from alexnet.launch.parallel import jobs_at_once
 
         return jobs_at_once(self.n_jobs, self.jobs_per_gpu)
@@ -63,8 +56,7 @@ class ParallelLauncher(Launcher):
 
     def run_each(self, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
                  ) -> Iterator[tuple[int, JobReturn]]:
-        """(job number, overrides) pairs read one per free place (at most `at_most` at once);
-        (job number, return) pairs as the jobs end: a sweeper's way past the batch barrier."""
+        """Jobs taken one per free place, returns yielded as they end: past the batch barrier."""
         from alexnet.launch.parallel import run_each
 
         return run_each(self, jobs, at_most)

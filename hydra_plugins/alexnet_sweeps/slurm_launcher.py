@@ -1,6 +1,5 @@
-"""`hydra/launcher=slurm`: submitit's SLURM launcher (hydra-submitit-launcher) with a wait that ends
-and settings checked before submitting. The logic lives in alexnet/launch/slurm.py; this module
-makes it a plugin."""
+"""`hydra/launcher=slurm`: submitit's SLURM launcher with a wait that ends and settings checked first.
+The logic lives in alexnet/launch/slurm.py; this module makes it a plugin."""
 
 from __future__ import annotations
 
@@ -20,9 +19,8 @@ except ImportError:  # no `launchers` extra: no such launcher, and no warning at
 
 
 class SlurmLauncher(SubmititSlurm):  # type: ignore[misc,valid-type]
-    """One SLURM job per run, as an array. The sweep command ends when every job has ended, with a
-    result or without one (cancelled, killed, node lost: found with squeue, no accounting needed);
-    a run stopped inside SLURM (scancel) hands back how it stopped instead of leaving no result."""
+    """One SLURM job per run, as an array; the sweep ends once every job has, result or not (squeue),
+    and a run stopped by scancel hands back how it stopped instead of leaving no result."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
@@ -38,8 +36,7 @@ class SlurmLauncher(SubmititSlurm):  # type: ignore[misc,valid-type]
         check_settings(params)
 
     def __call__(self, *args: Any) -> JobReturn | Stop:
-        """In the SLURM job: the run; a stopped run (SIGTERM from scancel, a full disk) returns
-        how it stopped, so the launcher learns it from the result file."""
+        """In the SLURM job: a stopped run returns how it stopped, for the launcher to read as its result."""
         try:
             return super().__call__(*args)
         except Stop as stopped:

@@ -99,7 +99,7 @@ def test_broken_runs_are_reported_or_kept_never_crash(sweep_dir, tmp_path, caplo
     assert pd.read_csv(root / "results.csv").set_index("run_dir").loc["running", "status"] == "stale"
     assert table.set_index("run_dir").loc["running", "epochs_done"] == 1
     assert sorted(path.name for path, _ in collection.skipped) == ["half", "torn"]
-    assert "no results.json" in caplog.text and "not valid JSON" in caplog.text
+    assert "no results.json" in caplog.text and "results.json is damaged (JSONDecodeError" in caplog.text
     assert str(root / "torn") in caplog.text
 
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -92,14 +91,13 @@ def test_a_run_that_diverges_is_masked_out_and_its_siblings_train_as_alone(cifar
         assert_close(metrics(ours), metrics(theirs))
 
 
-@pytest.mark.parametrize("kill_at_epoch", [1])
-def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(
-        slower_cifar_root, tmp_path, kill_at_epoch):
+def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(slower_cifar_root,
+                                                                        tmp_path):
     """The group's process killed mid-epoch: every run of it is on record as interrupted, the
     command says how to resume, and that command gives each run the uninterrupted group's metrics."""
     def sweep(out: Path) -> list[str]:
-        return ["-m", "hydra/launcher=fused", "seed=0,1", "optimizer.lr=0.01,0.03", "epochs=3",
-                "model=alexnet_cifar", "data.train_subset=512", "torch_threads=1",
+        return ["-m", "hydra/launcher=fused", "seed=0,1", "epochs=2", "batch_size=16",
+                "model=alexnet_cifar", "data.train_subset=256", "torch_threads=1",
                 f"data.root={slower_cifar_root}", "data.download=false", "progress=false",
                 f"hydra.sweep.dir={out}"]
 
@@ -107,16 +105,16 @@ def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(
     assert train(*sweep(reference), cwd=tmp_path).returncode == 0
     out = tmp_path / "killed"
     process = start(*sweep(out), cwd=tmp_path)
-    wait_for_epochs(out / "3" / "metrics.csv", kill_at_epoch, process)
-    time.sleep(0.5)  # (into the next epoch)
+    wait_for_epochs(out / "1" / "metrics.csv", 1, process)
+    time.sleep(0.3)  # (into the next epoch)
     os.kill(records(out)["0"]["pid"], signal.SIGKILL)  # the group's one process
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1, output
-    assert "4 run(s) did not finish (interrupted)" in output and "Resume it with:" in output
+    assert "2 run(s) did not finish (interrupted)" in output and "Resume it with:" in output
     assert {r["status"] for r in records(out).values()} == {"interrupted"}
     again = train(*sweep(out), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    for name in ("0", "1", "2", "3"):
+    for name in ("0", "1"):
         ours = pd.read_csv(out / name / "metrics.csv")[["epoch", *SCORES]]
         assert_close(ours, pd.read_csv(reference / name / "metrics.csv")[["epoch", *SCORES]])
-        assert records(out)[name]["attempts"][-1]["resumed_from_epoch"] >= kill_at_epoch
+        assert records(out)[name]["attempts"][-1]["resumed_from_epoch"] >= 1

@@ -145,8 +145,8 @@ def test_scancel_and_a_killed_job_end_the_sweep_and_the_same_command_resumes_the
 
     output, _ = process.communicate(timeout=120)  # no hang
     assert process.returncode != 0, output
-    assert "2 job(s) did not end with a result: stopped: " in output
-    assert f"SLURM job {running['1']['slurm_job']} ended (" in output  # FAILED, or gone
+    assert "stopped: 1 job(s) stopped: SIGTERM" in output  # job 0's run stopped itself ...
+    assert f"lost: {out / '1'}: SLURM job {running['1']['slurm_job']} ended (" in output  # 1 lost
     assert "Resume it with:\n  python -m alexnet.train -m hydra/launcher=slurm" in output
     stopped = records(out)
     assert {r["status"] for r in stopped.values()} == {"interrupted"}

@@ -87,8 +87,8 @@ def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
     result, figures = quick_bench(cifar_root, tmp_path, "pipeline")
     assert figures["device"].startswith("cpu") and figures["torch"] == torch.__version__
     assert figures["peak_rss_mb"] > 0 and "train_notebook_227_b32_img_s" not in figures
-    assert (f"ours {figures['pipeline_ours_227_img_s']:.0f} img/s -> "
-            f"{figures['pipeline_speedup_227']:.1f}x") in result.stdout
+    assert f"  pipeline_ours_227_img_s: {figures['pipeline_ours_227_img_s']:.4g}\n" in result.stdout
+    assert f"  pipeline_speedup_227: {figures['pipeline_speedup_227']:.4g}\n" in result.stdout
 
 
 @pytest.mark.slow
@@ -97,3 +97,15 @@ def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_ro
     for side in ("batches", "streamed"):
         assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
         assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each
+
+
+@pytest.mark.slow
+def test_the_fused_section_compares_fused_with_one_after_another_and_packed(cifar_root, tmp_path):
+    _, figures = quick_bench(cifar_root, tmp_path, "fused")
+    for network in ("alexnet_cifar", "alexnet"):
+        for k in (1, 2, 4):
+            sides = {side: figures[f"fused_{network}_k{k}_{side}_img_s"]
+                     for side in ("fused", "sequential", "packed")}
+            assert all(value > 0 for value in sides.values()), sides
+            assert math.isclose(figures[f"fused_{network}_k{k}_vs_sequential"],
+                                sides["fused"] / sides["sequential"])

@@ -330,10 +330,6 @@ def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
                 figures[f"fused_{name}_k{k}_{side}_img_s"] = value
             figures[f"fused_{name}_k{k}_vs_sequential"] = result["fused"] / result["sequential"]
             figures[f"fused_{name}_k{k}_vs_packed"] = result["fused"] / result["packed"]
-            print(f"  {name}, {k} run(s), batch 32: fused {result['fused']:.0f} img/s, one after "
-                  f"another {result['sequential']:.0f}, {k} packed processes "
-                  f"{result['packed']:.0f} -> fused {result['fused'] / result['sequential']:.2f}x "
-                  f"and {result['fused'] / result['packed']:.2f}x", flush=True)
     return figures
 
 

@@ -114,7 +114,10 @@ def compact_table(runs: list[Run], sweep_dir: Path) -> str:
              for line in (header, *rows)]
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more")
-    lines.append(f"(best first by {score}; every column: {sweep_dir / 'results.md'})")
+    tied = list(table.loc[table["score"] == table["score"].iloc[0], "run_dir"]) if len(table) else []
+    said = f"; runs {', '.join(map(str, tied))} tie for the best, the first is taken" \
+        if len(tied) > 1 else ""
+    lines.append(f"(best first by {score}{said}; every column: {sweep_dir / 'results.md'})")
     return "\n".join(lines)
 
 

@@ -92,14 +92,6 @@ def test_the_command_prints_and_writes_the_same_figures(cifar_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_search_section_measures_both_ways_of_handing_out_trials(slower_cifar_root, tmp_path):
-    _, figures = quick_bench(slower_cifar_root, tmp_path, "search")
-    for side in ("batches", "streamed"):
-        assert figures[f"search_{side}_s"] > 0 and 0 <= figures[f"search_{side}_idle"] < 1
-        assert 4 <= figures[f"search_{side}_epochs"] <= 8  # 4 trials, 1 or 2 epochs each
-
-
-@pytest.mark.slow
 def test_the_fused_section_compares_fused_with_one_after_another_and_packed(cifar_root, tmp_path):
     _, figures = quick_bench(cifar_root, tmp_path, "fused")
     for network in ("alexnet_cifar", "alexnet"):

@@ -5,8 +5,8 @@ against ours.
 
 Sides are warmed up, then alternated round by round (medians and ratios); one-time costs are
 reported apart. Figures: pipeline and training images/s at 227x227 (batch 32, 128; bf16 where a
-CPU has it); one small epoch end to end and its input share; a sweep run one vs two at a time; an
-Optuna search in batches vs a trial per free slot; K runs fused vs sequential vs packed."""
+CPU has it); one small epoch end to end and its input share; K runs fused vs one after another vs
+K packed processes."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from alexnet.bench.sections import (
     bench_epoch,
     bench_fused,
     bench_pipeline,
-    bench_search,
-    bench_sweep,
     bench_train_227,
     memory,
     training_config,
@@ -68,10 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: {k: v for batch_size, count in steps.items() for k, v in bench_train_227(
             data.train, device, settings, batch_size, count, 2 if args.quick else 3).items()},
         "epoch": lambda: bench_epoch(data, device, settings, *images, 1 if args.quick else 2),
-        "sweep": lambda: bench_sweep(args.data_root, *((500, 200) if args.quick else (2_000, 500)),
-                                     1 if args.quick else 2),
-        "search": lambda: (bench_search(args.data_root, 1, trials=4, epochs=2, train_images=1000)
-                           if args.quick else bench_search(args.data_root, 2)),
         "fused": lambda: bench_fused(data, device, settings, 1 if args.quick else 2,
                                      1 if args.quick else 2,
                                      runs=(1, 2, 4) if args.quick else (1, 2, 4, 8)),

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +23,7 @@ from alexnet.fused import fuse
 from alexnet.launch.placement import cores
 from alexnet.models import build_model
 
-SECTIONS = ("pipeline", "train", "epoch", "sweep", "search", "fused")
+SECTIONS = ("pipeline", "train", "epoch", "fused")
 
 
 def training_config(*overrides: str) -> DictConfig:
@@ -187,67 +181,6 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
             "epoch_small_train_images": train_images, "epoch_small_test_images": test_images,
             "epoch_small_notebook_input_share": result["notebook_input"] / result["notebook"],
             "epoch_small_ours_input_share": result["ours_input"] / result["ours"]}
-
-
-def bench_sweep(data_root: Path, train_images: int, test_images: int,
-                rounds: int) -> dict[str, float]:
-    """Wall time of a six-run sweep through the CLI: basic launcher vs `hydra/launcher=parallel`."""
-    sweep = ["-m", "optimizer=sgd,adam", "batch_size=32,64,128", "model=alexnet_cifar", "epochs=1",
-             f"data.train_subset={train_images}", f"data.test_subset={test_images}",
-             f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
-
-    def side(*launcher: str) -> Callable[[], float]:
-        def run() -> float:
-            with tempfile.TemporaryDirectory() as out:
-                start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "alexnet.train", *sweep, *launcher,
-                                f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
-                return time.perf_counter() - start
-        return run
-
-    result = alternate(rounds, {"basic": side(), "parallel": side("hydra/launcher=parallel")},
-                       warmup=False).median
-    return {"sweep_basic_s": result["basic"], "sweep_parallel_s": result["parallel"],
-            "sweep_parallel_speedup": result["basic"] / result["parallel"], "sweep_runs": 6,
-            "sweep_train_images": train_images, "sweep_test_images": test_images}
-
-
-def bench_search(data_root: Path, rounds: int, trials: int = 8, epochs: int = 4,
-                 train_images: int = 1000) -> dict[str, float]:
-    """An Optuna search, 2 trials at a time, in batches vs per free slot; idle: slots' untrained share."""
-    search = ["-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
-              "hydra.sweeper.sampler.seed=0", "hydra/sweeper/pruner=successive_halving",
-              f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2",
-              "optimizer.lr=tag(log, interval(1e-4, 0.1))", "optimizer=choice(sgd,adam)",
-              "batch_size=choice(32,64,128)", "model=alexnet_cifar", f"epochs={epochs}",
-              f"data.train_subset={train_images}", f"data.val_split={train_images // 5}",
-              f"data.test_subset={train_images // 5}",
-              f"data.root={data_root.resolve()}", "data.download=false", "progress=false"]
-    sides = {"batches": "hydra/launcher=joblib", "streamed": "hydra/launcher=parallel"}
-    seen: dict[str, list[tuple[float, float, int]]] = {side: [] for side in sides}
-    for _ in range(rounds):
-        for side, launcher in sides.items():
-            with tempfile.TemporaryDirectory() as out:
-                start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "alexnet.train", *search, launcher,
-                                f"hydra.sweep.dir={out}/sweep"], check=True, capture_output=True)
-                wall = time.perf_counter() - start
-                busy, trained = _training_time(Path(out) / "sweep")
-                seen[side].append((wall, 1 - busy / (2 * wall), trained))
-    figures: dict[str, float] = {"search_trials": trials, "search_epochs_each": epochs,
-                                 "search_train_images": train_images}
-    for side, results in seen.items():
-        wall, idle, trained = (statistics.median(values) for values in zip(*results, strict=True))
-        figures |= {f"search_{side}_s": wall, f"search_{side}_idle": idle,
-                    f"search_{side}_epochs": trained}
-    return figures
-
-
-def _training_time(sweep_dir: Path) -> tuple[float, int]:
-    """Seconds the sweep's runs spent from their start to their last record, and epochs done."""
-    records = [json.loads(path.read_text()) for path in sweep_dir.glob("*/results.json")]
-    return (sum(r["heartbeat_at"] - r["attempts"][0]["start_unix"] for r in records),
-            sum(r["epochs_done"] for r in records))
 
 
 def _group(name: str, runs: int, data: Cifar100, device: torch.device,

@@ -45,9 +45,6 @@ class Level:
     difference: float = math.nan  # this level minus the best level (the model's, with seeds)
     low: float = math.nan  # its 95% interval
     high: float = math.nan
-    adjusted: float = math.nan  # the model's mean: a full grid's marginal, or an experiment's; else nan
-    adjusted_low: float = math.nan
-    adjusted_high: float = math.nan
     confounded_with: tuple[str, ...] = ()  # what its difference cannot be told apart from
     drawn: tuple[tuple[str, float, float], ...] = ()  # a search: each drawn knob's range here
 
@@ -161,8 +158,7 @@ def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
         if factors else f"{metric} ~ 1"
     fit = _fit(rhs, frame, design, effects)
     for factor in factors:
-        effects.levels += _levels(factor, values[factor], frame, model, fit if full_grid else None,
-                                  effects.higher_is_better, fit)
+        effects.levels += _levels(factor, values[factor], frame, model, effects.higher_is_better, fit)
     if label:
         effects.levels += _experiments(frame, model, fit, effects.higher_is_better)
     effects.confounded = _confounded_sets(factors, model)
@@ -292,9 +288,9 @@ def _contrast(fit: Any, row: np.ndarray) -> tuple[float, float, float]:
 
 
 def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _Design,
-            grid_fit: Any, higher: bool, fit: Any) -> list[Level]:
+            higher: bool, fit: Any) -> list[Level]:
     """Each level's mean, difference to the best (the model's; without seeds, of the means) or confounding,
-    and over a full grid (`grid_fit`) its marginal mean; the best is the first of equals."""
+    the best being the first of equals."""
     column = frame[model.names[factor]]
     levels = [level for level in column.cat.categories if (column == level).any()]
     sign = 1.0 if higher else -1.0
@@ -317,9 +313,6 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
             found["difference"], found["low"], found["high"] = _contrast(fit, difference)
         else:
             found["difference"] = float(raw[level].mean() - raw[best].mean())
-        if grid_fit is not None:
-            found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(grid_fit,
-                                                                                     rows[level])
         out.append(Level(**found))
     return out
 
@@ -348,8 +341,6 @@ def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) ->
             found["difference"], found["low"], found["high"] = _contrast(fit, rows[name] - rows[best])
         elif name != best:
             found["difference"] = float(raw[name].mean() - raw[best].mean())
-        if fit is not None:
-            found["adjusted"], found["adjusted_low"], found["adjusted_high"] = _contrast(fit, rows[name])
         out.append(Level(**found))
     return out
 
@@ -421,7 +412,7 @@ def sentence(effects: Effects) -> str:
                          "depends on the other" if term.significant else
                          f"no interaction between {a} and {b} shown (p = {term.p_value:.2g})")
     if effects.label:
-        best, *rest = _ranked(effects.of(effects.label), effects.higher_is_better, by="adjusted")
+        best, *rest = _ranked(effects.of(effects.label), effects.higher_is_better, by="difference")
         text = f"best {effects.label}: {best.level} (mean {best.mean:.4f})"
         if rest:
             ahead = rest[0].low > 0 or rest[0].high < 0
@@ -501,9 +492,7 @@ def table(effects: Effects) -> pd.DataFrame:
         rows.append({"kind": "level", "factor": level.factor, "level": level.level, "n": level.n,
                      "mean": level.mean, "best": level.best, "tied": level.tied,
                      "difference": level.difference, "ci95_low": level.low,
-                     "ci95_high": level.high, "adjusted_mean": level.adjusted,
-                     "adjusted_ci95_low": level.adjusted_low,
-                     "adjusted_ci95_high": level.adjusted_high,
+                     "ci95_high": level.high,
                      "confounded_with": " ".join(level.confounded_with),
                      "drawn": "; ".join(f"{knob} {low!r} to {high!r}"
                                         for knob, low, high in level.drawn),

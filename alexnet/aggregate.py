@@ -67,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison.read_text() if comparison.is_file() else
               "no run here is one of the notebook's experiments (experiment=alexnet1..alexnet8)")
     print(sweep_sentence(runs, args.margin))
-    where = progress.progress(runs)
-    if where is not None:
-        print(progress.describe(where, relative_to=out_dir))
+    unfinished = progress.describe(runs)
+    if unfinished is not None:
+        print(unfinished)
     print(f"wrote {out_dir / 'results.csv'} (effects: {out_dir / 'effects.md'})", file=sys.stderr)
     return 0
 

@@ -3,7 +3,7 @@ Kept free of optuna: Hydra imports this with every plugin at every start of ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from omegaconf import MISSING, OmegaConf
@@ -13,172 +13,59 @@ SAMPLERS = "optuna.samplers"
 PRUNERS = "optuna.pruners"
 
 
+INT, FLOAT, BOOL = (int | None, None), (float | None, None), (bool | None, None)  # typed, null
+
+
+def _config(target: str, **options: Any) -> type:
+    """A structured config of `target`: each option typed by its default, or (type, default)."""
+    return make_dataclass(target.rsplit(".", 1)[-1] + "Config", [("_target_", str, target), *(
+        (name, *value) if isinstance(value, tuple) else
+        (name, Any if value is None else type(value), value) for name, value in options.items())])
+
+
 # Samplers: the official plugin's configs key for key (its defaults, e.g. TPE's constant_liar).
-
-@dataclass
-class TPESamplerConfig:
-    _target_: str = f"{SAMPLERS}.TPESampler"
-    seed: int | None = None
-    consider_prior: bool | None = None
-    prior_weight: float | None = None
-    consider_magic_clip: bool | None = None
-    consider_endpoints: bool | None = None
-    n_startup_trials: int = 10
-    n_ei_candidates: int = 24
-    multivariate: bool = False
-    group: bool = False
-    warn_independent_sampling: bool | None = None
-    constant_liar: bool = False
-    constraints_func: Any = None
-
-
-@dataclass
-class RandomSamplerConfig:
-    _target_: str = f"{SAMPLERS}.RandomSampler"
-    seed: int | None = None
-
-
-@dataclass
-class GridSamplerConfig:
-    """Partial: given its grid (every choice/range value) when the search starts."""
-
-    _target_: str = f"{SAMPLERS}.GridSampler"
-    _partial_: bool = True
-    seed: int | None = None
-
-
-@dataclass
-class CmaEsSamplerConfig:
-    _target_: str = f"{SAMPLERS}.CmaEsSampler"
-    seed: int | None = None
-    x0: dict[str, Any] | None = None
-    sigma0: float | None = None
-    n_startup_trials: int = 1
-    independent_sampler: Any = None
-    warn_independent_sampling: bool = True
-    consider_pruned_trials: bool = False
-    restart_strategy: Any = None
-    popsize: int | None = None
-    inc_popsize: int = -1
-    use_separable_cma: bool = False
-    with_margin: bool = False
-    lr_adapt: bool = False
-    source_trials: Any = None
-
-
-@dataclass
-class NSGAIISamplerConfig:
-    _target_: str = f"{SAMPLERS}.NSGAIISampler"
-    seed: int | None = None
-    population_size: int = 50
-    mutation_prob: float | None = None
-    mutation: Any = None
-    crossover: Any = None
-    crossover_prob: float = 0.9
-    swapping_prob: float = 0.5
-    constraints_func: Any = None
-
-
-@dataclass
-class NSGAIIISamplerConfig(NSGAIISamplerConfig):
-    _target_: str = "alexnet.search.samplers.nsgaiii"  # (its reference points: lists to an array)
-    reference_points: list[list[float]] | None = None
-    dividing_parameter: int = 3
-
-
-@dataclass
-class MOTPESamplerConfig:
-    _target_: str = "alexnet.search.samplers.motpe_removed"
-
-
-@dataclass
-class GPSamplerConfig:
-    _target_: str = f"{SAMPLERS}.GPSampler"
-    seed: int | None = None
-    independent_sampler: Any = None
-    n_startup_trials: int = 10
-    deterministic_objective: bool = False
-    constraints_func: Any = None
-    warn_independent_sampling: bool = True
-
-
-@dataclass
-class QMCSamplerConfig:
-    _target_: str = f"{SAMPLERS}.QMCSampler"
-    seed: int | None = None
-    qmc_type: str = "sobol"
-    scramble: bool = False
-    independent_sampler: Any = None
-    warn_asynchronous_seeding: bool = True
-    warn_independent_sampling: bool = True
-
-
+NSGAII = dict(seed=INT, population_size=50, mutation_prob=FLOAT, mutation=None, crossover=None,
+              crossover_prob=0.9, swapping_prob=0.5, constraints_func=None)
+SAMPLER_CONFIGS = {
+    "tpe": _config(f"{SAMPLERS}.TPESampler", seed=INT, consider_prior=BOOL, prior_weight=FLOAT,
+                   consider_magic_clip=BOOL, consider_endpoints=BOOL, n_startup_trials=10,
+                   n_ei_candidates=24, multivariate=False, group=False,
+                   warn_independent_sampling=BOOL, constant_liar=False, constraints_func=None),
+    "random": _config(f"{SAMPLERS}.RandomSampler", seed=INT),
+    "grid": _config(f"{SAMPLERS}.GridSampler", _partial_=True, seed=INT),  # (its grid: at start)
+    "cmaes": _config(f"{SAMPLERS}.CmaEsSampler", seed=INT, x0=None, sigma0=FLOAT,
+                     n_startup_trials=1, independent_sampler=None, warn_independent_sampling=True,
+                     consider_pruned_trials=False, restart_strategy=None, popsize=INT,
+                     inc_popsize=-1, use_separable_cma=False, with_margin=False, lr_adapt=False,
+                     source_trials=None),
+    "nsgaii": _config(f"{SAMPLERS}.NSGAIISampler", **NSGAII),
+    "nsgaiii": _config("alexnet.search.samplers.nsgaiii", **NSGAII, reference_points=None,
+                       dividing_parameter=3),  # (its reference points: lists to an array)
+    "motpe": _config("alexnet.search.samplers.motpe_removed"),
+    "gp": _config(f"{SAMPLERS}.GPSampler", seed=INT, independent_sampler=None, n_startup_trials=10,
+                  deterministic_objective=False, constraints_func=None,
+                  warn_independent_sampling=True),
+    "qmc": _config(f"{SAMPLERS}.QMCSampler", seed=INT, qmc_type="sobol", scramble=False,
+                   independent_sampler=None, warn_asynchronous_seeding=True,
+                   warn_independent_sampling=True),
+}
 # Pruners (ours), Optuna's defaults; a run asks its pruner through alexnet.search.trial.report().
-
-@dataclass
-class NopPrunerConfig:
-    _target_: str = f"{PRUNERS}.NopPruner"
-
-
-@dataclass
-class MedianPrunerConfig:
-    _target_: str = f"{PRUNERS}.MedianPruner"
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 0
-    interval_steps: int = 1
-    n_min_trials: int = 1
-
-
-@dataclass
-class PercentilePrunerConfig:
-    _target_: str = f"{PRUNERS}.PercentilePruner"
-    percentile: float = MISSING
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 0
-    interval_steps: int = 1
-    n_min_trials: int = 1
-
-
-@dataclass
-class SuccessiveHalvingPrunerConfig:
-    _target_: str = f"{PRUNERS}.SuccessiveHalvingPruner"
-    min_resource: Any = "auto"  # steps before the first rung, or auto
-    reduction_factor: int = 4
-    min_early_stopping_rate: int = 0
-    bootstrap_count: int = 0  # trials that must reach a rung before any is promoted past it
-
-
-@dataclass
-class HyperbandPrunerConfig:
-    _target_: str = f"{PRUNERS}.HyperbandPruner"
-    min_resource: int = 1
-    max_resource: Any = "auto"  # the steps a trial gets, or auto (learned from a finished trial)
-    reduction_factor: int = 3
-    bootstrap_count: int = 0
-
-
-@dataclass
-class ThresholdPrunerConfig:
-    _target_: str = f"{PRUNERS}.ThresholdPruner"
-    lower: float | None = None
-    upper: float | None = None
-    n_warmup_steps: int = 0
-    interval_steps: int = 1
-
-
-@dataclass
-class PatientPrunerConfig:
-    _target_: str = f"{PRUNERS}.PatientPruner"
-    wrapped_pruner: Any = None
-    patience: int = MISSING
-    min_delta: float = 0.0
-
-
-@dataclass
-class WilcoxonPrunerConfig:
-    _target_: str = f"{PRUNERS}.WilcoxonPruner"
-    p_threshold: float = 0.1
-    n_startup_steps: int = 2
+STEPS = dict(n_startup_trials=5, n_warmup_steps=0, interval_steps=1, n_min_trials=1)
+PRUNER_CONFIGS = {
+    "none": _config(f"{PRUNERS}.NopPruner"),
+    "median": _config(f"{PRUNERS}.MedianPruner", **STEPS),
+    "percentile": _config(f"{PRUNERS}.PercentilePruner", percentile=(float, MISSING), **STEPS),
+    "successive_halving": _config(f"{PRUNERS}.SuccessiveHalvingPruner", min_resource=(Any, "auto"),
+                                  reduction_factor=4, min_early_stopping_rate=0,
+                                  bootstrap_count=0),
+    "hyperband": _config(f"{PRUNERS}.HyperbandPruner", min_resource=1, max_resource=(Any, "auto"),
+                         reduction_factor=3, bootstrap_count=0),
+    "threshold": _config(f"{PRUNERS}.ThresholdPruner", lower=FLOAT, upper=FLOAT, n_warmup_steps=0,
+                         interval_steps=1),
+    "patient": _config(f"{PRUNERS}.PatientPruner", wrapped_pruner=None, patience=(int, MISSING),
+                       min_delta=0.0),
+    "wilcoxon": _config(f"{PRUNERS}.WilcoxonPruner", p_threshold=0.1, n_startup_steps=2),
+}
 
 
 @dataclass
@@ -202,15 +89,6 @@ class OptunaSweeperConf:
     metric_names: Any = None  # the objective values' names (Optuna's metric names), or null
 
 
-SAMPLER_CONFIGS = {"tpe": TPESamplerConfig, "random": RandomSamplerConfig,
-                   "grid": GridSamplerConfig, "cmaes": CmaEsSamplerConfig,
-                   "nsgaii": NSGAIISamplerConfig, "nsgaiii": NSGAIIISamplerConfig,
-                   "motpe": MOTPESamplerConfig, "gp": GPSamplerConfig, "qmc": QMCSamplerConfig}
-PRUNER_CONFIGS = {"none": NopPrunerConfig, "median": MedianPrunerConfig,
-                  "percentile": PercentilePrunerConfig,
-                  "successive_halving": SuccessiveHalvingPrunerConfig,
-                  "hyperband": HyperbandPrunerConfig, "threshold": ThresholdPrunerConfig,
-                  "patient": PatientPrunerConfig, "wilcoxon": WilcoxonPrunerConfig}
 # Not `optuna`: Hydra would match an app's optuna.yaml against it; the _ hides it from --help.
 DEFAULTS_NAME = "_optuna_defaults"
 

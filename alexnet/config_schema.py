@@ -18,46 +18,16 @@ class Choice(str, Enum):
         return self.value
 
 
-class Keep(Choice):
-    """What stays of a finished run's checkpoint."""
-
-    weights = "weights"  # model.pt, the weights alone
-    full = "full"  # checkpoint.pt: weights, optimizer, RNG states
-    best = "best"  # model.pt; a sweep keeps it only for its best run
-    none = "none"  # no weights
+def _choices(name: str, *values: str) -> Any:
+    return Choice(name, {value: value for value in values})
 
 
-class Mode(Choice):
-    auto = "auto"  # higher is better, except for losses (alexnet/scores.py)
-    max = "max"
-    min = "min"
-
-
-class Monitor(Choice):
-    """The metrics.csv columns early stopping can watch."""
-
-    auto = "auto"  # the run's objective (alexnet/scores.py)
-    test_acc = "test_acc"
-    test_loss = "test_loss"
-    test_f1 = "test_f1"
-    test_top5 = "test_top5"
-    train_loss = "train_loss"
-    val_acc = "val_acc"  # these need data.val_split
-    val_loss = "val_loss"
-    val_f1 = "val_f1"
-    val_top5 = "val_top5"
-
-
-class Pipeline(Choice):
-    tensor = "tensor"  # the whole split on the device, batched augmentation
-    torchvision = "torchvision"  # PIL transforms in a DataLoader, as the notebook did
-
-
-class Autocast(Choice):
-    auto = "auto"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
+Keep = _choices("Keep", "weights", "full", "best", "none")  # what stays of a finished run's weights
+Mode = _choices("Mode", "auto", "max", "min")  # auto: higher is better, but for losses
+Monitor = _choices("Monitor", "auto", "test_acc", "test_loss", "test_f1", "test_top5", "train_loss",
+                   "val_acc", "val_loss", "val_f1", "val_top5")  # (val_*: need data.val_split)
+Pipeline = _choices("Pipeline", "tensor", "torchvision")  # (alexnet/data/pipelines.py)
+Autocast = _choices("Autocast", "auto", "bf16", "fp16", "fp32")
 
 
 @dataclass

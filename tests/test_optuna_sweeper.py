@@ -23,11 +23,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from alexnet.search.launchers import in_batches, jobs_at_once
+from alexnet.launch.placement import jobs_at_once
 from alexnet.search.samplers import continuing_seed
 from alexnet.search.space import as_override, parse_space
-from alexnet.search.sweeper import FailureRate
-from hydra_plugins.alexnet_sweeps.parallel_launcher import ParallelLauncher
+from alexnet.search.sweeper import FailureRate, in_batches
 
 APPS = Path(__file__).parent / "apps"
 
@@ -460,9 +459,9 @@ def test_the_failure_rate_is_judged_per_block_of_n_jobs_in_launch_order():
 def test_the_failure_blocks_are_as_many_jobs_as_the_launcher_runs_at_once():
     """Our parallel launcher's n_jobs null (one per GPU slot, 2 without a GPU) is what it runs,
     not one; other launchers are read from their config, as joblib's and submitit's say it."""
-    here = ParallelLauncher(jobs_per_gpu=3)
-    assert jobs_at_once(OmegaConf.create({"n_jobs": None}), here) == here.jobs_at_once() >= 2
-    assert jobs_at_once(OmegaConf.create({"n_jobs": 4}), ParallelLauncher(n_jobs=4)) == 4
+    parallel = "hydra_plugins.alexnet_sweeps.parallel_launcher.ParallelLauncher"
+    assert jobs_at_once(OmegaConf.create({"_target_": parallel, "n_jobs": None})) >= 2
+    assert jobs_at_once(OmegaConf.create({"_target_": parallel, "n_jobs": 4})) == 4
     assert jobs_at_once(OmegaConf.create({"n_jobs": 3})) == 3
     assert jobs_at_once(OmegaConf.create({"array_parallelism": 5})) == 5
     assert jobs_at_once(OmegaConf.create({})) == 1

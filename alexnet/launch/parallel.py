@@ -22,7 +22,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
-from alexnet.launch.placement import cores, slots_for
+from alexnet.launch.placement import cores, jobs_at_once
 from alexnet.resume.stop import GracefulStop, Stop, by_signal, lost
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ class Unit:
     configs: list[DictConfig]  # each job's composed sweep config (its run dir: runtime.output_dir)
     process: multiprocessing.process.BaseProcess
     results: Connection  # the launcher's end of the process's pipe
-
-
-def jobs_at_once(n_jobs: int | None, jobs_per_gpu: int = 1, at_most: int | None = None) -> int:
-    """null: one per GPU slot (2 without a GPU); negative as joblib reads it; capped at `at_most`."""
-    count = slots_for(jobs_per_gpu) if n_jobs is None else int(n_jobs)
-    if count < 0:
-        count = max(1, cores() + 1 + count)
-    return max(1, min(count, at_most or sys.maxsize))
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
@@ -111,7 +103,7 @@ def run_units(launcher: Any,
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    n_jobs = jobs_at_once(launcher.n_jobs, launcher.jobs_per_gpu, at_most)
+    n_jobs = min(jobs_at_once(config.hydra.launcher), at_most or sys.maxsize)
     log.info("Launching jobs, %d at a time, each in its own process, sweep output dir : %s",
              n_jobs, sweep_dir)
     threads = str(max(1, cores() // n_jobs))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from omegaconf import DictConfig
 
@@ -52,6 +52,19 @@ def slots_for(jobs_per_gpu: int) -> int:
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def jobs_at_once(launcher: Any) -> int:
+    """Jobs a launcher (by its config) runs at a time: our launchers' n_jobs (null: a GPU slot each,
+    or 2 without a GPU), joblib's (negative: from the cores), submitit's array_parallelism; else 1."""
+    get = (launcher or {}).get
+    n_jobs = get("n_jobs")
+    if n_jobs is None and places_gpu_slots(launcher):
+        n_jobs = slots_for(int(get("jobs_per_gpu") or 1))
+    if isinstance(n_jobs, int):
+        return n_jobs if n_jobs > 0 else max(1, cores() + 1 + n_jobs)
+    parallelism = get("array_parallelism")
+    return int(parallelism) if isinstance(parallelism, int) and parallelism > 0 else 1
 
 
 def threads_for(requested: int | None, launcher: DictConfig) -> int | None:

@@ -15,11 +15,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from alexnet.files import OutputError
-from alexnet.launch.placement import LOCKS_DIR
+from alexnet.launch.placement import LOCKS_DIR, jobs_at_once
 from alexnet.locks import label, private_folder, try_lock
 from alexnet.results.planned import planned_jobs
 from alexnet.run.progress import Position
-from alexnet.search.launchers import jobs_at_once
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet.files import write_text_atomic
+from alexnet.launch.placement import jobs_at_once
 from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.resume.stop import JobLost, Stop
-from alexnet.search import launchers
 from alexnet.search import trial as trials
 from alexnet.search.samplers import missing_packages, reseeded
 from alexnet.search.space import SettingError, Space, parse_space, refuse
@@ -262,8 +262,8 @@ class Search:
         finished = sum(t.state.is_finished() for t in existing)
         to_ask = max(0, n_trials - finished - len(rerun))
         launcher = self.sweeper.launcher
-        self.streamed = streamed = launchers.streams(launcher)
-        places = launchers.jobs_at_once(self.config.hydra.get("launcher"), launcher)
+        self.streamed = streamed = streams(launcher)
+        places = jobs_at_once(self.config.hydra.get("launcher"))
         at_once = min(settings.n_jobs or places, places) if streamed else settings.n_jobs or places
         self.failures = FailureRate(settings.max_failure_rate, at_once)
         log.info("%d trials finished, %d to run again, %d to ask for; %s at a time", finished,
@@ -276,8 +276,8 @@ class Search:
         if streamed:
             ended = launcher.run_each(itertools.chain(again, new), at_most=settings.n_jobs)
         else:  # (the reruns' batches end before the first new trial is asked for)
-            ended = (done for part in (launchers.in_batches(launcher, again, at_once),
-                                       launchers.in_batches(launcher, new, at_once))
+            ended = (done for part in (in_batches(launcher, again, at_once),
+                                       in_batches(launcher, new, at_once))
                      for done in part)
         with contextlib.closing(ended):  # (an error here stops the launcher's jobs cleanly)
             for number, ret in ended:
@@ -429,3 +429,31 @@ class FailureRate:
                       len(outcomes), self.allowed)
             return failed[0]
         return None
+
+
+def streams(launcher: Any) -> bool:
+    return bool(getattr(type(launcher), "streams_jobs", False)) and \
+        callable(getattr(launcher, "run_each", None))
+
+
+def in_batches(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], size: int
+               ) -> Iterator[tuple[int, JobReturn]]:
+    """`size` jobs at a time, numbers consecutive (Hydra numbers a batch from its first); a job is read
+    only when its batch forms, so the next batch is chosen knowing how the one before ended."""
+    batch: list[tuple[int, Sequence[str]]] = []
+
+    def launched() -> list[tuple[int, JobReturn]]:
+        returns = launcher.launch([overrides for _, overrides in batch],
+                                  initial_job_idx=batch[0][0])
+        numbers = [number for number, _ in batch]
+        batch.clear()
+        return list(zip(numbers, returns, strict=True))
+
+    for number, overrides in jobs:
+        if batch and batch[-1][0] + 1 != number:
+            yield from launched()
+        batch.append((number, overrides))
+        if len(batch) == size:
+            yield from launched()
+    if batch:
+        yield from launched()

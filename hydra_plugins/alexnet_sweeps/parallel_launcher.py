@@ -42,12 +42,6 @@ class ParallelLauncher(Launcher):
               config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
-    def jobs_at_once(self) -> int:
-        """Jobs run side by side, for a sweeper to size its batches by."""
-        from alexnet.launch.parallel import jobs_at_once
-
-        return jobs_at_once(self.n_jobs, self.jobs_per_gpu)
-
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
         from alexnet.launch.parallel import launch

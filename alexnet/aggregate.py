@@ -20,7 +20,7 @@ from pathlib import Path
 from alexnet.results import progress
 from alexnet.results.effects import sweep_sentence
 from alexnet.results.report import aggregate, newest_sweep
-from alexnet.run.liveness import MISSED_BEATS
+from alexnet.run.record import MISSED_BEATS
 
 EXAMPLE = """examples:
   python -m alexnet.aggregate                          # the sweep under outputs/sweeps started last

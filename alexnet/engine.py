@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from alexnet.metrics import EvalAccumulator, Predictions
-from alexnet.run.bars import bar
+from alexnet.run.progress import bar
 
 Batch = tuple[Tensor, Tensor]
 # True: a bar named after the pass; False: none; or a function wrapping batches in the caller's bar.

@@ -32,7 +32,6 @@ from alexnet.metrics import Predictions, superclass_confusion
 from alexnet.models import from_config
 from alexnet.resume import checkpoint
 from alexnet.resume.stop import GracefulStop, by_signal
-from alexnet.run import bars
 from alexnet.run import progress as run_progress
 from alexnet.run.record import CONFUSION_FILE, RunRecord
 from alexnet.schedules import build_scheduler
@@ -212,7 +211,7 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
         states = [m.parts.state for m in training]
         left = run_progress.time_left(run_progress.measured(training[0].record.epochs),
                                       cfg.epochs - epoch + 1, position)
-        shown = (bars.labelled(run_progress.bar_label(position, epoch, cfg.epochs, len(training)),
+        shown = (run_progress.labelled(run_progress.bar_label(position, epoch, cfg.epochs, len(training)),
                                run_progress.bar_postfix(left, position), line)
                  if cfg.progress else False)
 

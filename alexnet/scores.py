@@ -97,7 +97,7 @@ class Status(str, Enum):
 FINISHED = (Status.completed, Status.diverged, Status.early_stopped, Status.pruned)
 SUCCEEDED = (Status.completed, Status.early_stopped)
 ENDED_WELL = (*SUCCEEDED, Status.pruned)  # a pruned trial is a search working
-LIVE = (Status.waiting, Status.running)  # a process is on it (liveness.py checks it still is)
+LIVE = (Status.waiting, Status.running)  # a process is on it (run/record.py checks it still is)
 
 
 def watched(early_stop: DictConfig, config: Mapping[str, Any]) -> tuple[str, bool]:

@@ -21,8 +21,7 @@ from alexnet.results.plots import (
     superclass_heatmap,
 )
 from alexnet.results.report import aggregate, newest_sweep, notebook_table
-from alexnet.run.liveness import RUN_LOCK
-from alexnet.run.record import RunRecord
+from alexnet.run.record import RUN_LOCK, RunRecord
 from cifar_files import CLASSES, make_split
 from helpers import run_cli
 

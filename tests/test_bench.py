@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from alexnet import speed
-from alexnet.bench.sections import bench_epoch, bench_pipeline, bench_train_227, training_config
-from alexnet.bench.timing import alternate
+from alexnet.bench.sections import alternate, bench_epoch, bench_pipeline, bench_train_227, training_config
 from alexnet.data.cifar import load_cifar100
 
 CPU = torch.device("cpu")

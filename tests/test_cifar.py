@@ -3,8 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from alexnet.data.cifar import DataError, load_cifar100
-from alexnet.data.safe_pickle import UnsafePickleError, load_restricted
+from alexnet.data.cifar import DataError, UnsafePickleError, load_cifar100, load_restricted
 from cifar_files import CLASSES, SUPERCLASSES, dump, make_split, write_cifar
 from conftest import SHARED_DATA
 

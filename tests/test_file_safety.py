@@ -16,7 +16,7 @@ import pytest
 from alexnet.launch.placement import default_slots_dir, hold_slot, one_at_a_time
 from alexnet.locks import UnsafeLockPath, is_locked, try_lock
 from alexnet.resume.run_dir import RunDirConflict, plan
-from alexnet.run.liveness import RUN_LOCK
+from alexnet.run.record import RUN_LOCK
 
 ANOTHER_USER = 65534  # nobody
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")

@@ -22,8 +22,7 @@ import pyte
 from omegaconf import OmegaConf
 
 from alexnet.launch.position import take_line
-from alexnet.run.bars import GAP, bar
-from alexnet.run.progress import Position, TimeLeft, duration, measured, time_left, told, where
+from alexnet.run.progress import GAP, Position, TimeLeft, bar, duration, measured, time_left, told, where
 from alexnet.run.record import RunRecord
 from helpers import fit, tiny_config, train
 

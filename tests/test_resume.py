@@ -24,8 +24,7 @@ from alexnet.results.report import results_table
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
 from alexnet.resume.stop import GracefulStop, Stop
-from alexnet.run.liveness import RUN_LOCK, boot_id, effective_status
-from alexnet.run.record import RunRecord
+from alexnet.run.record import RUN_LOCK, RunRecord, boot_id, effective_status
 from helpers import StopAtSafePoint, fit, metrics_without_timings, start, train, wait_for_epochs
 
 

@@ -25,10 +25,10 @@ from alexnet.bench.sections import (
     bench_fused,
     bench_pipeline,
     bench_train_227,
+    cpu_name,
     memory,
     training_config,
 )
-from alexnet.bench.timing import cpu_name
 from alexnet.config_checks import resolve_device
 from alexnet.data.cifar import load_cifar100
 

@@ -1,27 +1,35 @@
-"""The benchmark's comparisons, each timed fairly by alexnet/bench/timing.py."""
+"""The benchmark: fair timing (sides warmed up, then alternated) and its comparisons."""
 
 from __future__ import annotations
 
 import dataclasses
+import platform
 import resource
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from PIL import Image
+from sklearn.metrics import f1_score
 from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
 from alexnet import speed
-from alexnet.bench.notebook import notebook_loader, notebook_test, notebook_train
-from alexnet.bench.timing import alternate, sync, timed
 from alexnet.configs import compose_config
 from alexnet.data.cifar import NUM_CLASSES, Cifar100, Split
 from alexnet.data.pipelines import build_batches
+from alexnet.data.torchvision_pipeline import SplitDataset
 from alexnet.engine import evaluate, train_one_epoch, train_step
 from alexnet.fused import fuse
 from alexnet.launch.placement import cores
 from alexnet.models import build_model
+from alexnet.speed import keep_freed_memory
 
 SECTIONS = ("pipeline", "train", "epoch", "fused")
 
@@ -276,3 +284,104 @@ def memory(device: torch.device, train_images: int) -> dict[str, float]:
     if device.type == "cuda":
         figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return figures
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, work: Callable[[], Any]) -> tuple[float, Any]:
+    sync(device)
+    start = time.perf_counter()
+    result = work()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+@dataclass
+class Alternated:
+    median: dict[str, float]  # each side's median over the timed rounds
+    first: dict[str, float]  # each side's cold first call (the warm-up)
+
+
+def alternate(rounds: int, sides: dict[str, Callable[[], float]],
+              warmup: bool = True) -> Alternated:
+    """Each side's median over `rounds` alternated rounds after a warm-up (none for fresh processes).
+    `notebook...` and `default_allocator` sides run with glibc's default allocator, as the notebook did."""
+    figures: dict[str, list[float]] = {name: [] for name in sides}
+    first: dict[str, float] = {}
+    for round_ in range(rounds + 1 if warmup else rounds):
+        for name, side in sides.items():
+            keep_freed_memory(not name.startswith(("notebook", "default_allocator")))
+            figure = side()
+            if warmup and round_ == 0:
+                first[name] = figure
+            else:
+                figures[name].append(figure)
+    keep_freed_memory(True)
+    return Alternated({name: statistics.median(v) for name, v in figures.items()}, first)
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+class NotebookDataset(SplitDataset):
+    """torchvision's CIFAR100 as the notebook used it: transforms draw from the global generator."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self[index] for index in indices]
+
+
+def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:
+    """The notebook's training input, verbatim: per-image PIL transforms, one process, no shuffling."""
+    transform = T.Compose([
+        T.Resize(230), T.RandomHorizontalFlip(), T.Resize(input_size), T.ToTensor(),
+        T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    ])
+    return DataLoader(NotebookDataset(split, transform), batch_size=batch_size)
+
+
+def notebook_train(loader: Iterable, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   device: torch.device, steps: int | None = None) -> int:
+    """The notebook's train(); returns the images seen."""
+    model.train()
+    seen = 0
+    for step, (x, y) in enumerate(loader):
+        if steps is not None and step == steps:
+            break
+        x, y = x.to(device), y.to(device)
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0:
+            loss.item()  # the notebook printed the loss here
+        seen += len(y)
+    return seen
+
+
+def notebook_test(loader: Iterable, model: nn.Module, device: torch.device) -> float:
+    """The notebook's test() with its per-batch host syncs, accuracy over the true image count."""
+    model.eval()
+    y_true, y_pred, correct, total = [], [], 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            pred = model(x)
+            nn.functional.cross_entropy(pred, y).item()
+            y_true.extend(y.cpu().numpy())
+            y_pred.extend(pred.argmax(1).cpu().numpy())
+            correct += (pred.argmax(1) == y).float().sum().item()
+            total += len(y)
+    f1_score(y_true, y_pred, average="macro")
+    return correct / total

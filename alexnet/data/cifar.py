@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 import pickle
@@ -11,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from alexnet.data.safe_pickle import UnsafePickleError, load_restricted
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +210,39 @@ def _check_stratifiable(count: int, total: int, classes: np.ndarray, sizes: np.n
 def _take(split: Split, index: np.ndarray) -> Split:
     rows = torch.from_numpy(index)
     return Split(split.images[rows], split.labels[rows], split.coarse_labels[rows])
+
+
+# numpy's array-pickling function; its module moved (numpy.core -> numpy._core) across releases.
+_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]
+
+# Every global the official (Python 2) and re-written (Python 3) CIFAR files name; nothing else.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # how Python 3 writes bytes in protocol 2
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle asked for something outside the allow-list (it may have been tampered with)."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits numpy arrays, lists, dicts, strings and numbers; refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refused to load global '{module}.{name}': CIFAR files only hold numpy arrays, "
+                "lists, dicts, strings and numbers"
+            ) from None
+
+
+def load_restricted(path: Path) -> Any:
+    """Unpickle `path` with the allow-list; latin1 decodes Python 2 strings and numpy buffers."""
+    with open(path, "rb") as f:
+        return RestrictedUnpickler(f, encoding="latin1").load()

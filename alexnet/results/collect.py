@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 from alexnet.hyperparameters import dotted, is_hyperparameter
 from alexnet.results.planned import planned_jobs
-from alexnet.run.liveness import effective_status
-from alexnet.run.record import METRICS_FILE, RESULTS_FILE, DamagedRecord, read_summary
+from alexnet.run.record import METRICS_FILE, RESULTS_FILE, DamagedRecord, effective_status, read_summary
 from alexnet.scores import Status
 
 NOT_RUNS = frozenset({"mlflow-artifacts", "mlruns"})  # MLflow's stores: copies of records, not runs

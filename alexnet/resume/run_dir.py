@@ -15,8 +15,15 @@ from alexnet.files import OutputError
 from alexnet.hyperparameters import differences, hyperparameters
 from alexnet.locks import is_locked, label, try_lock
 from alexnet.resume import checkpoint
-from alexnet.run.liveness import RUN_LOCK, heartbeat_fresh, same_kernel, slurm_job
-from alexnet.run.record import DamagedRecord, epochs_on_record, read_summary
+from alexnet.run.record import (
+    RUN_LOCK,
+    DamagedRecord,
+    epochs_on_record,
+    heartbeat_fresh,
+    read_summary,
+    same_kernel,
+    slurm_job,
+)
 from alexnet.scores import FINISHED, LIVE
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from alexnet import extras
-from alexnet.configs import CONFIG_MODULE
+from alexnet.configs import CONFIG_MODULE, refusal
 from alexnet.resume.stop import Stop, refused, resume_command
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -27,7 +26,7 @@ def run(entry_point: Callable[[], Any]) -> None:
         if signal.getsignal(sig) is not signal.SIG_IGN:  # (nohup: a hang-up stops nothing)
             signal.signal(sig, _stop_here)
     try:
-        missing = extras.refusal(argv, CONFIG_MODULE)
+        missing = refusal(argv, CONFIG_MODULE)
         if missing is not None:  # (Hydra would fail composing it, not saying what to install)
             raise refused(missing)
         sys.argv[1:] = multirun_config_request(argv)

@@ -26,8 +26,7 @@ from alexnet.data.pipelines import Batches, build_batches
 from alexnet.engine import EpochProgress, autocast, evaluate, train_one_epoch
 from alexnet.files import OutputError
 from alexnet.fused import detach, fuse
-from alexnet.launch.placement import Placement, one_at_a_time
-from alexnet.launch.position import terminal_line, this_job
+from alexnet.launch.placement import Placement, one_at_a_time, terminal_line, this_job
 from alexnet.metrics import Predictions, superclass_confusion
 from alexnet.models import from_config
 from alexnet.resume import checkpoint

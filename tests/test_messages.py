@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from alexnet import extras, scores
+from alexnet import configs as extras
+from alexnet import scores
 from alexnet.results.collect import collect
 from alexnet.results.effects import sweep_sentence
 from helpers import CPU_ONLY, records, run_cli, start, train

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from alexnet.launch.placement import jobs_at_once
-from alexnet.search.samplers import continuing_seed
+from alexnet.search.config import continuing_seed
 from alexnet.search.space import as_override, parse_space
 from alexnet.search.sweeper import FailureRate, in_batches
 

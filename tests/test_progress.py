@@ -21,7 +21,7 @@ import pandas as pd
 import pyte
 from omegaconf import OmegaConf
 
-from alexnet.launch.position import take_line
+from alexnet.launch.placement import take_line
 from alexnet.run.progress import GAP, Position, TimeLeft, bar, duration, measured, time_left, told, where
 from alexnet.run.record import RunRecord
 from helpers import fit, tiny_config, train
@@ -190,7 +190,7 @@ def test_bars_on_their_own_lines_keep_log_lines_whole():
 def test_each_parallel_job_takes_the_first_free_line_and_a_killed_one_frees_it(tmp_path):
     folder = tmp_path / ".locks"
     holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom pathlib import Path\n"
-                               "from alexnet.launch.position import take_line\n"
+                               "from alexnet.launch.placement import take_line\n"
                                f"handle, line = take_line(Path({str(folder)!r})); print(line, flush=True)\n"
                                "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -3,8 +3,9 @@ Kept free of optuna: Hydra imports this with every plugin at every start of ever
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import MISSING, OmegaConf
 
@@ -39,9 +40,9 @@ SAMPLER_CONFIGS = {
                      inc_popsize=-1, use_separable_cma=False, with_margin=False, lr_adapt=False,
                      source_trials=None),
     "nsgaii": _config(f"{SAMPLERS}.NSGAIISampler", **NSGAII),
-    "nsgaiii": _config("alexnet.search.samplers.nsgaiii", **NSGAII, reference_points=None,
+    "nsgaiii": _config("alexnet.search.config.nsgaiii", **NSGAII, reference_points=None,
                        dividing_parameter=3),  # (its reference points: lists to an array)
-    "motpe": _config("alexnet.search.samplers.motpe_removed"),
+    "motpe": _config("alexnet.search.config.motpe_removed"),
     "gp": _config(f"{SAMPLERS}.GPSampler", seed=INT, independent_sampler=None, n_startup_trials=10,
                   deterministic_objective=False, constraints_func=None,
                   warn_independent_sampling=True),
@@ -123,3 +124,49 @@ def directions(objective: Any, val_split: Any) -> str | list[str]:
     found = ["maximize" if scores.higher_is_better(name) else "minimize"
              for name in objective_names(objective, val_split)]
     return found[0] if len(found) == 1 else found
+
+
+# The packages a sampler imports only when it first samples: checked before any trial.
+NEEDS = {"CmaEsSampler": ("cmaes",), "GPSampler": ("torch", "scipy")}
+
+
+def motpe_removed(*args: Any, **kwargs: Any) -> NoReturn:
+    from alexnet.search.space import refuse
+
+    refuse("The 'motpe' sampler was removed in Optuna 4.0. Use 'hydra/sweeper/sampler=tpe' "
+           "instead. TPESampler now handles multi-objective optimization.")
+
+
+def nsgaiii(reference_points: list[list[float]] | None = None, **options: Any) -> Any:
+    """optuna.samplers.NSGAIIISampler, its reference points given as lists in the config."""
+    import numpy as np
+    import optuna
+
+    points = None if reference_points is None else np.asarray(reference_points, dtype=float)
+    return optuna.samplers.NSGAIIISampler(reference_points=points, **options)
+
+
+def missing_packages(sampler: Any) -> list[str]:
+    needed = NEEDS.get(type(sampler).__name__, ())
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def continuing_seed(seed: int, trials_before: int) -> int:
+    """The configured seed for a new study; for a later start another one, fixed by both arguments."""
+    if trials_before == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, trials_before]).generate_state(1)[0])
+
+
+def reseeded(config: Any, built: Any, trials_before: int) -> Any:
+    """`built`, or for a seeded sampler continuing a study the same one with its continuing seed.
+    QMC keeps its seed: its sequence goes on by itself from the point count the study keeps."""
+    import optuna
+    from hydra.utils import instantiate
+
+    seed = config.get("seed") if config is not None else None
+    if seed is None or trials_before == 0 or isinstance(built, optuna.samplers.QMCSampler):
+        return built
+    return instantiate(config, seed=continuing_seed(int(seed), trials_before))

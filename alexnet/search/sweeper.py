@@ -25,7 +25,7 @@ from alexnet.launch.placement import jobs_at_once
 from alexnet.results.planned import MULTIRUN_FILE
 from alexnet.resume.stop import JobLost, Stop
 from alexnet.search import trial as trials
-from alexnet.search.samplers import missing_packages, reseeded
+from alexnet.search.config import missing_packages, reseeded
 from alexnet.search.space import SettingError, Space, parse_space, refuse
 from alexnet.search.study import (
     COMMAND_ATTR,

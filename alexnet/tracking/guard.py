@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from alexnet.extras import NEEDS
+from alexnet.configs import NEEDS
 from alexnet.run.record import RunRecord
 
 log = logging.getLogger(__name__)

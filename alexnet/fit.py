@@ -195,6 +195,9 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
         position = dataclasses.replace(position, at_once=position.at_once * len(members))
     line = terminal_line(position, members[0].hydra) if cfg.progress else None
     model, training = None, []
+    for m in members:  # (killed after its last epoch's checkpoint, before its ending was recorded)
+        if m.status is None and len(m.record.epochs) >= m.cfg.epochs:
+            _finish(m, Status.completed, data)
     while True:
         for m in _training(members):
             if scores.should_stop(m.record.epochs, m.cfg.early_stop, m.record.summary["config"]):

@@ -339,6 +339,17 @@ def test_a_restart_without_its_checkpoint_leaves_each_epoch_once(learnable_cifar
     assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1, 2]
 
 
+def test_a_run_killed_after_its_last_checkpoint_is_completed_by_the_same_command(
+        learnable_cifar_root, tmp_path):
+    """A kill -9 while it drew its pictures: its last epoch is saved, its ending is not."""
+    cfg = tiny_config(learnable_cifar_root, "epochs=1", "data.train_subset=64", "checkpoint.keep=full")
+    fit(cfg, new_record(cfg, tmp_path))
+    record = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**record, "status": "running"}))
+    assert resume(cfg, tmp_path, checkpoint.load_latest(tmp_path)) == "completed"
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1]
+
+
 def test_a_torn_checkpoint_falls_back_to_the_one_before_it(learnable_cifar_root, tmp_path, caplog):
     cfg = tiny_config(learnable_cifar_root, "epochs=2", "data.train_subset=192")
     fit(cfg, new_record(cfg, tmp_path / "reference"))

@@ -97,7 +97,7 @@ def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(slower_
     command says how to resume, and that command gives each run the uninterrupted group's metrics."""
     def sweep(out: Path) -> list[str]:
         return ["-m", "hydra/launcher=fused", "seed=0,1", "epochs=2", "batch_size=16",
-                "model=alexnet_cifar", "data.train_subset=256", "torch_threads=1",
+                "model=alexnet_cifar", "data.train_subset=128", "torch_threads=1",
                 f"data.root={slower_cifar_root}", "data.download=false", "progress=false",
                 f"hydra.sweep.dir={out}"]
 

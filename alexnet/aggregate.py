@@ -29,8 +29,7 @@ EXAMPLE = """examples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alexnet.aggregate", description=__doc__,
-                                     epilog=EXAMPLE,
+    parser = argparse.ArgumentParser(prog="python -m alexnet.aggregate", description=__doc__, epilog=EXAMPLE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="*", type=Path,
                         help="sweep dirs, run dirs, or parents of many (default: newest sweep)")
@@ -42,16 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the effects' equivalence margin, in the score's units (default: "
                              "the runs' report.margin, 0.01)")
     parser.add_argument("--stale-after", type=float, default=None, metavar="S",
-                        help="report a `running` run of another machine whose heartbeat is older "
-                             f"than S seconds as stale (default: {MISSED_BEATS} of its "
-                             "heartbeat_s); a run of this machine whose trainer no longer holds "
-                             "its run dir's lock is stale at once")
+                        help="report a `running` run of another machine whose heartbeat is older than S "
+                             f"seconds as stale (default: {MISSED_BEATS} of its heartbeat_s); a run of this "
+                             "machine whose trainer no longer holds its run dir's lock is stale at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         roots = args.dirs or [newest_sweep()]
-        missing = [str(d) for d in roots if not d.is_dir()]
-        if missing:
+        if missing := [str(d) for d in roots if not d.is_dir()]:
             raise FileNotFoundError(f"not a directory: {', '.join(missing)}")
         out_dir = args.out or (roots[0] if len(roots) == 1 else None)
         if out_dir is None:
@@ -67,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison.read_text() if comparison.is_file() else
               "no run here is one of the notebook's experiments (experiment=alexnet1..alexnet8)")
     print(sweep_sentence(runs, args.margin))
-    unfinished = progress.describe(runs)
-    if unfinished is not None:
+    if (unfinished := progress.describe(runs)) is not None:
         print(unfinished)
     print(f"wrote {out_dir / 'results.csv'} (effects: {out_dir / 'effects.md'})", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from alexnet.configs import config_label
 from alexnet.results.planned import sweep_overrides
@@ -79,10 +79,6 @@ def report_sweep(sweep_dir: Path) -> list[Run] | None:
     return runs
 
 
-def succeeded(runs: list[Run] | None) -> bool:
-    return runs is not None and all(run.status in ENDED_WELL for run in runs)
-
-
 def compact_table(runs: list[Run], sweep_dir: Path) -> str:
     """results.md's ranking, narrowed for a terminal to the keys that tell runs apart and the scores."""
     import math
@@ -115,8 +111,7 @@ def compact_table(runs: list[Run], sweep_dir: Path) -> str:
     if len(table) > TABLE_ROWS:
         lines.append(f"... and {len(table) - TABLE_ROWS} more")
     tied = list(table.loc[table["score"] == table["score"].iloc[0], "run_dir"]) if len(table) else []
-    said = f"; runs {', '.join(map(str, tied))} tie for the best, the first is taken" \
-        if len(tied) > 1 else ""
+    said = f"; runs {', '.join(map(str, tied))} tie for the best, the first is taken" if len(tied) > 1 else ""
     lines.append(f"(best first by {score}{said}; every column: {sweep_dir / 'results.md'})")
     return "\n".join(lines)
 
@@ -173,6 +168,7 @@ class Checks(Callback):
         from alexnet.config_checks import ConfigError, check_swept_keys, validate
         from alexnet.data.cifar import DataError, fetch
         from alexnet.hyperparameters import identity
+        from alexnet.launch.placement import launcher_class
         from alexnet.results.planned import jobs_of, original_command, planned_jobs, write_planned
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -182,15 +178,16 @@ class Checks(Callback):
             validate(config)
         except ConfigError as err:
             raise refused(str(err)) from None
-        _check_launcher(config.hydra.launcher)
+        check = getattr(launcher_class(config.hydra.launcher), "check_settings", None)
+        if check is not None:  # (SLURM's: before anything is read or submitted)
+            check(OmegaConf.to_container(config.hydra.launcher, resolve=True))
         jobs = jobs_of(config, GlobalHydra.instance().config_loader())
         earlier = planned_jobs(sweep_dir)
         if earlier is not None and jobs is not None \
                 and [identity(job) for job in earlier] != [identity(job) for job in jobs]:
-            raise Stop(
-                f"{sweep_dir} holds another sweep (it planned other jobs). To resume it, rerun the "
-                f"command it was made with:\n  {original_command(sweep_dir)}\nFor a new sweep, "
-                "give a new hydra.sweep.dir.", exit_code=2)
+            raise Stop(f"{sweep_dir} holds another sweep (it planned other jobs). To resume it, rerun the "
+                       f"command it was made with:\n  {original_command(sweep_dir)}\nFor a new sweep, give a "
+                       "new hydra.sweep.dir.", exit_code=2)
         if not sweep_varies(config, "data"):
             try:
                 fetch(config.data.root, config.data.download)
@@ -207,7 +204,7 @@ class Checks(Callback):
         runs = report_sweep(sweep_dir)
         if runs and config.checkpoint.keep == "best":
             keep_best_weights(runs)
-        ended_well = succeeded(runs)
+        ended_well = runs is not None and all(run.status in ENDED_WELL for run in runs)
         _track_sweep(config, lambda mlflow, settings: mlflow.finish_sweep_run(
             settings, sweep_dir, ended_well))
         unfinished = [run for run in runs or [] if run.status in RESUMABLE]
@@ -218,17 +215,6 @@ class Checks(Callback):
                        output_dir=sweep_dir, reported=True)
         if not ended_well:
             raise SystemExit(1)
-
-
-def _check_launcher(launcher: DictConfig) -> None:
-    """Before anything is read or submitted, where the launcher has `check_settings` (SLURM)."""
-    from omegaconf import OmegaConf
-
-    from alexnet.launch.placement import launcher_class
-
-    check = getattr(launcher_class(launcher), "check_settings", None)
-    if check is not None:
-        check(OmegaConf.to_container(launcher, resolve=True))
 
 
 def _track_sweep(config: DictConfig, act: Callable[[ModuleType, DictConfig], None]) -> None:

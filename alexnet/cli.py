@@ -11,6 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+
 from alexnet.configs import CONFIG_MODULE, refusal
 from alexnet.resume.stop import Stop, refused, resume_command
 
@@ -49,9 +53,6 @@ def _stop_here(signum: int, frame: Any) -> None:
 
 def _sweep_under_way() -> str | None:
     """The begun multirun's sweep dir, which a stop between its runs resumes."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     sweep_dir = str(HydraConfig.get().sweep.dir)
@@ -65,15 +66,13 @@ def _end(stop: Stop, argv: list[str], multirun: bool) -> None:
     if stop.refused:
         print(f"error: {stop.reason}", file=sys.stderr)
         sys.exit(stop.exit_code)
-    if multirun and stop.output_dir is not None and Path(stop.output_dir).is_dir() \
-            and not stop.reported:
+    if multirun and stop.output_dir is not None and Path(stop.output_dir).is_dir() and not stop.reported:
         from alexnet.callbacks import report_sweep
 
         report_sweep(Path(stop.output_dir))
     print(f"stopped: {stop.reason}", file=sys.stderr)
     if stop.output_dir is not None:
-        print(f"Resume it with:\n  {resume_command(argv, stop.output_dir, multirun)}",
-              file=sys.stderr)
+        print(f"Resume it with:\n  {resume_command(argv, stop.output_dir, multirun)}", file=sys.stderr)
     sys.exit(stop.exit_code)
 
 
@@ -90,8 +89,6 @@ def multirun_config_request(argv: list[str]) -> list[str]:
 
 def _sweeps_values(argv: list[str]) -> bool:
     """`a=1,2`, `glob(...)`, `range(...)`."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

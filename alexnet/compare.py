@@ -26,8 +26,7 @@ EXAMPLE = """example (a sweep with seeds first):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alexnet.compare", description=__doc__,
-                                     epilog=EXAMPLE,
+    parser = argparse.ArgumentParser(prog="python -m alexnet.compare", description=__doc__, epilog=EXAMPLE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs, run dirs, or parents of many")
     parser.add_argument("--by", required=True, help="the hyperparameter whose two values to compare")
@@ -50,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     first, second = result.values
-    said = (f"{result.metric}: {args.by}={first} minus {args.by}={second} = "
-            f"{result.difference:+.4f}")
+    said = f"{result.metric}: {args.by}={first} minus {args.by}={second} = {result.difference:+.4f}"
     sizes = f"{result.test}, n = {result.n[0]} vs {result.n[1]}"
     if not result.judged:
         print(f"{said}, {sizes}: cannot judge: {result.cannot_judge}")

@@ -24,12 +24,9 @@ class ConfigError(ValueError):
 
 
 def _check_positive_int(key: str, value: Any, example: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value <= 0:
+    if not (value is None and allow_none) and value <= 0:
         allowed = "a positive integer" + (" or null" if allow_none else "")
-        raise ConfigError(f"{key}={value!r} is not allowed: it must be {allowed}, "
-                          f"e.g. {key}={example}")
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be {allowed}, e.g. {key}={example}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,15 +72,13 @@ def validate(cfg: DictConfig) -> None:
                           f"data.val_split={max(1, training // 10)}")
     _check_scheduler(cfg.scheduler)
     if cfg.data.num_workers < 0:
-        raise ConfigError(f"data.num_workers={cfg.data.num_workers!r}: must be >= 0, e.g. "
-                          "data.num_workers=0")
+        raise ConfigError(f"data.num_workers={cfg.data.num_workers!r}: must be >= 0, e.g. data.num_workers=0")
     _check_speed(cfg.speed)
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name={cfg.model.name!r}: choose one of {sorted(MODELS)}")
     _check_positive_int("model.input_size", cfg.model.input_size, 227)
     if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.model.dropout!r}: must be in [0, 1), e.g. "
-                          "model.dropout=0.5")
+        raise ConfigError(f"model.dropout={cfg.model.dropout!r}: must be in [0, 1), e.g. model.dropout=0.5")
     if cfg.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr!r} is not allowed: it must be > 0, "
                           "e.g. optimizer.lr=0.01")
@@ -93,14 +88,12 @@ def validate(cfg: DictConfig) -> None:
     _check_augmentation(cfg.augmentation, cfg.model.input_size)
     _check_resume(cfg)
     _check_objective(cfg)
-    _check_launch(cfg)
+    _check_positive_int("torch_threads", cfg.torch_threads, 2, allow_none=True)
 
 
 def _known(node: Any) -> set[str] | None:
     """A block's schema keys; None where any key may be added (an Any-typed block)."""
-    if not dataclasses.is_dataclass(node):
-        return None
-    return {f.name for f in dataclasses.fields(node)}
+    return {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else None
 
 
 def _unknown(key: str, known: set[str], prefix: str = "") -> ConfigError:
@@ -118,16 +111,11 @@ def _check_known_keys(cfg: DictConfig) -> None:
             continue
         if key not in known:
             raise _unknown(str(key), known)
-        block = _known(_block_schema(str(key)))
+        block = _known(config_schema.ConfigSchema.__dataclass_fields__[str(key)].default_factory)
         if block is not None and isinstance(cfg[key], DictConfig):
             for inner in cfg[key]:
                 if inner not in block:
                     raise _unknown(str(inner), block, f"{key}.")
-
-
-def _block_schema(key: str) -> Any:
-    default = config_schema.ConfigSchema.__dataclass_fields__[key].default_factory
-    return default if dataclasses.is_dataclass(default) else None
 
 
 def check_swept_keys(cfg: DictConfig, overrides: Sequence[Any]) -> None:
@@ -154,10 +142,6 @@ def _check_scheduler(scheduler: DictConfig | None) -> None:
                           "e.g. scheduler.warmup_epochs=1")
     if scheduler.get("every_epochs") is not None:
         _check_positive_int("scheduler.every_epochs", scheduler.every_epochs, 5)
-
-
-def _check_launch(cfg: DictConfig) -> None:
-    _check_positive_int("torch_threads", cfg.torch_threads, 2, allow_none=True)
 
 
 def _check_objective(cfg: DictConfig) -> None:
@@ -188,10 +172,8 @@ def _check_resume(cfg: DictConfig) -> None:
 
 def _check_augmentation(aug: DictConfig, input_size: int) -> None:
     if aug.crop and aug.resize < input_size:
-        raise ConfigError(
-            f"augmentation.resize={aug.resize!r} with crop=true: must be an integer >= "
-            f"model.input_size ({input_size}), e.g. augmentation.resize={input_size + 3}"
-        )
+        raise ConfigError(f"augmentation.resize={aug.resize!r} with crop=true: must be an integer >= "
+                          f"model.input_size ({input_size}), e.g. augmentation.resize={input_size + 3}")
     for key in ("mean", "std"):
         if len(aug[key]) != 3:
             raise ConfigError(f"augmentation.{key} must hold 3 values (R, G, B), got {list(aug[key])}")

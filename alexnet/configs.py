@@ -9,10 +9,14 @@ import importlib.util
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet import config_schema  # noqa: F401 - registers the schemas the configs start from
@@ -54,9 +58,6 @@ def config_label(hydra_config: DictConfig) -> str:
 
 def groups(*parents: str) -> str:
     """`group: option, option` a line for `parents` and their subgroups, as Hydra's --help lists."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.object_type import ObjectType
-
     loader = GlobalHydra.instance().config_loader()
 
     def below(group: str) -> list[str]:
@@ -68,19 +69,13 @@ def groups(*parents: str) -> str:
     def options(group: str) -> list[str]:  # (a leading _ marks a schema, not a choice)
         return sorted(o for o in loader.get_group_options(group) if not o.startswith("_"))
 
-    return "\n".join(f"{group}: {', '.join(options(group))}"
-                     for parent in parents for group in below(parent))
+    return "\n".join(f"{group}: {', '.join(options(group))}" for parent in parents for group in below(parent))
 
 
 def register() -> None:
     for name, resolver in (("alexnet_groups", groups), ("alexnet_extras", listing)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
-
-
-
-if TYPE_CHECKING:
-    from hydra.core.override_parser.types import Override
 
 
 @dataclass(frozen=True)
@@ -99,8 +94,7 @@ class Need:
 SEARCH = Need("optuna", "optuna", "alexnet-sweeps[search]")
 SUBMITIT = Need("hydra-submitit-launcher", "hydra_plugins.hydra_submitit_launcher",
                 "alexnet-sweeps[launchers]")
-JOBLIB = Need("hydra-joblib-launcher", "hydra_plugins.hydra_joblib_launcher",
-              "alexnet-sweeps[launchers]")
+JOBLIB = Need("hydra-joblib-launcher", "hydra_plugins.hydra_joblib_launcher", "alexnet-sweeps[launchers]")
 MLFLOW = Need("mlflow", "mlflow", "alexnet-sweeps[mlflow]")
 TENSORBOARD = Need("tensorboard", "tensorboard", "alexnet-sweeps[tensorboard]")
 # (group, option) -> what choosing it needs (pyproject.toml's extras; tests check they match).
@@ -132,8 +126,6 @@ def refusal(argv: Sequence[str], config_module: str) -> str | None:
     missing = {need for needs in NEEDS.values() for need in needs if not importable(need.module)}
     if not missing:
         return None
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         parsed = OverridesParser.create().parse_overrides(
             [a for a in argv if "=" in a and not a.startswith("-")])
@@ -157,8 +149,7 @@ def _message(group: str, option: str, need: Need, chosen_by: str | None = None) 
     return f"{group}={option}{by} needs {need.package}, which is not installed: {need.command}"
 
 
-def _first_missing(chosen: Iterable[tuple[str, str]], missing: set[Need]
-                   ) -> tuple[str, str, Need] | None:
+def _first_missing(chosen: Iterable[tuple[str, str]], missing: set[Need]) -> tuple[str, str, Need] | None:
     for group, option in chosen:
         for need in NEEDS.get((group, option), ()):
             if need in missing:
@@ -183,10 +174,6 @@ def command_line_choices(parsed: Sequence[Override]) -> list[tuple[str, str]]:
 
 def default_choices(overrides: Sequence[str], config_module: str) -> list[tuple[str, str]]:
     """(group, option) chosen by the defaults lists, loading no values; [] where Hydra will complain."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     try:
         with initialize_config_module(config_module=config_module, version_base="1.3"):
             defaults = GlobalHydra.instance().config_loader().compute_defaults_list(

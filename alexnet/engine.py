@@ -56,10 +56,8 @@ def train_step(model: nn.Module, inputs: Sequence[Tensor], targets: Sequence[Ten
                label_smoothing: Sequence[float] = ()) -> list[Tensor]:
     """One loss summed over the runs, so each run's gradients are its own; losses stay unsynced."""
     with autocast(inputs[0], autocast_dtype):
-        losses = [nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
-                  for logits, y, smoothing in zip(model(inputs), targets,
-                                                  label_smoothing or [0.0] * len(targets),
-                                                  strict=True)]
+        losses = [nn.functional.cross_entropy(logits, y, label_smoothing=smoothing) for logits, y, smoothing
+                  in zip(model(inputs), targets, label_smoothing or [0.0] * len(targets), strict=True)]
     total = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
     model.zero_grad(set_to_none=True)
     for optimizer in optimizers:
@@ -111,9 +109,8 @@ def train_one_epoch(model: nn.Module, batches: Sequence[Iterable[Batch]],
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Sequence[Iterable[Batch]], num_classes: int,
-             device: torch.device, progress: ShowProgress = True,
-             autocast_dtype: torch.dtype | None = None, split: str = "test", *,
+def evaluate(model: nn.Module, batches: Sequence[Iterable[Batch]], num_classes: int, device: torch.device,
+             progress: ShowProgress = True, autocast_dtype: torch.dtype | None = None, split: str = "test", *,
              predictions: Sequence[Predictions] | None = None) -> list[tuple[dict[str, float], Tensor]]:
     """Each run's split metrics and confusion matrix; fills `predictions` when given."""
     model.eval()
@@ -128,5 +125,4 @@ def evaluate(model: nn.Module, batches: Sequence[Iterable[Batch]], num_classes: 
     for accumulator, kept in zip(accumulators, predictions or [], strict=False):
         found = accumulator.predictions()
         kept.predicted, kept.confidence = found.predicted, found.confidence
-    return [(accumulator.compute(split), accumulator.confusion_matrix())
-            for accumulator in accumulators]
+    return [(accumulator.compute(split), accumulator.confusion_matrix()) for accumulator in accumulators]

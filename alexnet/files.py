@@ -98,8 +98,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 def append_line(path: Path, text: str) -> None:
     """Append to a log-like file (metrics.csv), never through a symbolic link; OutputError if refused."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         with open(fd, "a", newline="") as f:
             f.write(text)
     except OSError as err:

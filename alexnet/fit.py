@@ -84,8 +84,7 @@ def take_device(placement: Placement, speed_cfg: DictConfig,
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     for record in records:
-        record.set_device(describe(device), torch_threads=torch.get_num_threads(),
-                          device_slot=placement.slot)
+        record.set_device(describe(device), torch_threads=torch.get_num_threads(), device_slot=placement.slot)
     settings = speed.resolve(speed_cfg, device)
     if settings.keep_freed_memory:
         speed.keep_freed_memory()
@@ -94,8 +93,7 @@ def take_device(placement: Placement, speed_cfg: DictConfig,
 
 def load_data(cfg: DictConfig) -> Cifar100:
     """A group's runs share the same images."""
-    data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset,
-                         cfg.data.test_subset)
+    data = load_cifar100(cfg.data.root, cfg.data.download, cfg.data.train_subset, cfg.data.test_subset)
     if cfg.data.val_split is None:
         return data
     train, val = hold_out(data.train, cfg.data.val_split, cfg.data.val_seed)
@@ -104,12 +102,10 @@ def load_data(cfg: DictConfig) -> Cifar100:
 
 def build_training(cfg: DictConfig, data: Cifar100, device: torch.device,
                    settings: speed.SpeedSettings) -> Training:
-    batches = {name: build_batches(split, cfg, name == "train", device, settings)
-               for name, split in (("train", data.train), ("test", data.test), ("val", data.val))
-               if split is not None}
+    batches = {name: build_batches(split, cfg, name == "train", device, settings) for name, split in
+               (("train", data.train), ("test", data.test), ("val", data.val)) if split is not None}
     network = from_config(cfg.model).to(device, memory_format=settings.memory_format)
-    optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(),
-                                        _convert_="all")
+    optimizer = hydra.utils.instantiate(cfg.optimizer, params=network.parameters(), _convert_="all")
     scheduler = (build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer,
                                  len(batches["train"]), cfg.epochs) if cfg.scheduler else None)
     state = checkpoint.TrainingState(network, optimizer, settings.grad_scaler(device),
@@ -126,8 +122,7 @@ def _own_generators(device: torch.device) -> dict[str, torch.Generator]:
     return found
 
 
-def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
-                batch_size: int) -> torch.nn.Module:
+def group_model(members: Sequence[Member], settings: speed.SpeedSettings, batch_size: int) -> torch.nn.Module:
     """A run alone is compiled or CUDA-graphed when asked; the global generators take over its own."""
     networks = [m.parts.state.model for m in members]
     if len(members) > 1:
@@ -138,8 +133,11 @@ def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
         dropout = "device" if "device" in members[0].generators else "torch"
         return fuse(networks, [m.generators[dropout] for m in members])
     alone = members[0]
-    if alone.grouped:  # the last of its group: its own weights, and the global generators go on
-        _set_global(alone.generators, next(networks[0].parameters()).device)  # from its own
+    if alone.grouped:  # the last of its group: its own weights, and the global generators go on from its own
+        device = next(networks[0].parameters()).device
+        torch.set_rng_state(alone.generators["torch"].get_state())
+        if "device" in alone.generators:
+            torch.get_device_module(device).set_rng_state(alone.generators["device"].get_state(), device)
         detach(networks[0])
         alone.grouped = False
     sample = speed.probe_batch(next(iter(alone.parts.test_batches))[0], batch_size)
@@ -151,15 +149,8 @@ def group_model(members: Sequence[Member], settings: speed.SpeedSettings,
     return fuse([speed.prepare_model(networks[0], settings, probe, batch_size)], [])
 
 
-def _set_global(generators: dict[str, torch.Generator], device: torch.device) -> None:
-    torch.set_rng_state(generators["torch"].get_state())
-    if "device" in generators:
-        torch.get_device_module(device).set_rng_state(generators["device"].get_state(), device)
-
-
 def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> None:
-    """Trains same-shaped members at one point of training to their ends; raises Stop on a stop
-    signal, their checkpoints saved at the step reached."""
+    """Trains same-shaped members at one point of training to their ends; a stop signal saves, raises Stop."""
     cfg = members[0].cfg
     device, settings = take_device(placement, cfg.speed, [m.record for m in members])
     startup = (one_at_a_time(placement.startup_lock) if placement.startup_lock is not None
@@ -229,9 +220,8 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
                     _save(m, m.record.epochs, device, state)
             raise by_signal(sig, f"in epoch {epoch}", saved=mid_pass or epoch > 1)
 
-        trained = train_one_epoch(model, [s.train_batches for s in states],
-                                  [s.optimizer for s in states], device, shown,
-                                  settings.autocast_dtype, states[0].scaler,
+        trained = train_one_epoch(model, [s.train_batches for s in states], [s.optimizer for s in states],
+                                  device, shown, settings.autocast_dtype, states[0].scaler,
                                   resume=[m.in_progress for m in training], on_step=safe_point,
                                   schedulers=[s.scheduler for s in states],
                                   label_smoothing=[m.cfg.loss.label_smoothing for m in training])
@@ -257,13 +247,11 @@ def _training(members: Sequence[Member]) -> list[Member]:
     return [m for m in members if m.status is None and len(m.record.epochs) < m.cfg.epochs]
 
 
-def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Position,
-                  device: torch.device, data: Cifar100, fine_to_coarse: torch.Tensor,
-                  confusion: torch.Tensor) -> None:
+def _record_epoch(m: Member, row: dict[str, Any], position: run_progress.Position, device: torch.device,
+                  data: Cifar100, fine_to_coarse: torch.Tensor, confusion: torch.Tensor) -> None:
     """Logs, checks, checkpoints and records one run's epoch; ends the run where it ends."""
     epoch, epochs = row["epoch"], m.cfg.epochs
-    left = run_progress.time_left(run_progress.measured([*m.record.epochs, row]), epochs - epoch,
-                                  position)
+    left = run_progress.time_left(run_progress.measured([*m.record.epochs, row]), epochs - epoch, position)
     log.info("%s  train_loss %.4f  %stest_loss %.4f  acc %.4f  top5 %.4f  F1 %.4f  %.0f img/s  %s",
              run_progress.where(this_job(m.hydra, epochs), epoch, epochs), row["train_loss"],
              f"val_acc {row['val_acc']:.4f}  " if "val_acc" in row else "", row["test_loss"],
@@ -327,5 +315,4 @@ def _pruned(value: float | None, epoch: int, last: bool, hydra_cfg: DictConfig |
         return False
     from alexnet.search.trial import report  # (optuna only where a search runs)
 
-    return report(float(value), epoch, last=last,
-                  job=(str(hydra_cfg.sweep.dir), int(hydra_cfg.job.num)))
+    return report(float(value), epoch, last=last, job=(str(hydra_cfg.sweep.dir), int(hydra_cfg.job.num)))

@@ -82,10 +82,9 @@ class Fused(nn.Module):
         if isinstance(layer, nn.BatchNorm2d):
             if self.training:
                 layer.num_batches_tracked.add_(1)
-            return F.batch_norm(x, _part(step.running_mean, k, self.k),
-                                _part(step.running_var, k, self.k), _part(step.weight, k, self.k),
-                                _part(step.bias, k, self.k), self.training, layer.momentum,
-                                layer.eps)
+            return F.batch_norm(x, _part(step.running_mean, k, self.k), _part(step.running_var, k, self.k),
+                                _part(step.weight, k, self.k), _part(step.bias, k, self.k), self.training,
+                                layer.momentum, layer.eps)
         return layer(x)  # ReLU, MaxPool2d
 
     def _apply(self, step: nn.Module, group: list[nn.Module], x: Tensor | list[Tensor]) -> Tensor:

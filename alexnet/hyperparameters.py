@@ -51,5 +51,4 @@ def dotted(config: dict[str, Any]) -> dict[str, Any]:
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys, lists as text: what params/hparams can hold."""
-    return {k: v if isinstance(v, bool | int | float | str) else str(v)
-            for k, v in dotted(config).items()}
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in dotted(config).items()}

@@ -19,7 +19,6 @@ from alexnet.files import OutputError
 
 log = logging.getLogger(__name__)
 
-
 # flock's answers where a filesystem has no locks (NFS without a lock manager, some Lustre mounts)
 UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
 PRIVATE_FILE = 0o600
@@ -43,9 +42,8 @@ def _warn_unsupported(path: Path, err: OSError) -> None:
     folder = Path(path).parent.parent
     if folder not in _warned:
         _warned.add(folder)
-        log.warning("%s cannot be locked (%s): this filesystem has no file locks, so only the "
-                    "heartbeat in results.json tells a live run from a dead one here", path,
-                    err.strerror)
+        log.warning("%s cannot be locked (%s): this filesystem has no file locks, so only the heartbeat in "
+                    "results.json tells a live run from a dead one here", path, err.strerror)
 
 
 def _owner_problem(st: os.stat_result) -> str | None:
@@ -72,8 +70,7 @@ def _open(path: Path, folder_fd: int | None = None) -> IO[str]:
         raise OutputError(path, err) from err
     try:
         st = os.fstat(fd)
-        problem = ("it is not a plain file" if not stat.S_ISREG(st.st_mode)
-                   else _owner_problem(st))
+        problem = "it is not a plain file" if not stat.S_ISREG(st.st_mode) else _owner_problem(st)
         if problem:
             raise UnsafeLockPath(path, problem, _REMAKE)
         if st.st_mode & 0o077:  # a lock file of an earlier version (0666): ours, so narrowed

@@ -43,14 +43,10 @@ class EvalAccumulator:
 
     def compute(self, split: str = "test") -> dict[str, float]:
         """Per-image loss, top-1/top-5 accuracy and macro-F1, keyed by split (test_acc, ...)."""
-        confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
+        confusion = self.confusion_matrix()
         count = int(confusion.sum())
-        return {
-            f"{split}_loss": float(self.loss_sum) / count,
-            f"{split}_acc": int(confusion.trace()) / count,
-            f"{split}_top5": int(self.top5_hits) / count,
-            f"{split}_f1": macro_f1(confusion),
-        }
+        return {f"{split}_loss": float(self.loss_sum) / count, f"{split}_acc": int(confusion.trace()) / count,
+                f"{split}_top5": int(self.top5_hits) / count, f"{split}_f1": macro_f1(confusion)}
 
     def confusion_matrix(self) -> Tensor:
         """Rows are true classes, columns predicted classes."""

@@ -11,20 +11,15 @@ from torch import nn
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
           batchnorm: bool = False) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, padding)]
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.ReLU(inplace=True))
-    return layers
+    return [nn.Conv2d(c_in, c_out, kernel, stride, padding), *([nn.BatchNorm2d(c_out)] if batchnorm else []),
+            nn.ReLU(inplace=True)]
 
 
 def _classifier(in_features: int, hidden: int, num_classes: int, dropout: float,
                 logit_relu: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
-    ]
+    layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                               nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                               nn.Linear(hidden, num_classes)]
     if logit_relu:  # the notebook's bug: zeroed negative logits can stall a run at loss ln(100)
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)

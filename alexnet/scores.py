@@ -23,8 +23,7 @@ def objectives(config: Mapping[str, Any]) -> list[str]:
     value = config.get("objective", AUTO)
     names = [value] if isinstance(value, str) or value is None else list(value)
     held_out = (config.get("data") or {}).get("val_split") is not None
-    return [("val_acc" if held_out else "test_acc") if name in (AUTO, None) else str(name)
-            for name in names]
+    return [("val_acc" if held_out else "test_acc") if name in (AUTO, None) else str(name) for name in names]
 
 
 def selection_metric(config: Mapping[str, Any]) -> str:
@@ -59,9 +58,7 @@ def counts(summary: Mapping[str, Any]) -> bool:
 
 def selection_score(summary: Mapping[str, Any]) -> float | None:
     """None where the run's scores do not count."""
-    if not counts(summary):
-        return None
-    return value(summary, selection_metric(summary.get("config") or {}))
+    return value(summary, selection_metric(summary.get("config") or {})) if counts(summary) else None
 
 
 def best(summaries: Sequence[Mapping[str, Any]]) -> int | None:
@@ -109,8 +106,7 @@ def watched(early_stop: DictConfig, config: Mapping[str, Any]) -> tuple[str, boo
     return monitor, higher_is_better(monitor) if mode == AUTO else mode == "max"
 
 
-def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig,
-                config: Mapping[str, Any]) -> bool:
+def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig, config: Mapping[str, Any]) -> bool:
     """A tie is no improvement (as in Lightning and Keras), so a run frozen at one value stops."""
     patience = early_stop.patience
     if patience is None or len(epochs) <= patience:

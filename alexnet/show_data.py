@@ -35,8 +35,7 @@ def to_display(images: torch.Tensor, augmentation: DictConfig) -> torch.Tensor:
     return images.clamp(0, 1).permute(0, 2, 3, 1)
 
 
-def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
-                   path: Path) -> None:
+def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str], path: Path) -> None:
     """Two rows: the stored 32x32 images, and what the network is fed (both as [0, 1] HWC)."""
     count = len(titles)
     fig, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.2), squeeze=False)
@@ -44,8 +43,7 @@ def draw_data_grid(before: torch.Tensor, after: torch.Tensor, titles: list[str],
         for row, (images, name) in enumerate(((before, "stored"), (after, "augmented"))):
             ax = axes[row][column]
             ax.imshow(images[column].numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if row == 0:
                 ax.set_title(title, fontsize="small")
             if column == 0:

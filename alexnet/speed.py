@@ -69,9 +69,7 @@ def supported(dtype: torch.dtype, device: torch.device) -> bool:
 
 def auto_autocast(capability: tuple[int, int] | None) -> str:
     """speed.autocast=auto: bf16 where native, else fp16 on CUDA; fp32 off CUDA (capability None)."""
-    if capability is None:
-        return "fp32"
-    return "bf16" if native_bf16(capability) else "fp16"
+    return "fp32" if capability is None else "bf16" if native_bf16(capability) else "fp16"
 
 
 def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
@@ -87,8 +85,7 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
         requested = auto_autocast(torch.cuda.get_device_capability(device) if cuda else None)
     dtype = DTYPES[requested]
     if dtype is not None and not supported(dtype, device):
-        log.warning("speed.autocast=%s is not supported on %s; training in fp32 instead",
-                    requested, device)
+        log.warning("speed.autocast=%s is not supported on %s; training in fp32 instead", requested, device)
         dtype = None
     compile_model = False if speed.compile == "auto" else bool(speed.compile)
     graphs = False if speed.cuda_graphs == "auto" else bool(speed.cuda_graphs)
@@ -96,34 +93,25 @@ def resolve(speed: DictConfig, device: torch.device) -> SpeedSettings:
         log.warning("speed.cuda_graphs=true needs a CUDA device, not %s; running without", device)
         graphs = False
     keep = not cuda if speed.keep_freed_memory == "auto" else bool(speed.keep_freed_memory)
-    return SpeedSettings(channels_last, dtype, compile_model, str(speed.compile_backend), graphs,
-                         keep)
+    return SpeedSettings(channels_last, dtype, compile_model, str(speed.compile_backend), graphs, keep)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 
 
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") else None  # musl and others: no mallopt
-    except OSError:
-        return None
-
-
 def keep_freed_memory(enabled: bool = True) -> bool:
     """Asks glibc to keep (or return, its default) large freed buffers; False where it is not glibc."""
-    libc = _libc()
-    if libc is None:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    if not hasattr(libc, "mallopt"):  # musl and others: no mallopt
         return False
     mmap_max, trim = (0, 2**31 - 1) if enabled else (_DEFAULT_MMAP_MAX, _DEFAULT_TRIM_THRESHOLD)
     return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
-
-
-log = logging.getLogger(__name__)
 
 
 class FullBatchGraphs(nn.Module):
@@ -160,8 +148,7 @@ def prepare_model(model: nn.Module, settings: SpeedSettings, probe: Callable[[nn
         try:
             if settings.cuda_graphs:
                 compiled: nn.Module = FullBatchGraphs(torch.compile(
-                    model, backend=settings.compile_backend, mode="reduce-overhead"), model,
-                    batch_size or 0)
+                    model, backend=settings.compile_backend, mode="reduce-overhead"), model, batch_size or 0)
             else:
                 compiled = torch.compile(model, backend=settings.compile_backend)
             probe(compiled)

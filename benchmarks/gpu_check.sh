@@ -2,7 +2,7 @@
 # The GPU measurements that benchmarks/RESULTS.md still lacks, as one script for a session that is
 # lent a GPU host (see /work/.library/device and ../shared/gpu/README.md). Most important first;
 # every step under `timeout`, so a slow one cannot eat the lease. Results: $OUT/gpu_check.json
-# (one small JSON), $OUT/gpu.json (the benchmark) and $OUT/gpu_check.log.
+# (one small JSON), $OUT/gpu_fused.json and $OUT/gpu.json (the benchmark) and $OUT/gpu_check.log.
 #
 # Prepare on the development machine (ignored folder .gpu/, named in `carry`):
 #   echo /.gpu/ >> .git/info/exclude && mkdir -p .gpu/wheels
@@ -26,13 +26,23 @@ PY=${PYTHON:-python3}
 WORK=$(mktemp -d)
 if [ "${TINY:-0}" = 1 ]; then  # a dress rehearsal on any machine: tiny data, tiny model
   $PY -c "import sys; sys.path.insert(0, 'tests'); from cifar_files import write_cifar; write_cifar('$WORK/data', 512, 128)"
-  DATA=$WORK/data; SIZE=(model=alexnet_cifar epochs=1); BENCH=(--quick --sections pipeline epoch)
+  DATA=$WORK/data; SIZE=(model=alexnet_cifar epochs=1); BENCH=(--quick --sections pipeline epoch); FUSED=(--quick)
 else
   timeout 120 $PY .gpu/cifar_subset.py --source .gpu/real --out "$WORK/tiled" --tile-train 50000 --tile-test 10000
-  DATA=$WORK/tiled; SIZE=(epochs=3); BENCH=(--sections pipeline train epoch)
+  DATA=$WORK/tiled; SIZE=(epochs=3); BENCH=(--sections pipeline train epoch); FUSED=()
 fi
 COMMON=(data.root="$DATA" data.download=false progress=false)
 
+# 0. hydra/launcher=fused (issue 34): the bench's fused section, then 8 seeds of experiment 7 fused
+#    (one process) vs packed (a process per run); each sweep's wall time goes to sweep_seconds.
+timeout 240 $PY -m alexnet.bench --data-root "$DATA" --sections fused "${FUSED[@]}" --json "$OUT/gpu_fused.json"
+for launcher in fused parallel; do
+  extra=(hydra/launcher=$launcher); [ $launcher = parallel ] && extra+=(hydra.launcher.jobs_per_gpu=8)
+  start=$(date +%s.%N)
+  timeout 300 $PY -m alexnet.train -m experiment=alexnet7 model.logit_relu=false seed=0,1,2,3,4,5,6,7 \
+    "${SIZE[@]}" "${COMMON[@]}" epochs=1 "${extra[@]}" hydra.sweep.dir="$WORK/seeds_$launcher"
+  echo "seeds_$launcher $start $(date +%s.%N)" >> "$WORK/sweep_seconds"
+done
 # 1. Experiment 7 (227x227, batch 32): eager vs CUDA graphs, the same seed, epoch times and img/s.
 for graphs in false true; do
   timeout 240 $PY -m alexnet.train experiment=alexnet7 model.logit_relu=false "${SIZE[@]}" \
@@ -64,7 +74,7 @@ if seconds.is_file():
     summary["notebook_sweep_seconds"] = {
         name: float(end) - float(start)
         for name, start, end in (line.split() for line in seconds.read_text().splitlines())}
-for sweep in sorted(work.glob("notebook_*")):
+for sweep in sorted([*work.glob("notebook_*"), *work.glob("seeds_*")]):
     results = sweep / "results.csv"
     summary[sweep.name + "_results_csv"] = results.read_text().splitlines() if results.is_file() else None
 out.write_text(json.dumps(summary, indent=2) + "\n")

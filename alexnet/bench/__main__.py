@@ -57,17 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"device {figures['device']}  torch {torch.__version__}  threads {figures['threads']}")
     print(f"our speed settings: {settings}")
-    steps = {32: 2, 128: 1} if args.quick and not gpu else {32: 50, 128: 20} if gpu \
-        else {32: 4, 128: 2}
+    steps = {32: 2, 128: 1} if args.quick and not gpu else {32: 50, 128: 20} if gpu else {32: 4, 128: 2}
     images = (50_000, 10_000) if gpu else (1_000, 250) if args.quick else (10_000, 2_000)
     sections = {  # each a comparison whose figures are printed as it ends
-        "pipeline": lambda: bench_pipeline(data.train, device, settings, 2 if args.quick else 6,
-                                           rounds),
+        "pipeline": lambda: bench_pipeline(data.train, device, settings, 2 if args.quick else 6, rounds),
         "train": lambda: {k: v for batch_size, count in steps.items() for k, v in bench_train_227(
             data.train, device, settings, batch_size, count, 2 if args.quick else 3).items()},
         "epoch": lambda: bench_epoch(data, device, settings, *images, 1 if args.quick else 2),
-        "fused": lambda: bench_fused(data, device, settings, 1 if args.quick else 2,
-                                     1 if args.quick else 2,
+        "fused": lambda: bench_fused(data, device, settings, 1 if args.quick else 2, 1 if args.quick else 2,
                                      runs=(1, 2, 4) if args.quick else (1, 2, 4, 8)),
     }
     for name in [s for s in SECTIONS if s in args.sections] + ["memory"]:

@@ -40,8 +40,7 @@ def training_config(*overrides: str) -> DictConfig:
 
 def workers_config(*overrides: str) -> DictConfig:
     """The peer a user would pick instead of the notebook's loader: a DataLoader, a worker per core."""
-    return training_config(*overrides, "data.pipeline=torchvision",
-                           f"data.num_workers={cores()}")
+    return training_config(*overrides, "data.pipeline=torchvision", f"data.num_workers={cores()}")
 
 
 def model_pair(name: str, device: torch.device, settings: speed.SpeedSettings, batch_size: int,
@@ -108,8 +107,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
     theirs = notebook_loader(split, batch_size)
 
     def notebook_side() -> float:
-        seconds, seen = timed(device, lambda: notebook_train(theirs, plain, plain_opt, device,
-                                                             steps))
+        seconds, seen = timed(device, lambda: notebook_train(theirs, plain, plain_opt, device, steps))
         return seen / seconds
 
     def our_side(dtype: torch.dtype | None) -> Callable[[], float]:
@@ -163,12 +161,10 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
         return timed(device, lambda: (notebook_train(their_train, plain, plain_opt, device),
                                       notebook_test(their_test, plain, device)))[0]
 
-    def our_epoch(name: str, dtype: torch.dtype | None = settings.autocast_dtype,
-                  ) -> Callable[[], float]:
+    def our_epoch(name: str, dtype: torch.dtype | None = settings.autocast_dtype) -> Callable[[], float]:
         train_batches, test_batches = inputs[name]
         return lambda: timed(device, lambda: (
-            train_one_epoch(fuse([fast], []), [train_batches], [fast_opt], device, False, dtype,
-                            scaler),
+            train_one_epoch(fuse([fast], []), [train_batches], [fast_opt], device, False, dtype, scaler),
             evaluate(fuse([fast], []), [test_batches], NUM_CLASSES, device, False, dtype)))[0]
 
     def input_only(name: str) -> Callable[[], float]:
@@ -180,15 +176,14 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
         sides["ours_bf16"] = our_epoch("ours", torch.bfloat16)
     result = alternate(rounds, sides).median
     bf16 = {"epoch_small_ours_bf16_s": result["ours_bf16"],
-            "epoch_small_bf16_speedup": result["ours"] / result["ours_bf16"]} \
-        if "ours_bf16" in result else {}
+            "epoch_small_bf16_speedup": result["ours"] / result["ours_bf16"]} if "ours_bf16" in result else {}
     return bf16 | {"epoch_small_notebook_s": result["notebook"], "epoch_small_workers_s": result["workers"],
-            "epoch_small_ours_s": result["ours"],
-            "epoch_small_speedup": result["notebook"] / result["ours"],
-            "epoch_small_speedup_vs_workers": result["workers"] / result["ours"],
-            "epoch_small_train_images": train_images, "epoch_small_test_images": test_images,
-            "epoch_small_notebook_input_share": result["notebook_input"] / result["notebook"],
-            "epoch_small_ours_input_share": result["ours_input"] / result["ours"]}
+                   "epoch_small_ours_s": result["ours"],
+                   "epoch_small_speedup": result["notebook"] / result["ours"],
+                   "epoch_small_speedup_vs_workers": result["workers"] / result["ours"],
+                   "epoch_small_train_images": train_images, "epoch_small_test_images": test_images,
+                   "epoch_small_notebook_input_share": result["notebook_input"] / result["notebook"],
+                   "epoch_small_ours_input_share": result["ours_input"] / result["ours"]}
 
 
 def _group(name: str, runs: int, data: Cifar100, device: torch.device,
@@ -205,15 +200,12 @@ def _group(name: str, runs: int, data: Cifar100, device: torch.device,
     return built
 
 
-def _pass(model: nn.Module, parts: list[Any], device: torch.device,
-          settings: speed.SpeedSettings) -> None:
-    train_one_epoch(model, [p.state.train_batches for p in parts],
-                    [p.state.optimizer for p in parts], device, False, settings.autocast_dtype,
-                    parts[0].state.scaler)
+def _pass(model: nn.Module, parts: list[Any], device: torch.device, settings: speed.SpeedSettings) -> None:
+    train_one_epoch(model, [p.state.train_batches for p in parts], [p.state.optimizer for p in parts], device,
+                    False, settings.autocast_dtype, parts[0].state.scaler)
 
 
-def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any,
-                done: Any) -> None:
+def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any, done: Any) -> None:
     """One packed run in its own process, warmed up, timed from when every process is ready."""
     torch.set_num_threads(threads)
     device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
@@ -255,8 +247,7 @@ def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
             def packed(k: int = k, name: str = name, images: int = images) -> float:
                 ready, done = context.Barrier(k), context.Queue()
                 threads = max(1, cores() // k)
-                workers = [context.Process(target=_packed_run,
-                                           args=(name, i, train, threads, ready, done))
+                workers = [context.Process(target=_packed_run, args=(name, i, train, threads, ready, done))
                            for i in range(k)]
                 for worker in workers:
                     worker.start()
@@ -265,8 +256,7 @@ def bench_fused(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
                     worker.join()
                 return images / (max(end for _, end in spans) - min(begin for begin, _ in spans))
 
-            result = alternate(rounds, {"fused": fused, "sequential": sequential,
-                                        "packed": packed}).median
+            result = alternate(rounds, {"fused": fused, "sequential": sequential, "packed": packed}).median
             for side, value in result.items():
                 figures[f"fused_{name}_k{k}_{side}_img_s"] = value
             figures[f"fused_{name}_k{k}_vs_sequential"] = result["fused"] / result["sequential"]
@@ -305,8 +295,7 @@ class Alternated:
     first: dict[str, float]  # each side's cold first call (the warm-up)
 
 
-def alternate(rounds: int, sides: dict[str, Callable[[], float]],
-              warmup: bool = True) -> Alternated:
+def alternate(rounds: int, sides: dict[str, Callable[[], float]], warmup: bool = True) -> Alternated:
     """Each side's median over `rounds` alternated rounds after a warm-up (none for fresh processes).
     `notebook...` and `default_allocator` sides run with glibc's default allocator, as the notebook did."""
     figures: dict[str, list[float]] = {name: [] for name in sides}
@@ -344,10 +333,8 @@ class NotebookDataset(SplitDataset):
 
 def notebook_loader(split: Split, batch_size: int, input_size: int = 227) -> DataLoader:
     """The notebook's training input, verbatim: per-image PIL transforms, one process, no shuffling."""
-    transform = T.Compose([
-        T.Resize(230), T.RandomHorizontalFlip(), T.Resize(input_size), T.ToTensor(),
-        T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    ])
+    transform = T.Compose([T.Resize(230), T.RandomHorizontalFlip(), T.Resize(input_size), T.ToTensor(),
+                           T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))])
     return DataLoader(NotebookDataset(split, transform), batch_size=batch_size)
 
 

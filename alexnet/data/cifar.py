@@ -65,34 +65,24 @@ def fetch(root: str | Path, download: bool) -> None:
     folder = Path(root).expanduser() / FOLDER
     missing = [name for name in ("train", "test", "meta") if not (folder / name).is_file()]
     if missing and not download:
-        raise DataError(_not_found(folder, missing))
+        raise DataError(f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Point data.root at a "
+                        f"folder that holds {FOLDER}/ (data.root=DIR), or set data.download=true to "
+                        "fetch it.")
     if missing:
         _download(Path(root).expanduser())
 
 
-def _not_found(folder: Path, missing: list[str]) -> str:
-    return (f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Point data.root at a "
-            f"folder that holds {FOLDER}/ (data.root=DIR), or set data.download=true to fetch it.")
-
-
-def load_cifar100(
-    root: str | Path,
-    download: bool = False,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
-) -> Cifar100:
+def load_cifar100(root: str | Path, download: bool = False, train_subset: int | None = None,
+                  test_subset: int | None = None) -> Cifar100:
     """Read `<root>/cifar-100-python/`, downloading it first if asked and absent."""
     folder = Path(root).expanduser() / FOLDER
     fetch(root, download)
     meta = _read_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
     classes = _names(meta, "fine_label_names", NUM_CLASSES, folder / "meta")
     superclasses = _names(meta, "coarse_label_names", NUM_SUPERCLASSES, folder / "meta")
-    return Cifar100(
-        train=_read_split(folder / "train").head(train_subset),
-        test=_read_split(folder / "test").head(test_subset),
-        classes=classes,
-        superclasses=superclasses,
-    )
+    return Cifar100(train=_read_split(folder / "train").head(train_subset),
+                    test=_read_split(folder / "test").head(test_subset),
+                    classes=classes, superclasses=superclasses)
 
 
 def _download(root: Path) -> None:
@@ -105,20 +95,17 @@ def _download(root: Path) -> None:
     had_archive = archive.exists()
     log.info("downloading CIFAR-100 into %s", root)
     try:
-        download_and_extract_archive(
-            CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5
-        )
+        download_and_extract_archive(CIFAR100.url, str(root), filename=CIFAR100.filename,
+                                     md5=CIFAR100.tgz_md5)
     except Exception as err:  # network, disk or checksum: the same advice for each
         if not had_archive:
             archive.unlink(missing_ok=True)
         for level in made:  # (innermost first; a folder holding anything stays)
             with contextlib.suppress(OSError):
                 level.rmdir()
-        raise DataError(
-            f"could not download CIFAR-100 into {root / FOLDER} ({err}). Download "
-            f"{CIFAR100.url} by hand and unpack it there, or set data.root to a folder that "
-            f"already holds {FOLDER}/ and data.download=false."
-        ) from err
+        raise DataError(f"could not download CIFAR-100 into {root / FOLDER} ({err}). Download "
+                        f"{CIFAR100.url} by hand and unpack it there, or set data.root to a folder that "
+                        f"already holds {FOLDER}/ and data.download=false.") from err
 
 
 def _read_dict(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
@@ -127,10 +114,8 @@ def _read_dict(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     except UnsafePickleError as err:
         raise DataError(f"{path} is not a safe CIFAR pickle: {err}") from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
-        raise DataError(
-            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); delete it and "
-            "download again (data.download=true) or copy a good one."
-        ) from err
+        raise DataError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); delete it and "
+                        "download again (data.download=true) or copy a good one.") from err
     if not isinstance(raw, dict):
         raise DataError(f"{path} holds a {type(raw).__name__}, not the dict CIFAR files hold")
     # Python 2 files give str keys under latin1; files re-written by Python 3 may give bytes.
@@ -184,8 +169,7 @@ def hold_out(split: Split, count: int, seed: int) -> tuple[Split, Split]:
     _check_stratifiable(count, len(labels), classes, sizes)
     from sklearn.model_selection import train_test_split  # (seconds to import: only when used)
 
-    keep, val = train_test_split(np.arange(len(labels)), test_size=count, stratify=labels,
-                                 random_state=seed)
+    keep, val = train_test_split(np.arange(len(labels)), test_size=count, stratify=labels, random_state=seed)
     return _take(split, np.sort(keep)), _take(split, np.sort(val))
 
 
@@ -236,10 +220,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
-                f"refused to load global '{module}.{name}': CIFAR files only hold numpy arrays, "
-                "lists, dicts, strings and numbers"
-            ) from None
+            raise UnsafePickleError(f"refused to load global '{module}.{name}': CIFAR files only hold numpy "
+                                    "arrays, lists, dicts, strings and numbers") from None
 
 
 def load_restricted(path: Path) -> Any:

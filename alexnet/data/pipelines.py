@@ -38,8 +38,7 @@ def build_batches(split: Split, cfg: DictConfig, train: bool, device: torch.devi
     if cfg.data.pipeline == "torchvision":
         from alexnet.data import torchvision_pipeline
 
-        return torchvision_pipeline.TorchvisionBatches(split, num_workers=cfg.data.num_workers,
-                                                       **common)
+        return torchvision_pipeline.TorchvisionBatches(split, num_workers=cfg.data.num_workers, **common)
     return tensor_pipeline.TensorBatches(split, dtype=settings.input_dtype,
                                          memory_format=settings.memory_format, **common)
 

@@ -85,16 +85,14 @@ def window_indices(draws: Draws, input_size: int) -> tuple[Tensor, Tensor]:
 
 
 def apply(images: Tensor, draws: Draws, augmentation: DictConfig, input_size: int,
-          dtype: torch.dtype = torch.float32,
-          memory_format: torch.memory_format = torch.contiguous_format,
+          dtype: torch.dtype = torch.float32, memory_format: torch.memory_format = torch.contiguous_format,
           indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """uint8 (N, 3, 32, 32) -> `dtype` (N, 3, input_size, input_size) as R @ image @ C^T: two small
     matmuls, nothing of size `resize` made; normalizing first is exact (rows of R, C sum to 1)."""
     rows_index, cols_index = indices if indices is not None else window_indices(draws, input_size)
     normalize = augmentation.normalize
     scale, shift = _scale_and_shift(tuple(augmentation.mean) if normalize else (),
-                                    tuple(augmentation.std) if normalize else (), dtype,
-                                    images.device)
+                                    tuple(augmentation.std) if normalize else (), dtype, images.device)
     x = torch.addcmul(shift, images.to(dtype), scale)
     size = augmentation.resize if augmentation.crop else input_size
     matrix = resize_matrix(x.shape[-1], size, x.device, dtype)
@@ -114,8 +112,7 @@ class TensorBatches:
     resumes_mid_pass = True
 
     def __init__(self, split: Split, augmentation: DictConfig, input_size: int, batch_size: int,
-                 train: bool, device: torch.device, seed: int,
-                 dtype: torch.dtype = torch.float32,
+                 train: bool, device: torch.device, seed: int, dtype: torch.dtype = torch.float32,
                  memory_format: torch.memory_format = torch.contiguous_format) -> None:
         self.images = split.images.to(device)  # 3 KB per image as uint8: 154 MB for all 50,000
         self.labels = split.labels.to(device)
@@ -136,8 +133,7 @@ class TensorBatches:
         if self._resumed is not None:
             (self._plan, self._next), self._resumed = self._resumed, None
         else:
-            order = (torch.randperm(count, generator=self.generator) if self.train
-                     else torch.arange(count))
+            order = torch.randperm(count, generator=self.generator) if self.train else torch.arange(count)
             draws = draw(count, self.augmentation, self.input_size, self.train, self.generator)
             self._plan, self._next = (order, draws), 0
         order, draws = self._plan[0].to(self.device), self._plan[1].to(self.device)  # once a pass
@@ -146,9 +142,8 @@ class TensorBatches:
             rows = slice(self._next, self._next + self.batch_size)
             self._next = rows.stop
             index = order[rows]
-            yield apply(self.images[index], draws[rows], self.augmentation, self.input_size,
-                        self.dtype, self.memory_format,
-                        (rows_index[rows], cols_index[rows])), self.labels[index]
+            yield apply(self.images[index], draws[rows], self.augmentation, self.input_size, self.dtype,
+                        self.memory_format, (rows_index[rows], cols_index[rows])), self.labels[index]
         self._plan = None  # over only once the consumer asked past its last batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -178,8 +173,7 @@ class TensorBatches:
             return
         seed = int.from_bytes(hashlib.sha256(saved.cpu().numpy().tobytes()).digest()[:8], "little")
         self.generator.manual_seed(seed)
-        log.warning("the checkpoint's input-pipeline generator state is not a CPU generator's "
-                    "(%d bytes: a GPU run's, from before the pipeline drew on the CPU); the pass in "
-                    "progress finishes as saved, the next ones are drawn from a generator seeded "
-                    "from it: the run continues, but not with the draws it would have made",
-                    saved.numel())
+        log.warning("the checkpoint's input-pipeline generator state is not a CPU generator's (%d bytes: "
+                    "a GPU run's, from before the pipeline drew on the CPU); the pass in progress finishes "
+                    "as saved, the next ones are drawn from a generator seeded from it: the run continues, "
+                    "but not with the draws it would have made", saved.numel())

@@ -97,8 +97,7 @@ class TorchvisionBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.loader:
-            yield (images.to(self.device, non_blocking=True),
-                   labels.to(self.device, non_blocking=True))
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
         """The passes' generator: this pipeline cannot save a pass half-way."""
@@ -112,5 +111,4 @@ def augment_batch(images: torch.Tensor, augmentation: DictConfig, input_size: in
                   train: bool = True) -> torch.Tensor:
     """Apply the per-image transforms to a uint8 batch (N, 3, 32, 32): what the network sees."""
     transform = build_transform(augmentation, input_size, train)
-    return torch.stack([transform(Image.fromarray(image)) for image in
-                        images.permute(0, 2, 3, 1).numpy()])
+    return torch.stack([transform(Image.fromarray(image)) for image in images.permute(0, 2, 3, 1).numpy()])

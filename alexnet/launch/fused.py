@@ -36,8 +36,7 @@ def group_key(config: DictConfig) -> tuple[tuple[str, str], ...]:
                         if key.startswith(SPLITS) and not key.startswith(PER_RUN)))
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int) -> list[JobReturn]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's launch: jobs grouped, each group (at most `group_size` runs) in one process; job order."""
     def units(n_jobs: int) -> Iterator[list[tuple[int, Any]]]:
         groups: dict[Any, list[tuple[int, Any]]] = {}
@@ -71,11 +70,13 @@ def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobRetu
         with read_write(task), open_dict(task):
             del task["hydra"]
         if config.hydra.output_subdir is not None:
-            _own_folder(run_dir / str(config.hydra.output_subdir))
+            subdir = run_dir / str(config.hydra.output_subdir)
+            if subdir.is_symlink():  # (ours: never reached through a link planted in its place)
+                subdir.unlink()
+            subdir.mkdir(exist_ok=True)
             for name, node in (("config.yaml", task), ("hydra.yaml", {"hydra": config.hydra}),
                                ("overrides.yaml", config.hydra.overrides.task)):
-                write_text_atomic(run_dir / str(config.hydra.output_subdir) / name,
-                                  OmegaConf.to_yaml(node))
+                write_text_atomic(subdir / name, OmegaConf.to_yaml(node))
         jobs.append((task, config.hydra))
     _log_each_run(configs)
     for config in configs:
@@ -84,9 +85,8 @@ def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobRetu
         values = run_jobs(jobs, stop)
     returns = []
     for config, (task, _), value in zip(configs, jobs, values, strict=True):
-        ret = JobReturn(overrides=list(config.hydra.overrides.task), cfg=task,
-                        hydra_cfg=config, working_dir=os.getcwd(),
-                        task_name=config.hydra.job.name, status=JobStatus.COMPLETED)
+        ret = JobReturn(overrides=list(config.hydra.overrides.task), cfg=task, hydra_cfg=config,
+                        working_dir=os.getcwd(), task_name=config.hydra.job.name, status=JobStatus.COMPLETED)
         ret.return_value = value
         hydra_context.callbacks.on_job_end(config=config, job_return=ret)
         returns.append(ret)
@@ -94,13 +94,6 @@ def run_group(hydra_context: Any, configs: Sequence[DictConfig]) -> list[JobRetu
         raise Stop(f"{stop.signal.name} as the fused runs ended (kept as they ended)",
                    exit_code=stop.exit_code, output_dir=str(configs[0].hydra.sweep.dir))
     return returns
-
-
-def _own_folder(folder: Path) -> None:
-    """A folder of ours in a run dir, never reached through a link planted in its place."""
-    if folder.is_symlink():
-        folder.unlink()
-    folder.mkdir(exist_ok=True)
 
 
 class _OwnLog(logging.FileHandler):
@@ -112,17 +105,6 @@ class _OwnLog(logging.FileHandler):
             path.unlink()
         return open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666),
                     "a", encoding=self.encoding)
-
-
-class _OwnRun(logging.Filter):
-    """A run's log file takes its own lines and the group's, not its siblings'."""
-
-    def __init__(self, run_dir: str) -> None:
-        super().__init__()
-        self.run_dir = run_dir
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "run_dir", self.run_dir) == self.run_dir
 
 
 def _log_each_run(configs: Sequence[DictConfig]) -> None:
@@ -138,5 +120,6 @@ def _log_each_run(configs: Sequence[DictConfig]) -> None:
         handler = _OwnLog(Path(run_dir) / f"{config.hydra.job.name}.log")
         if template is not None:
             handler.setFormatter(template.formatter)
-        handler.addFilter(_OwnRun(run_dir))
+        # (it takes its run's own lines and the group's, not its siblings')
+        handler.addFilter(lambda record, run_dir=run_dir: getattr(record, "run_dir", run_dir) == run_dir)
         root.addHandler(handler)

@@ -53,8 +53,7 @@ class Unit:
     results: Connection  # the launcher's end of the process's pipe
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int) -> list[JobReturn]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's launch: every job, their returns in job order (stops as in `run_each`)."""
     returns = dict(run_each(launcher, enumerate(job_overrides, start=initial_job_idx)))
     return [returns[index] for index in sorted(returns)]
@@ -63,36 +62,29 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
 def run_each(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], at_most: int | None = None
              ) -> Iterator[tuple[int, JobReturn]]:
     """Read `jobs` lazily, one per free place, so a sweeper can choose the next from the results so far."""
-    def units(n_jobs: int) -> Iterator[list[tuple[int, DictConfig | JobReturn]]]:
-        for index, overrides in jobs:
-            yield compose(launcher, index, overrides, n_jobs)
-
-    yield from run_units(launcher, units, at_most)
+    yield from run_units(launcher, lambda n_jobs: (compose(launcher, index, overrides, n_jobs)
+                                                   for index, overrides in jobs), at_most)
 
 
 def compose(launcher: Any, index: int, overrides: Sequence[str], n_jobs: int
             ) -> list[tuple[int, DictConfig | JobReturn]]:
     """The job's config (n_jobs set, to share the cores by), or a FAILED JobReturn if it won't compose."""
-    log.info("\t#%d : %s", index, " ".join(o for o in overrides
-                                            if not o.lstrip("+~").startswith("hydra.")))
+    log.info("\t#%d : %s", index, " ".join(o for o in overrides if not o.lstrip("+~").startswith("hydra.")))
     try:
-        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
-                                                                        list(overrides))
+        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     except Exception as err:
         failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
         failed.return_value = err
         return [(index, failed)]
     with open_dict(config):
-        config.hydra.job.id = index
-        config.hydra.job.num = index
+        config.hydra.job.id = config.hydra.job.num = index
         config.hydra.launcher.n_jobs = n_jobs
         config.hydra.runtime.output_dir = str(
             Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir))
     return [(index, config)]
 
 
-def run_units(launcher: Any,
-              units: Callable[[int], Iterator[list[tuple[int, DictConfig | JobReturn]]]],
+def run_units(launcher: Any, units: Callable[[int], Iterator[list[tuple[int, DictConfig | JobReturn]]]],
               at_most: int | None = None,
               group: Callable[[Any, list[DictConfig]], list[JobReturn]] | None = None
               ) -> Iterator[tuple[int, JobReturn]]:
@@ -165,9 +157,8 @@ def run_units(launcher: Any,
     if stops and not ours and stop.signal is None:
         raise stops[0]  # (another app's job ended the command its own way: as it would alone)
     if stops or stop.signal is not None:
-        first = ours[0] if ours else None
-        reason = stop.signal.name if stop.signal is not None else first.reason
-        code = stop.exit_code if stop.signal is not None else first.exit_code
+        reason = stop.signal.name if stop.signal is not None else ours[0].reason
+        code = stop.exit_code if stop.signal is not None else ours[0].exit_code
         raise Stop(f"{reason}; {len(stops)} running job(s) stopped (at a safe point, or before "
                    "they began), and no new job was started", exit_code=code, output_dir=sweep_dir)
 
@@ -194,8 +185,7 @@ def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
     import cloudpickle
 
     try:
-        kind, value = cloudpickle.loads(unit.results.recv_bytes()) if unit.results.poll() \
-            else (None, None)
+        kind, value = cloudpickle.loads(unit.results.recv_bytes()) if unit.results.poll() else (None, None)
     except (EOFError, OSError):  # its process ended before it could say
         kind, value = None, None
     unit.process.join()
@@ -243,8 +233,7 @@ def _run_unit(task: bytes, results: Connection) -> None:
     with held:
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (one that came meanwhile)
-            hydra_context, configs, task_function, group, singleton_state = \
-                cloudpickle.loads(task)
+            hydra_context, configs, task_function, group, singleton_state = cloudpickle.loads(task)
             setup_globals()
             Singleton.set_state(singleton_state)
             if held.signal is not None:
@@ -252,11 +241,9 @@ def _run_unit(task: bytes, results: Connection) -> None:
             if len(configs) > 1:
                 returns = begin(group, hydra_context, configs)
             else:
-                returns = [run_job(hydra_context=hydra_context, config=configs[0],
-                                   task_function=functools.wraps(task_function)(
-                                       functools.partial(begin, task_function)),
-                                   job_dir_key="hydra.sweep.dir",
-                                   job_subdir_key="hydra.sweep.subdir")]
+                wrapped = functools.wraps(task_function)(functools.partial(begin, task_function))
+                returns = [run_job(hydra_context=hydra_context, config=configs[0], task_function=wrapped,
+                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")]
             outcome = ("returned", returns)
         except BaseException as raised:  # a stop (ours, KeyboardInterrupt, SystemExit), an error
             outcome = ("raised", raised)
@@ -264,8 +251,7 @@ def _run_unit(task: bytes, results: Connection) -> None:
             message = cloudpickle.dumps(outcome)
         except Exception as unpicklable:
             message = cloudpickle.dumps(("raised", RuntimeError(
-                f"the job's outcome could not be sent back: {type(unpicklable).__name__}: "
-                f"{unpicklable}")))
+                f"the job's outcome could not be sent back: {type(unpicklable).__name__}: {unpicklable}")))
         results.send_bytes(message)
 
 

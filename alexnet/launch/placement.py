@@ -103,8 +103,7 @@ def places_gpu_slots(launcher: DictConfig) -> bool:
 
 
 @contextmanager
-def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None,
-           gpus: Sequence[str] | None = None,
+def placed(cfg: DictConfig, launcher: DictConfig, sweep_dir: Path | None, gpus: Sequence[str] | None = None,
            stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Placement]:
     """The job's placement, holding its device slot (if any) until the job ends."""
     threads = threads_for(cfg.torch_threads, launcher)
@@ -136,11 +135,6 @@ def _file_name(gpu: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in gpu)
 
 
-def _checked_from(folder: Path) -> Path:
-    """Where the pool's folder checks begin: the temp dir for the default pool (ours), else the parent."""
-    return Path(tempfile.gettempdir()) if folder == default_slots_dir() else folder.parent
-
-
 @contextmanager
 def hold_slot(folder: Path, gpus: Sequence[str], jobs_per_gpu: int, poll_s: float = 0.2,
               stopped: Callable[[], signal.Signals | None] = lambda: None) -> Iterator[Slot]:
@@ -148,15 +142,16 @@ def hold_slot(folder: Path, gpus: Sequence[str], jobs_per_gpu: int, poll_s: floa
     folder = Path(folder)
     fix = ("GPU slots are not shared between users: use a folder only you can write (chmod go-w, "
            "if it is yours), or another one with launch.slots_dir=<folder>")
-    with private_folder(folder, _checked_from(folder), fix) as folder_fd:
+    # Checked from the temp dir for the default pool (its folders are ours), else from the parent.
+    above = Path(tempfile.gettempdir()) if folder == default_slots_dir() else folder.parent
+    with private_folder(folder, above, fix) as folder_fd:
         handle, slot = _take_slot(folder, folder_fd, gpus, jobs_per_gpu, poll_s, stopped)
     with handle:
         yield slot
 
 
-def _take_slot(folder: Path, folder_fd: int, gpus: Sequence[str], jobs_per_gpu: int,
-               poll_s: float, stopped: Callable[[], signal.Signals | None]
-               ) -> tuple[IO[str], Slot]:
+def _take_slot(folder: Path, folder_fd: int, gpus: Sequence[str], jobs_per_gpu: int, poll_s: float,
+               stopped: Callable[[], signal.Signals | None]) -> tuple[IO[str], Slot]:
     while True:
         for place in range(jobs_per_gpu):
             for index, gpu in enumerate(gpus):

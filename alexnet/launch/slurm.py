@@ -37,10 +37,9 @@ MIN_WORK_S = 60  # the least a run (and its start-up) gets before the earliest s
 def check_settings(params: dict[str, Any]) -> None:
     """Refuse what cannot work before any job is submitted (the sweep's start callback calls it)."""
     if shutil.which("sbatch") is None:
-        raise refused(
-            "hydra/launcher=slurm needs SLURM's commands (sbatch, squeue), and sbatch is not on "
-            "PATH here: run it on the cluster's login node, try it locally with `sudo bash "
-            "tests/slurm/up.sh`, or use hydra/launcher=submitit_local")
+        raise refused("hydra/launcher=slurm needs SLURM's commands (sbatch, squeue), and sbatch is not on "
+                      "PATH here: run it on the cluster's login node, try it locally with `sudo bash "
+                      "tests/slurm/up.sh`, or use hydra/launcher=submitit_local")
     timeout_s = int(params["timeout_min"]) * 60
     delay = int(params.get("signal_delay_s") or 0)
     longest = min(timeout_s // 2, timeout_s - EARLY_SIGNAL_S - MIN_WORK_S)
@@ -49,17 +48,14 @@ def check_settings(params: dict[str, Any]) -> None:
            f"and a time limit of {(EARLY_SIGNAL_S + MIN_WORK_S + MIN_SAVE_S) // 60 + 1} minutes or "
            "more (hydra.launcher.timeout_min)")
     if delay < MIN_SAVE_S:
-        raise refused(
-            f"hydra.launcher.signal_delay_s={delay} leaves a run no time to save its checkpoint "
-            f"before the time limit: give it at least {MIN_SAVE_S} s, {fix}")
+        raise refused(f"hydra.launcher.signal_delay_s={delay} leaves a run no time to save its checkpoint "
+                      f"before the time limit: give it at least {MIN_SAVE_S} s, {fix}")
     if delay > longest:
         earliest = max(0, timeout_s - delay - EARLY_SIGNAL_S)
-        raise refused(
-            f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_s // 60}: SLURM may "
-            f"send that signal up to {EARLY_SIGNAL_S} s early, {earliest} s "
-            "after a run starts (a requeued run signalled while it starts is killed, unsaved). "
-            f"Keep the delay at most half the limit and {EARLY_SIGNAL_S + MIN_WORK_S} s below it, "
-            f"{fix}")
+        raise refused(f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_s // 60}: SLURM may "
+                      f"send that signal up to {EARLY_SIGNAL_S} s early, {earliest} s after a run starts (a "
+                      "requeued run signalled while it starts is killed, unsaved). Keep the delay at most "
+                      f"half the limit and {EARLY_SIGNAL_S + MIN_WORK_S} s below it, {fix}")
     _check_nodes(params, partition_nodes(params.get("partition")))
 
 
@@ -91,20 +87,17 @@ def _check_nodes(params: dict[str, Any], nodes: list[Node]) -> None:
     where = f"partition {params.get('partition') or '(the default)'}"
     gpus = params.get("gpus_per_task") or params.get("gpus_per_node")
     if gpus and all("gpu" not in node.gres for node in nodes):
-        raise refused(
-            f"hydra.launcher.gpus_per_task={gpus}, but {where} has no GPUs (sinfo lists no gres): "
-            "run on its CPUs with hydra.launcher.gpus_per_task=null, or pick a GPU partition "
-            "(sinfo -o '%P %G').")
+        raise refused(f"hydra.launcher.gpus_per_task={gpus}, but {where} has no GPUs (sinfo lists no gres): "
+                      "run on its CPUs with hydra.launcher.gpus_per_task=null, or pick a GPU partition "
+                      "(sinfo -o '%P %G').")
     most_gb = max(node.memory_mb for node in nodes) // 1024
     if params.get("mem_gb") and params["mem_gb"] > most_gb:
-        raise refused(
-            f"hydra.launcher.mem_gb={params['mem_gb']}, but the nodes of {where} have at most "
-            f"{most_gb} GB: ask for less, e.g. hydra.launcher.mem_gb={max(1, most_gb // 2)}.")
+        raise refused(f"hydra.launcher.mem_gb={params['mem_gb']}, but the nodes of {where} have at most "
+                      f"{most_gb} GB: ask for less, e.g. hydra.launcher.mem_gb={max(1, most_gb // 2)}.")
     most_cpus = max(node.cpus for node in nodes)
     if params.get("cpus_per_task") and params["cpus_per_task"] > most_cpus:
-        raise refused(
-            f"hydra.launcher.cpus_per_task={params['cpus_per_task']}, but the nodes of {where} "
-            f"have at most {most_cpus} CPUs: e.g. hydra.launcher.cpus_per_task={most_cpus}.")
+        raise refused(f"hydra.launcher.cpus_per_task={params['cpus_per_task']}, but the nodes of {where} "
+                      f"have at most {most_cpus} CPUs: e.g. hydra.launcher.cpus_per_task={most_cpus}.")
 
 
 def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
@@ -159,9 +152,8 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
         sig = stopped()
         if sig is not None:
             raise Stop(f"{sig.name}: stopped waiting; the jobs go on in SLURM (scancel "
-                       f"{jobs[0].job_id.split('_')[0]} stops them). Rerun the same command once "
-                       "they have ended to collect the table and resume what did not finish.",
-                       exit_code=128 + int(sig))
+                       f"{jobs[0].job_id.split('_')[0]} stops them). Rerun the same command once they have "
+                       "ended to collect the table and resume what did not finish.", exit_code=128 + int(sig))
         now = time.monotonic()
         if now >= next_poll:
             next_poll = now + poll_s
@@ -184,9 +176,8 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
                 continue
             if state == "PENDING" and "held" in reason.lower() and job.job_id not in held_said:
                 held_said.add(job.job_id)
-                log.warning("SLURM job %s is held (%s): the sweep waits for it; scontrol release "
-                            "%s lets it run, scancel %s ends it", job.job_id, reason, job.job_id,
-                            job.job_id)
+                log.warning("SLURM job %s is held (%s): the sweep waits for it; scontrol release %s lets it "
+                            "run, scancel %s ends it", job.job_id, reason, job.job_id, job.job_id)
             if not over:
                 ended_since.pop(index, None)
             elif now - ended_since.setdefault(index, (now, state))[0] >= result_wait_s:
@@ -200,10 +191,9 @@ def wait(jobs: Sequence[Any], poll_s: float, result_wait_s: float, lost_after_s:
 def queue_lost(jobs: Sequence[Any], silent_s: float) -> Stop:
     """squeue has stopped answering (the controller is down or unreachable)."""
     arrays = " ".join(sorted({job.job_id.split("_")[0] for job in jobs}))
-    return Stop(f"squeue has not answered for {silent_s:.0f} s (is slurmctld down?); stopped "
-                f"waiting. The jobs may still run (scancel {arrays} stops them); their runs keep "
-                "their records. Rerun the same command once SLURM answers and they have ended: it "
-                "resumes what did not finish.")
+    return Stop(f"squeue has not answered for {silent_s:.0f} s (is slurmctld down?); stopped waiting. The "
+                f"jobs may still run (scancel {arrays} stops them); their runs keep their records. Rerun the "
+                "same command once SLURM answers and they have ended: it resumes what did not finish.")
 
 
 def _result(job: Any) -> Any:
@@ -218,16 +208,14 @@ def _result(job: Any) -> Any:
 
 def run_dir_of(launcher: Any, overrides: Sequence[str], index: int, job_id: str) -> Path:
     """The run dir Hydra gives job `index` (the sweep dir and subdir, composed as the job does)."""
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
-                                                                    list(overrides))
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(config.hydra.job):
         config.hydra.job.num = index
         config.hydra.job.id = job_id
     return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int) -> list[JobReturn]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """hydra-submitit-launcher's SLURM launch, with the settings checked first and a wait that ends."""
     import submitit
 
@@ -236,16 +224,14 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
                                      slurm_max_num_timeout=params.pop("max_num_timeout"))
     generic = set(OmegaConf.structured(BaseQueueConf).keys())  # taken without a `slurm_` prefix
-    executor.update_parameters(**{k if k in generic else f"slurm_{k}": v
-                                  for k, v in params.items()})
+    executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if "mode" in config.hydra.sweep:
         os.chmod(sweep_dir, mode=int(str(config.hydra.sweep.mode), 8))
     log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
     arguments = []
-    for offset, overrides in enumerate(job_overrides):
-        index = initial_job_idx + offset
+    for index, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info("\t#%d : %s", index, " ".join(filter_overrides(overrides)))
         arguments.append((list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}",
                           Singleton.get_state()))

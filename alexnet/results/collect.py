@@ -50,11 +50,7 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
         for marker in [*root.rglob(RESULTS_FILE), *root.rglob(".hydra")]:
             if not NOT_RUNS.intersection(marker.relative_to(root).parts):
                 found.add(marker.parent)
-    return sorted(found, key=_natural_key)
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in path.parts]
+    return sorted(found, key=lambda path: [int(part) if part.isdigit() else part for part in path.parts])
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +83,7 @@ def read_run(path: Path, stale_after_s: float | None = None) -> Run:
     experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
     if experiment is not None:
         hyperparameters["experiment"] = experiment
-    return Run(path, summary, hyperparameters, metrics, summary["config"].get("notebook"),
-               overrides)
+    return Run(path, summary, hyperparameters, metrics, summary["config"].get("notebook"), overrides)
 
 
 def not_started(path: Path, overrides: list[str]) -> Run:
@@ -126,9 +121,8 @@ def collect(roots: Sequence[Path], stale_after_s: float | None = None) -> Collec
 
 
 # Hyperparameters first in the table, in this order, when they vary.
-LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip",
-           "augmentation.normalize", "optimizer", "optimizer.lr", "batch_size", "epochs",
-           "model.logit_relu", "seed"]
+LEADING = ["experiment", "model.name", "augmentation.crop", "augmentation.flip", "augmentation.normalize",
+           "optimizer", "optimizer.lr", "batch_size", "epochs", "model.logit_relu", "seed"]
 SIGNIFICANT_DIGITS = 3
 
 
@@ -154,9 +148,7 @@ def own_keys(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
 
 def readable(value: Any) -> str:
     """A hyperparameter's value for a person: floats to 3 significant digits."""
-    if isinstance(value, float):
-        return f"{value:.{SIGNIFICANT_DIGITS}g}"
-    return str(value)
+    return f"{value:.{SIGNIFICANT_DIGITS}g}" if isinstance(value, float) else str(value)
 
 
 def natural_order(values: Sequence[Any]) -> list[Any]:

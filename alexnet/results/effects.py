@@ -103,8 +103,7 @@ class Effects:
 
 def knobs(runs: Sequence[Run]) -> list[str]:
     """The varied keys, less seed (a replicate), experiment (a bundle), search bookkeeping and followers."""
-    varying = [k for k in varying_columns(runs)
-               if k not in ("seed", LABEL) and not k.startswith(NOT_KNOBS)]
+    varying = [k for k in varying_columns(runs) if k not in ("seed", LABEL) and not k.startswith(NOT_KNOBS)]
     return own_keys(runs, varying)
 
 
@@ -143,8 +142,7 @@ def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
     effects.replicated = bool((effects.cells["n"] > 1).any())
     main = [f"C({names[f]})" for f in factors]
     pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1:]]
-    full_grid = bool(factors) and len(effects.cells) == math.prod(
-        frame[names[f]].nunique() for f in factors)
+    full_grid = bool(factors) and len(effects.cells) == math.prod(frame[names[f]].nunique() for f in factors)
     interactions = [f"C({names[a]}):C({names[b]})" for a, b in pairs] if full_grid else []
     rhs = " + ".join(main + interactions) or "1"
     design = patsy.dmatrix(rhs, frame, return_type="dataframe")
@@ -153,9 +151,8 @@ def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
         rhs = " + ".join(main) or "1"
         design = patsy.dmatrix(rhs, frame, return_type="dataframe")
     model = _Design(design, names, frame)
-    effects.formula = f"{metric} ~ " + " + ".join(
-        [f"C({f})" for f in factors] + [f"C({a}):C({b})" for a, b in pairs if interactions]) \
-        if factors else f"{metric} ~ 1"
+    named = [f"C({f})" for f in factors] + [f"C({a}):C({b})" for a, b in pairs if interactions]
+    effects.formula = f"{metric} ~ " + (" + ".join(named) or "1")
     fit = _fit(rhs, frame, design, effects)
     for factor in factors:
         effects.levels += _levels(factor, values[factor], frame, model, effects.higher_is_better, fit)
@@ -201,7 +198,6 @@ class _Design:
     def __init__(self, design: pd.DataFrame, names: dict[str, str], frame: pd.DataFrame) -> None:
         self.info = design.design_info
         self.names = names
-        self.frame = frame
         self.cells = settings(frame, names)
         self.rows = self.matrix(self.cells)
         self.null = null_space(self.rows)
@@ -246,8 +242,7 @@ def settings(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 
 def _frame(runs: Sequence[Run], factors: Sequence[str]) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """A row per run (score, seed, experiment, knobs as categoricals f0, f1, ... of their values' text in
-    natural order, None a level), and per knob each level's value."""
+    """Each run's score, seed, experiment and knobs (categoricals f0, f1, ...); each knob's level values."""
     frame = pd.DataFrame({"score": [scores.selection_score(r.summary) for r in runs],
                           "seed": [str(r.hyperparameters.get("seed")) for r in runs],
                           LABEL: [str(r.hyperparameters.get(LABEL)) for r in runs]})
@@ -275,8 +270,7 @@ def _fit(rhs: str, frame: pd.DataFrame, design: pd.DataFrame, effects: Effects) 
         effects.no_interval = "the model leaves no degrees of freedom for the noise"
         return None
     if fit.ssr <= NO_SPREAD ** 2 * len(frame):
-        effects.no_interval = ("every setting's seeds scored exactly alike: there is no noise to "
-                               "judge against")
+        effects.no_interval = "every setting's seeds scored exactly alike: there is no noise to judge against"
         return None
     return fit
 
@@ -289,8 +283,7 @@ def _contrast(fit: Any, row: np.ndarray) -> tuple[float, float, float]:
 
 def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _Design,
             higher: bool, fit: Any) -> list[Level]:
-    """Each level's mean, difference to the best (the model's; without seeds, of the means) or confounding,
-    the best being the first of equals."""
+    """Each level's mean and its difference to the best (first of equals) or what it is confounded with."""
     column = frame[model.names[factor]]
     levels = [level for level in column.cat.categories if (column == level).any()]
     sign = 1.0 if higher else -1.0
@@ -305,13 +298,11 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
         found: dict[str, Any] = {"factor": factor, "level": values[level], "n": len(raw[level]),
                                  "mean": float(raw[level].mean()), "best": level == best}
         difference = rows[level] - rows[best]
-        if level == best:
-            pass
-        elif not model.estimable(difference):
+        if level != best and not model.estimable(difference):
             found["confounded_with"] = model.partners(difference, factor)
-        elif fit is not None:
+        elif level != best and fit is not None:
             found["difference"], found["low"], found["high"] = _contrast(fit, difference)
-        else:
+        elif level != best:
             found["difference"] = float(raw[level].mean() - raw[best].mean())
         out.append(Level(**found))
     return out
@@ -385,9 +376,8 @@ def sentence(effects: Effects) -> str:
         return f"No effects can be given: {effects.no_interval}."
     if effects.continuous:
         return _capital(_search_sentence(effects)) + "."
-    parts = [f"the runs cannot separate the effects of {_and(group)} (they never change one of "
-             "them alone): confounded, so no number is given for them"
-             for group in effects.confounded]
+    parts = [f"the runs cannot separate the effects of {_and(group)} (some of their changes always "
+             "come together): confounded, so no number is given for those" for group in effects.confounded]
     if not effects.factors and effects.label is None:
         only = effects.cells.iloc[0]
         runs = f"{int(only['n'])} run{'s' if int(only['n']) != 1 else ''}"
@@ -435,8 +425,7 @@ def _verdict(effects: Effects, factor: str) -> str:
     p = f"p = {term.p_value:.2g}"
     if term.significant:
         return f"{factor} mattered ({p})" + (f": {contrasts}" if contrasts else "")
-    reach = max((max(abs(lv.low), abs(lv.high)) for lv in levels if not math.isnan(lv.low)),
-                default=math.nan)
+    reach = max((max(abs(lv.low), abs(lv.high)) for lv in levels if not math.isnan(lv.low)), default=math.nan)
     if reach <= effects.margin:
         return (f"{factor}: no effect larger than ±{effects.margin:g} ({p}; every difference's "
                 "95% CI lies inside it)")
@@ -463,8 +452,7 @@ def _span(low: float, high: float) -> str:
 
 
 def _ranked(levels: Sequence[Level], higher: bool, by: str) -> list[Level]:
-    return sorted(levels, key=lambda lv: (not lv.best, -getattr(lv, by) if higher
-                                          else getattr(lv, by)))
+    return sorted(levels, key=lambda lv: (not lv.best, -getattr(lv, by) if higher else getattr(lv, by)))
 
 
 def _contrasts(levels: Sequence[Level]) -> str:
@@ -491,11 +479,9 @@ def table(effects: Effects) -> pd.DataFrame:
         term = effects.term(level.factor)
         rows.append({"kind": "level", "factor": level.factor, "level": level.level, "n": level.n,
                      "mean": level.mean, "best": level.best, "tied": level.tied,
-                     "difference": level.difference, "ci95_low": level.low,
-                     "ci95_high": level.high,
+                     "difference": level.difference, "ci95_low": level.low, "ci95_high": level.high,
                      "confounded_with": " ".join(level.confounded_with),
-                     "drawn": "; ".join(f"{knob} {low!r} to {high!r}"
-                                        for knob, low, high in level.drawn),
+                     "drawn": "; ".join(f"{knob} {low!r} to {high!r}" for knob, low, high in level.drawn),
                      "df": term.df if term else math.nan, "F": term.f_value if term else math.nan,
                      "p": term.p_value if term else math.nan})
     for term in effects.terms:
@@ -511,20 +497,17 @@ def markdown(effects: Effects) -> str:
     """effects.md: the sentence, how it was computed, then a table per knob."""
     lines = ["# Effects of the swept settings", "", sentence(effects), ""]
     left = ", ".join(f"{n} {status}" for status, n in sorted(effects.left_out.items()))
-    counted = f"{effects.counted} run counts" if effects.counted == 1 else \
-        f"{effects.counted} runs count"
+    counted = f"{effects.counted} run counts" if effects.counted == 1 else f"{effects.counted} runs count"
     left_said = f"; left out: {left} (their scores are not results)." if left else "."
     if effects.metric is None:
         lines.append(f"No selection score: {counted}{left_said}")
     else:
         held = (" (the validation split's)" if effects.metric.startswith("val_") else
-                " (these runs hold out no validation split)"
-                if effects.metric.startswith("test_") else "")
+                " (these runs hold out no validation split)" if effects.metric.startswith("test_") else "")
         lines.append(f"Selection score: final `{effects.metric}`{held}. {counted}{left_said}")
     if effects.counted and effects.metric and not effects.continuous:
         lines.append(f"Model: statsmodels OLS, `{effects.formula}`"
-                     + (", replicates: runs that differ in seed alone" if effects.replicated
-                        else "")
+                     + (", replicates: runs that differ in seed alone" if effects.replicated else "")
                      + ("" if math.isnan(effects.residual_df) else
                         f", {effects.residual_df:g} residual degrees of freedom") + ". `mean` is "
                      "the mean of a level's runs; its difference to the best level is the model's, "
@@ -537,8 +520,9 @@ def markdown(effects: Effects) -> str:
     lines.append("")
     if effects.confounded:
         lines += ["## Confounded", ""]
-        lines += [f"- {_and(group)}: the runs never change one of them alone, so their effects "
-                  "cannot be told apart (no number is given for them)." for group in effects.confounded]
+        lines += [f"- {_and(group)}: some of their changes always come together in the runs, so those "
+                  "effects cannot be told apart (no number is given for them)."
+                  for group in effects.confounded]
         lines.append("")
     if effects.terms:
         lines += ["## Tests (F, type 2)", "", "| term | df | F | p | significant (p < 0.05) |",
@@ -559,16 +543,11 @@ def markdown(effects: Effects) -> str:
         lines += [f"## {factor}", "", f"| {factor} | n | mean | difference to best | 95% CI |",
                   "|---|---|---|---|---|"]
         for level in effects.of(factor):
-            if level.best:
-                compared = "(best)"
-            elif level.confounded_with:
-                compared = f"confounded with {_and(level.confounded_with)}"
-            elif math.isnan(level.difference):
-                compared = ""
-            else:
-                compared = ("0.0000 (tied with the best)" if level.tied
-                            else f"{level.difference:+.4f}")
-            interval = ("" if math.isnan(level.low) else f"[{level.low:+.4f}, {level.high:+.4f}]")
+            compared = ("(best)" if level.best else
+                        f"confounded with {_and(level.confounded_with)}" if level.confounded_with else
+                        "" if math.isnan(level.difference) else
+                        "0.0000 (tied with the best)" if level.tied else f"{level.difference:+.4f}")
+            interval = "" if math.isnan(level.low) else f"[{level.low:+.4f}, {level.high:+.4f}]"
             lines.append(f"| {readable(level.level)} | {level.n} | {level.mean:.4f} | {compared} "
                          f"| {interval} |")
         lines.append("")

@@ -28,8 +28,7 @@ def draw(effects: Effects, path: Path) -> Path | None:
         path.unlink(missing_ok=True)  # an earlier sweep's picture is not this one's
         return None
     count = len(panels) + len(pairs)
-    rows = math.ceil(count / PER_ROW)
-    columns = min(count, PER_ROW)
+    rows, columns = math.ceil(count / PER_ROW), min(count, PER_ROW)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.8 * rows), squeeze=False)
     flat = list(axes.ravel())
     for ax, factor in zip(flat, panels, strict=False):
@@ -76,14 +75,12 @@ def _main_effect(ax: plt.Axes, effects: Effects, factor: str) -> None:
         elif not judged:
             ax.plot(x, level.mean, "o", color="tab:blue", zorder=2)
     ax.set_xticks(positions, [f"{readable(lv.level)}\n(n={lv.n})" for lv in levels],
-                  rotation=45 if len(levels) > 4 or factor == effects.label else 0,
-                  fontsize="small")
+                  rotation=45 if len(levels) > 4 or factor == effects.label else 0, fontsize="small")
     term = effects.term(factor)
     verdict = (f"p = {term.p_value:.2g}" if term else
                "partly confounded" if any(lv.confounded_with for lv in levels) else "")
     ax.set(title=f"{factor}" + (f" ({verdict})" if verdict else ""),
-           ylabel=f"difference to the best (*) in {effects.metric}" if judged
-           else f"mean {effects.metric}")
+           ylabel=f"difference to the best (*) in {effects.metric}" if judged else f"mean {effects.metric}")
 
 
 def _interaction(ax: plt.Axes, effects: Effects, pair: tuple[str, ...]) -> None:
@@ -94,8 +91,7 @@ def _interaction(ax: plt.Axes, effects: Effects, pair: tuple[str, ...]) -> None:
         part = cells[cells[second].astype(str) == str(level.level)]
         part = part.set_index(part[first].astype(str)).reindex(order)
         ax.plot(range(len(order)), part["mean"], marker="o", label=f"{second}={readable(level.level)}")
-    ax.set_xticks(range(len(order)), [readable(lv.level) for lv in effects.of(first)],
-                  fontsize="small")
+    ax.set_xticks(range(len(order)), [readable(lv.level) for lv in effects.of(first)], fontsize="small")
     term = effects.term(first, second)
     ax.set(title=f"{first} x {second}" + (f" (p = {term.p_value:.2g})" if term else ""),
            xlabel=first, ylabel=f"mean {effects.metric}")

@@ -39,17 +39,11 @@ log = logging.getLogger(__name__)
 GRID_SIDE = 4  # the mistakes grid is GRID_SIDE x GRID_SIDE images
 TILE_PIXELS = 24  # each kernel is upscaled (nearest neighbour) to at least this many pixels a side
 MISTAKE_PIXELS = 112  # each mistaken image likewise: a 32x32 image is drawn at 128x128
-TABLE_COLUMNS = ["test_index", "true_label", "true_class", "predicted_label", "predicted_class",
-                 "confidence"]
+TABLE_COLUMNS = ["test_index", "true_label", "true_class", "predicted_label", "predicted_class", "confidence"]
 
 
 class LearnedError(RuntimeError):
     """The pictures cannot be drawn from a run dir; the message says what is missing and the fix."""
-
-
-def run_label(overrides: Sequence[str]) -> str:
-    """The overrides that decide the run's result (not data.root, device, ...), for the pictures' titles."""
-    return " ".join(identity(overrides))
 
 
 def _title(text: str, label: str, inches: float) -> str:
@@ -72,15 +66,13 @@ def filter_tiles(weight: Tensor, pixels: int = TILE_PIXELS) -> np.ndarray:
     span = (high - low).where(high > low, torch.ones_like(high))
     scaled = ((weight - low.view(-1, 1, 1, 1)) / span.view(-1, 1, 1, 1)).clamp(0, 1)
     factor = max(1, math.ceil(pixels / weight.shape[-1]))
-    tiles = scaled.permute(0, 2, 3, 1).repeat_interleave(factor, 1).repeat_interleave(factor, 2)
-    return tiles.numpy()
+    return scaled.permute(0, 2, 3, 1).repeat_interleave(factor, 1).repeat_interleave(factor, 2).numpy()
 
 
 def grid_columns(count: int) -> int:
     """Columns of a near-square grid that `count` tiles fill whole where they can (96: 12 x 8)."""
     side = math.ceil(math.sqrt(count))
-    exact = [c for c in range(side, 2 * side + 1) if count % c == 0]
-    return exact[0] if exact else side
+    return next((c for c in range(side, 2 * side + 1) if count % c == 0), side)
 
 
 def tile_grid(tiles: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
@@ -123,9 +115,8 @@ def mistakes_table(labels: Tensor, predictions: Predictions, classes: Sequence[s
     chosen = wrong[order[:count]]
     truth, guess = labels[chosen].tolist(), predictions.predicted[chosen].tolist()
     return pd.DataFrame({
-        "test_index": chosen.tolist(), "true_label": truth,
-        "true_class": [classes[c] for c in truth], "predicted_label": guess,
-        "predicted_class": [classes[c] for c in guess],
+        "test_index": chosen.tolist(), "true_label": truth, "true_class": [classes[c] for c in truth],
+        "predicted_label": guess, "predicted_class": [classes[c] for c in guess],
         "confidence": predictions.confidence[chosen].double().tolist(),
     }, columns=TABLE_COLUMNS)
 
@@ -150,8 +141,7 @@ def mistake_titles(table: pd.DataFrame) -> list[str]:
 
 
 def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str = "") -> None:
-    """mistakes.png: the uint8 (n, 3, H, W) images in a GRID_SIDE-wide grid under their titles. One mosaic in
-    one axes: 16 axes take ten times as long to draw, and every finished run draws one."""
+    """mistakes.png: uint8 (n, 3, H, W) images under their titles, one mosaic (16 axes draw 10x slower)."""
     rows = max(1, math.ceil(len(titles) / GRID_SIDE))
     side = images.shape[-1] if len(titles) else 32
     factor = max(1, math.ceil(MISTAKE_PIXELS / side))
@@ -184,18 +174,17 @@ def draw_mistakes(images: Tensor, titles: Sequence[str], path: Path, label: str 
 def save_learned(run_dir: Path, network: nn.Module, test: Split, classes: Sequence[str],
                  predictions: Predictions, overrides: Sequence[str] = ()) -> list[Path]:
     """filters.png, mistakes.csv/.png from the eager network and last test predictions (if any)."""
-    run_dir, label = Path(run_dir), run_label(overrides)
+    run_dir, label = Path(run_dir), " ".join(identity(overrides))
     draw_filters(first_conv_weight(network), run_dir / FILTERS_FILE, label)
-    written = [run_dir / FILTERS_FILE]
     if len(predictions.predicted) == 0:
         log.warning("no test evaluation in this attempt: %s not drawn; python -m alexnet.show_run "
                     "%s recomputes it from the saved weights", MISTAKES_FILE, run_dir)
-        return written
+        return [run_dir / FILTERS_FILE]
     table = mistakes_table(test.labels, predictions, classes)
     write_text_atomic(run_dir / MISTAKES_TABLE, table.to_csv(index=False))
     draw_mistakes(test.images[table["test_index"].tolist()], mistake_titles(table),
                   run_dir / MISTAKES_FILE, label)
-    return [*written, run_dir / MISTAKES_TABLE, run_dir / MISTAKES_FILE]
+    return [run_dir / FILTERS_FILE, run_dir / MISTAKES_TABLE, run_dir / MISTAKES_FILE]
 
 
 def read_weights(run_dir: Path, status: str) -> dict[str, Tensor]:
@@ -219,11 +208,10 @@ def read_weights(run_dir: Path, status: str) -> dict[str, Tensor]:
             raise LearnedError(str(err).split(". Delete")[0]) from err
     raise LearnedError(
         f"{run_dir} has no weights to draw from: neither {checkpoint.MODEL_FILE} nor "
-        f"{checkpoint.CHECKPOINT_FILE} is there (status {status}; a run keeps model.pt once it "
-        "finishes with checkpoint.keep=weights, checkpoint.pt with checkpoint.keep=full; with "
-        "checkpoint.keep=best a sweep keeps only its best run's model.pt, with none no run keeps "
-        "weights; and a run has neither when it ended before its first epoch or its files were "
-        "removed)")
+        f"{checkpoint.CHECKPOINT_FILE} is there (status {status}; a run keeps model.pt once it finishes with "
+        "checkpoint.keep=weights, checkpoint.pt with checkpoint.keep=full; with checkpoint.keep=best a sweep "
+        "keeps only its best run's model.pt, with none no run keeps weights; and a run has neither when it "
+        "ended before its first epoch or its files were removed)")
 
 
 def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Split, list[str]]:
@@ -235,8 +223,7 @@ def load_test_data(config: dict[str, Any], data_root: Path | None) -> tuple[Spli
         raise LearnedError(f"CIFAR-100 not found: {root / FOLDER} ({given}) lacks its test or meta "
                            f"file; give the folder that holds {FOLDER}/ with --data-root DIR")
     try:
-        cifar = load_cifar100(root, download=False, train_subset=1,
-                              test_subset=data.get("test_subset"))
+        cifar = load_cifar100(root, download=False, train_subset=1, test_subset=data.get("test_subset"))
     except DataError as err:
         raise LearnedError(str(err)) from err
     return cifar.test, cifar.classes
@@ -274,8 +261,7 @@ def redraw(run_dir: Path, out_dir: Path | None = None, data_root: Path | None = 
            prefix: str = "") -> list[Path]:
     """Redraw a run dir's pictures into `out_dir` (default: the run dir), names after `prefix`, from its
     weights, config, test images and mistakes.csv (recomputed if missing), which is written beside them."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    run_dir, out_dir = Path(run_dir), Path(out_dir if out_dir is not None else run_dir)
     try:
         summary = read_summary(run_dir)
     except ValueError as err:
@@ -292,7 +278,7 @@ def redraw(run_dir: Path, out_dir: Path | None = None, data_root: Path | None = 
         raise LearnedError(f"the weights in {run_dir} do not fit the network of its recorded "
                            f"config ({str(err).splitlines()[0]})") from err
     test, classes = load_test_data(config, data_root)  # (before anything is drawn: all or none)
-    label = run_label(summary.get("overrides") or [])
+    label = " ".join(identity(summary.get("overrides") or []))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / f"{prefix}{FILTERS_FILE}"]
     draw_filters(first_conv_weight(network), written[0], label)
@@ -307,7 +293,6 @@ def redraw(run_dir: Path, out_dir: Path | None = None, data_root: Path | None = 
         written.append(target)
         write_text_atomic(target, table.to_csv(index=False))
     written.append(out_dir / f"{prefix}{MISTAKES_FILE}")
-    draw_mistakes(test.images[table["test_index"].tolist()], mistake_titles(table), written[-1],
-                  label)
+    draw_mistakes(test.images[table["test_index"].tolist()], mistake_titles(table), written[-1], label)
     return written
 

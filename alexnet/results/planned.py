@@ -21,8 +21,7 @@ MULTIRUN_FILE = "multirun.yaml"
 def sweep_overrides(config: DictConfig, config_loader: ConfigLoader | None = None) -> list[Override]:
     """hydra.sweeper.params, then the command line's; glob(...) expands only with a config loader."""
     params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += list(config.hydra.overrides.task)
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
     return OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
 
 
@@ -39,8 +38,7 @@ def jobs_of(config: DictConfig, config_loader: ConfigLoader) -> list[list[str]] 
 
 def write_planned(sweep_dir: Path, jobs: list[list[str]]) -> None:
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(jobs, default_flow_style=False)
-    write_text_atomic(Path(sweep_dir) / PLANNED_FILE, text)
+    write_text_atomic(Path(sweep_dir) / PLANNED_FILE, yaml.safe_dump(jobs, default_flow_style=False))
 
 
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
@@ -52,17 +50,12 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
     return [[str(o) for o in job] for job in jobs] if isinstance(jobs, list) else None
 
 
-def original_arguments(sweep_dir: Path) -> list[str] | None:
-    """The sweep's last start arguments (Hydra's multirun.yaml), `-m` first; None without that file."""
+def original_command(sweep_dir: Path) -> str | None:
+    """The command line the sweep was last started with (Hydra's multirun.yaml), quoted for a shell."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return None
     overrides = OmegaConf.load(path).hydra.overrides
     arguments = [o for o in overrides.get("hydra", []) if not str(o).startswith("hydra.mode=")]
-    return ["-m", *map(str, arguments), *map(str, overrides.get("task", []))]  # (-m: the mode)
-
-
-def original_command(sweep_dir: Path) -> str | None:
-    """The command line the sweep in `sweep_dir` was last started with, quoted for a shell."""
-    arguments = original_arguments(sweep_dir)
-    return None if arguments is None else " ".join(["python -m alexnet.train", *map(shlex.quote, arguments)])
+    arguments = ["-m", *map(str, arguments), *map(str, overrides.get("task", []))]  # (-m: the mode)
+    return " ".join(["python -m alexnet.train", *map(shlex.quote, arguments)])

@@ -19,11 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alexnet import scores  # noqa: E402
 from alexnet.files import write_atomic  # noqa: E402
-from alexnet.results.collect import (  # noqa: E402
-    Run,  # noqa: E402
-    own_keys,
-    readable,
-)
+from alexnet.results.collect import Run, own_keys, readable  # noqa: E402
 from alexnet.results.stats import SCORE, column_interval, metric_of, replicate_groups  # noqa: E402
 from alexnet.run.record import CONFUSION_FILE, FILTERS_FILE, MISTAKES_FILE, MISTAKES_TABLE  # noqa: E402
 from alexnet.scores import Status  # noqa: E402
@@ -91,8 +87,7 @@ def learning_curves_figure(runs: Sequence[Run], varying: Sequence[str]) -> plt.F
         loss_ax.plot(run.metrics["epoch"], run.metrics["train_loss"], color=line.get_color(), **style)
     mixed = len({metric_of(run, SCORE) for run in runs if run.summary.get("config")}) > 1
     score_ax.set(title=f"{NAMES.get(metric, metric).capitalize()}"
-                 + (" (the runs are selected by different metrics)" if mixed else
-                    " (the selection score)"),
+                 + (" (the runs are selected by different metrics)" if mixed else " (the selection score)"),
                  xlabel="epoch", ylabel=metric)
     for ax in (score_ax, loss_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -127,8 +122,7 @@ def final_scores_figure(runs: Sequence[Run], varying: Sequence[str]) -> plt.Figu
     errors: dict[str, list[float]] = {name: [] for name in columns}
     for group in groups:
         done = [run for run in group if scores.counts(run.summary)]
-        label = run_label(group[0], keys)
-        labels.append(label + (f" (n={len(done)})" if replicated else ""))
+        labels.append(run_label(group[0], keys) + (f" (n={len(done)})" if replicated else ""))
         ended.append(None if done else ", ".join(
             f"{n} {s}" if replicated else s for s, n in Counter(_ended(r) for r in group).items()))
         for name, column in columns.items():
@@ -144,9 +138,8 @@ def final_scores_figure(runs: Sequence[Run], varying: Sequence[str]) -> plt.Figu
         if text:
             ax.text(0.002, position, f"no score: {text}", va="center", fontsize="small",
                     color="dimgray", style="italic")
-    title = ("Final scores per setting, mean over seeds (95% confidence interval)" if replicated
-             else "Final scores per run")
-    ax.set(title=title, xlabel="score")
+    ax.set(title="Final scores per setting, mean over seeds (95% confidence interval)" if replicated
+           else "Final scores per run", xlabel="score")
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

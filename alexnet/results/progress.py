@@ -1,7 +1,5 @@
-"""How far a running sweep has got, in one line: its unfinished runs and the time left by the one
-rule (alexnet/run/progress.py): epochs left times each run's mean `epoch_time_s` (the others'
-median before its first epoch), over the runs training now. Stale and interrupted runs go on only
-when the sweep is run again: they are named, not counted."""
+"""How far a running sweep has got, in one line: its unfinished runs and the time left by the one rule
+(alexnet/run/progress.py); stale and interrupted runs go on only when the sweep is run again, so are named."""
 
 from __future__ import annotations
 
@@ -35,8 +33,7 @@ def describe(runs: Sequence[Run]) -> str | None:
     at_once = max(1, sum(run.status == Status.running for run in runs))
     left = seconds_left(work, at_once, statistics.median(paces.values()) if paces else None)
     counts = Counter(str(run.status) for run in unfinished)
-    said = (f"not finished: {', '.join(f'{n} {s}' for s, n in counts.items())} (of {len(runs)} "
-            "runs); ")
+    said = f"not finished: {', '.join(f'{n} {s}' for s, n in counts.items())} (of {len(runs)} runs); "
     if not work:
         return said + "nothing is training: run the sweep's command again to finish it"
     if left is None:

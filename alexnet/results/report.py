@@ -42,19 +42,15 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
     for run in runs:
         summary = run.summary
         speed = run.metrics["images_per_s"].mean() if "images_per_s" in run.metrics else None
-        where = run.path
-        if relative_to is not None and run.path.is_relative_to(relative_to):
-            where = run.path.relative_to(relative_to)
+        inside = relative_to is not None and run.path.is_relative_to(relative_to)
         rows.append({
             **{c: run.hyperparameters.get(c) for c in columns},
             "score": scores.selection_score(summary),
-            "score_metric": scores.selection_metric(summary.get("config") or {})
-            if summary.get("config") else None,
+            "score_metric": scores.selection_metric(summary["config"]) if summary.get("config") else None,
             "final_acc": scores.value(summary, "test_acc"),
             "best_acc": scores.value(summary, "test_acc", "best"),
             "best_epoch": (summary.get("best") or {}).get("epoch"),
-            "final_top5": scores.value(summary, "test_top5"),
-            "final_f1": scores.value(summary, "test_f1"),
+            "final_top5": scores.value(summary, "test_top5"), "final_f1": scores.value(summary, "test_f1"),
             "final_train_loss": scores.value(summary, "train_loss"),
             "final_test_loss": scores.value(summary, "test_loss"),
             **({"final_val_acc": scores.value(summary, "val_acc"),
@@ -62,9 +58,9 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
                if "val_acc" in (summary.get("final") or {}) else {}),
             "epochs_done": summary.get("epochs_done", len(run.metrics)),
             "epochs_planned": summary.get("epochs_planned"),
-            "wall_time_s": summary.get("wall_time_s"), "images_per_s": speed,
-            "status": run.status,
-            "overrides": " ".join(run.overrides), "run_dir": str(where),
+            "wall_time_s": summary.get("wall_time_s"), "images_per_s": speed, "status": run.status,
+            "overrides": " ".join(run.overrides),
+            "run_dir": str(run.path.relative_to(relative_to) if inside else run.path),
         })
     at = METRIC_COLUMNS.index("final_test_loss") + 1
     val = VAL_COLUMNS if any("final_val_acc" in row for row in rows) else []
@@ -74,15 +70,13 @@ def results_table(runs: Sequence[Run], relative_to: Path | None = None) -> pd.Da
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
     """Best selection score first (lower for a loss); runs whose scores do not count last, in table order."""
     sign = [1.0 if scores.higher_is_better(m) else -1.0 for m in table["score_metric"].fillna("")]
-    key = pd.Series(pd.to_numeric(table["score"], errors="coerce").to_numpy() * sign,
-                    index=table.index)
+    key = pd.Series(pd.to_numeric(table["score"], errors="coerce").to_numpy() * sign, index=table.index)
     return table.loc[key.sort_values(ascending=False, na_position="last", kind="stable").index]
 
 
 def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """Each notebook experiment we ran beside what it reported: over seeds the mean, its 95% CI and the 95%
-    prediction interval of one more run, which the notebook's single run is judged against. Another scale
-    (model, data subsets, any other hyperparameter) is a row of its own."""
+    """Each notebook experiment we ran beside what it reported: our seeds' mean, 95% CI and 95% prediction
+    interval of one more run, which judges the notebook's single run; another scale is a row of its own."""
     others = sorted({*varying_columns(runs), *SCALE} - {"seed", "experiment"})
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
@@ -94,52 +88,42 @@ def notebook_table(runs: Sequence[Run]) -> pd.DataFrame:
     for (name, logit_relu, *_), group in groups.items():
         h, notebook = group[0].hyperparameters, group[0].notebook or {}
         transforms = [t for t in ("crop", "flip") if h.get(f"augmentation.{t}")]
+        done = [run for run in group if scores.counts(run.summary)]
         row: dict[str, Any] = {
             "run": name, "transforms": "+".join(transforms) or "none",
-            "normalization": bool(h.get("augmentation.normalize")),
-            "batch_size": h.get("batch_size"), "lr": h.get("optimizer.lr"),
-            "optimizer": h.get("optimizer"), "epochs": h.get("epochs"),
+            "normalization": bool(h.get("augmentation.normalize")), "batch_size": h.get("batch_size"),
+            "lr": h.get("optimizer.lr"), "optimizer": h.get("optimizer"), "epochs": h.get("epochs"),
             "model": h.get("model.name"), "logit_relu": logit_relu,
             "train_subset": h.get("data.train_subset"), "test_subset": h.get("data.test_subset"),
+            "n": len(done),
         }
-        done = [run for run in group if scores.counts(run.summary)]
-        row["n"] = len(done)
         for ours, column in (("f1", "final_f1"), ("accuracy", "final_acc")):
             summary = column_interval(done, column)
             theirs = notebook.get(ours)
             inside = (None if math.isnan(summary.predict_low) or theirs is None
                       else bool(summary.predict_low <= theirs <= summary.predict_high))
-            row |= {ours: summary.mean, f"{ours}_ci95_low": summary.low,
-                    f"{ours}_ci95_high": summary.high, f"{ours}_pi95_low": summary.predict_low,
-                    f"{ours}_pi95_high": summary.predict_high, f"notebook_{ours}": theirs,
-                    f"{ours}_diff": _difference(summary.mean, theirs),
+            difference = None if theirs is None or math.isnan(summary.mean) else summary.mean - theirs
+            row |= {ours: summary.mean, f"{ours}_ci95_low": summary.low, f"{ours}_ci95_high": summary.high,
+                    f"{ours}_pi95_low": summary.predict_low, f"{ours}_pi95_high": summary.predict_high,
+                    f"notebook_{ours}": theirs, f"{ours}_diff": difference,
                     f"notebook_{ours}_in_pi95": inside}
         row["status"] = " ".join(sorted({run.status for run in group}))
         rows.append(row)
     table = pd.DataFrame(rows)
-    order = ["run", "logit_relu", "model", "train_subset"]
-    return table.sort_values(order, ignore_index=True, na_position="first") if rows else table
-
-
-def _difference(ours: float | None, theirs: float | None) -> float | None:
-    if ours is None or theirs is None or math.isnan(ours):
-        return None
-    return ours - theirs
+    return table.sort_values(["run", "logit_relu", "model", "train_subset"], ignore_index=True,
+                             na_position="first") if rows else table
 
 
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table; floats to 4 significant digits, missing values blank."""
     def cell(value: Any) -> str:
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return ""
         if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value).replace("|", "\\|")
+            return "" if pd.isna(value) else f"{value:.4g}"
+        return "" if value is None else str(value).replace("|", "\\|")
 
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |"
-            for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -179,9 +163,8 @@ SUMMARY_NOTE = ("A row per setting (runs that differ only in seed); n counts the
                 "more run. `score` is the selection score (`score_metric`).")
 
 
-def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False,
-              plots: bool = True, stale_after_s: float | None = None,
-              margin: float | None = None) -> Collection:
+def aggregate(roots: Sequence[Path], out_dir: Path, compare_notebook: bool = False, plots: bool = True,
+              stale_after_s: float | None = None, margin: float | None = None) -> Collection:
     """Write the tables and plots into out_dir, each replaced whole (a reader never sees half a table)."""
     collection = collect(roots, stale_after_s)
     for path, reason in collection.skipped:

@@ -70,8 +70,7 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE,
     if n < 2 or sd <= NO_SPREAD:
         return Interval(n, mean, sd, math.nan, math.nan, math.nan, math.nan)
     low, high = _cut(stats.t.interval(confidence, n - 1, loc=mean, scale=sd / math.sqrt(n)), bounds)
-    predict = _cut(stats.t.interval(confidence, n - 1, loc=mean, scale=sd * math.sqrt(1 + 1 / n)),
-                   bounds)
+    predict = _cut(stats.t.interval(confidence, n - 1, loc=mean, scale=sd * math.sqrt(1 + 1 / n)), bounds)
     return Interval(n, mean, sd, low, high, *predict)
 
 
@@ -104,15 +103,13 @@ def summary_table(runs: Sequence[Run], varying: Sequence[str]) -> pd.DataFrame:
     for group in replicate_groups(started, varying).values():
         done = [run for run in group if scores.counts(run.summary)]
         row: dict[str, Any] = {k: group[0].hyperparameters.get(k) for k in keys}
-        row["n"] = len(done)
-        row["seeds"] = " ".join(str(run.hyperparameters.get("seed")) for run in done)
-        row["score_metric"] = " ".join(sorted({metric_of(run, SCORE) for run in group}))
+        row |= {"n": len(done), "seeds": " ".join(str(run.hyperparameters.get("seed")) for run in done),
+                "score_metric": " ".join(sorted({metric_of(run, SCORE) for run in group}))}
         for column in SUMMARIZED:
             summary = column_interval(done, column)
             row |= {f"{column}_mean": summary.mean, f"{column}_sd": summary.sd,
                     f"{column}_ci95_low": summary.low, f"{column}_ci95_high": summary.high,
-                    f"{column}_pi95_low": summary.predict_low,
-                    f"{column}_pi95_high": summary.predict_high}
+                    f"{column}_pi95_low": summary.predict_low, f"{column}_pi95_high": summary.predict_high}
         rows.append(row)
     table = pd.DataFrame(rows)
     if not rows:
@@ -142,9 +139,8 @@ class Comparison:
 def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
                      metric: str = SCORE, pool: bool = False) -> Comparison:
     """Is `metric` different between the two values of `key`? Paired t-test where every run has a partner
-    matching it in all else (seed included), else Welch's, which treats each side as repeats of one setting:
-    refused (ValueError) while they also differ in another key than seed, unless `pool`. Gives the mean
-    difference, its 95% CI and p; with no spread at all no test can judge, and the result says so."""
+    matching it in all else (seed included), else Welch's, refused (ValueError) while the sides also differ
+    in another key than seed, unless `pool`; with no spread no test can judge, and the result says so."""
     done = [run for run in runs if score(run, metric) is not None]
     metrics = sorted({metric_of(run, metric) for run in done})
     if len(metrics) > 1:
@@ -173,11 +169,10 @@ def compare_settings(runs: Sequence[Run], key: str, varying: Sequence[str],
         confounded = [c for c in others if c != "seed"
                       and len({str(run.hyperparameters.get(c)) for run in [*a, *b]}) > 1]
         if confounded and not pool:
-            raise ValueError(
-                f"the runs do not pair up (same {', '.join(others)}), and besides {key} they "
-                f"differ in {', '.join(confounded)}: comparing them unpaired would credit {key} "
-                f"with those differences too. Compare runs that differ only in {key} and seed "
-                "(a sweep dir of such runs), or pass --pool to pool them anyway.")
+            raise ValueError(f"the runs do not pair up (same {', '.join(others)}), and besides {key} they "
+                             f"differ in {', '.join(confounded)}: comparing them unpaired would credit "
+                             f"{key} with those differences too. Compare runs that differ only in {key} "
+                             "and seed (a sweep dir of such runs), or pass --pool to pool them anyway.")
     x = np.array([score(run, metric) for run in a], dtype=float)
     y = np.array([score(run, metric) for run in b], dtype=float)
     difference = float(x.mean() - y.mean())

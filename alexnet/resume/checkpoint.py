@@ -83,8 +83,7 @@ def _keep_as_previous(path: Path) -> None:
 
 def remove(run_dir: Path, keep_newest: bool = False) -> None:
     """Delete a finished run's checkpoints (model.pt stays), or with `keep_newest` all but the newest."""
-    for name in (PREVIOUS_FILE, TORN_FILE) if keep_newest else (CHECKPOINT_FILE, PREVIOUS_FILE,
-                                                                  TORN_FILE):
+    for name in (PREVIOUS_FILE, TORN_FILE) if keep_newest else (CHECKPOINT_FILE, PREVIOUS_FILE, TORN_FILE):
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
@@ -143,8 +142,7 @@ def restore(payload: dict[str, Any], state: TrainingState,
     _set_rng_states(payload["rng"], device)
     progress = payload.get("in_progress")
     if progress is not None:
-        progress = EpochProgress(progress["loss_sum"].to(device), progress["images"],
-                                 progress["seconds"])
+        progress = EpochProgress(progress["loss_sum"].to(device), progress["images"], progress["seconds"])
     return list(payload["epochs"]), progress
 
 
@@ -156,8 +154,7 @@ def _load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
                     "run (its first steps may be skipped while the scale settles)")
         return
     if saved and not scaler.is_enabled():
-        log.info("the checkpoint's fp16 loss scale is not needed here (no fp16 on this device): "
-                 "dropped")
+        log.info("the checkpoint's fp16 loss scale is not needed here (no fp16 on this device): dropped")
     scaler.load_state_dict(saved)
 
 

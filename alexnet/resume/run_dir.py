@@ -50,10 +50,6 @@ class Plan:
             self.lock = None
 
 
-def command_line(overrides: list[str]) -> str:
-    return " ".join(["python -m alexnet.train", *overrides])
-
-
 def plan(run_dir: Path, config: dict[str, Any]) -> Plan:
     """Decide for the run of resolved `config`, holding its lock unless skipped; RunDirConflict, never mixing.
     Unreadable checkpoints give "start" with `unreadable` set: the caller records the run as failed."""
@@ -89,8 +85,7 @@ def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
                     "its metrics.csv)", err)
         previous, damaged = None, True
     except ValueError as err:
-        raise RunDirConflict(f"{err}. Move it away or use a new hydra.sweep.dir / hydra.run.dir."
-                             ) from err
+        raise RunDirConflict(f"{err}. Move it away or use a new hydra.sweep.dir / hydra.run.dir.") from err
     if previous is not None:
         _check_same_run(run_dir, hyperparameters(previous["config"]), wanted, "results.json",
                         previous.get("overrides") or [])
@@ -102,10 +97,10 @@ def _decide(run_dir: Path, wanted: dict[str, Any]) -> Plan:
         if status in LIVE and not (locks_work and same_kernel(previous)) \
                 and heartbeat_fresh(previous) and not _requeue_of(previous):
             age = time.time() - float(previous.get("heartbeat_at") or 0)
-            raise RunDirConflict(
-                f"{run_dir} is being trained right now by process {previous.get('pid')} on "
-                f"{previous.get('host')} (heartbeat {age:.0f} s ago, without a lock this host can "
-                "see). Wait for it, or stop it first; two processes must not train one run.")
+            raise RunDirConflict(f"{run_dir} is being trained right now by process {previous.get('pid')} on "
+                                 f"{previous.get('host')} (heartbeat {age:.0f} s ago, without a lock this "
+                                 "host can see). Wait for it, or stop it first; two processes must not "
+                                 "train one run.")
     try:
         saved = checkpoint.load_latest(run_dir)
     except checkpoint.CheckpointError as err:
@@ -130,9 +125,9 @@ def _check_same_run(run_dir: Path, recorded: dict[str, Any], wanted: dict[str, A
     """RunDirConflict when a hyperparameter of the composed config differs (a changed default too)."""
     changed = differences(recorded, wanted)
     if changed:
-        raise RunDirConflict(
-            f"{run_dir} holds another run: its {source} was made with other settings "
-            f"({'; '.join(changed)}). Resuming needs the same settings as the first time: "
-            f"{command_line(recorded_overrides)} (add -m and the sweep's other values for a "
-            "sweep; its multirun.yaml lists them). To start anew, give a new hydra.sweep.dir "
-            "(or hydra.run.dir).")
+        command = " ".join(["python -m alexnet.train", *recorded_overrides])
+        raise RunDirConflict(f"{run_dir} holds another run: its {source} was made with other settings "
+                             f"({'; '.join(changed)}). Resuming needs the same settings as the first time: "
+                             f"{command} (add -m and the sweep's other values for a sweep; its "
+                             "multirun.yaml lists them). To start anew, give a new hydra.sweep.dir "
+                             "(or hydra.run.dir).")

@@ -60,8 +60,7 @@ def refused(reason: str) -> Stop:
     return Stop(reason, exit_code=REFUSED)
 
 
-def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None
-              ) -> Stop:
+def by_signal(sig: signal.Signals, where: str, *, saved: bool, output_dir: str | Path | None = None) -> Stop:
     """A signal seen at a run's safe point: `where` it stopped, and whether its checkpoint was saved."""
     kept = "its checkpoint is saved" if saved else "nothing of it was lost"
     return Stop(f"{sig.name} {where}; {kept}", status=Status.interrupted,

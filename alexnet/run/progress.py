@@ -86,8 +86,7 @@ def told(left: TimeLeft | None, position: Position) -> str:
 def bar_label(position: Position, epoch: int, epochs: int, together: int = 1) -> str:
     """`run 2/6 epoch 3/5` (`runs 2-5/6 ...` for a fused group), a progress bar's first words."""
     runs = "" if position.runs is None else f"/{position.runs}"
-    which = f"runs {position.run}-{position.run + together - 1}" if together > 1 else \
-        f"run {position.run}"
+    which = f"runs {position.run}-{position.run + together - 1}" if together > 1 else f"run {position.run}"
     return f"{which}{runs} epoch {epoch}/{epochs}"
 
 
@@ -135,7 +134,6 @@ def bar(items: Iterable[T], description: str, *, line: int | None = None,
     return tqdm(items, **options) if line is None else OwnLineBar(items, line=line, **options)
 
 
-def labelled(label: str, postfix: str | None, line: int | None
-             ) -> Callable[[Iterable[T], str], Iterable[T]]:
+def labelled(label: str, postfix: str | None, line: int | None) -> Callable[[Iterable[T], str], Iterable[T]]:
     """Bars for an epoch's passes (alexnet/engine.py's `progress`), labelled `<label> <pass>`."""
     return lambda items, name: bar(items, f"{label} {name}", line=line, postfix=postfix)

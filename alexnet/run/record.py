@@ -37,8 +37,7 @@ def _now_iso(seconds: float | None = None) -> str:
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """results.json and friends: a reader sees the old file or the new one, never half a file."""
-    text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
-    write_text_atomic(path, text)
+    write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
 
 
 class DamagedRecord(ValueError):
@@ -131,8 +130,7 @@ class RunRecord:
     def resumed_from(self, epochs: list[dict[str, Any]] | None) -> None:
         """Rewrite metrics.csv to hold exactly `epochs`, so a half-done epoch appears once, when redone."""
         with self._writing:
-            self.summary["attempts"][-1]["resumed_from_epoch"] = (None if epochs is None
-                                                                  else len(epochs))
+            self.summary["attempts"][-1]["resumed_from_epoch"] = None if epochs is None else len(epochs)
         epochs = self.epochs = list(epochs or [])
         path = self.run_dir / METRICS_FILE
         if epochs:
@@ -161,29 +159,23 @@ class RunRecord:
                 self._save()
 
     def save_table(self, name: str, table: pd.DataFrame) -> None:
-        text = table.to_csv()
-        write_text_atomic(self.run_dir / name, text)
+        write_text_atomic(self.run_dir / name, table.to_csv())
 
     def finish(self, status: Status, error: BaseException | None = None,
                stopped_epoch: int | None = None) -> None:
         """Close the record as completed, early_stopped, diverged, failed or interrupted."""
         self._finished.set()
         with self._writing:
-            self.summary["status"] = status
-            self.summary["stopped_epoch"] = stopped_epoch
+            self.summary.update(status=status, stopped_epoch=stopped_epoch)
             if error is not None:
-                self.summary["error"] = {
-                    "type": type(error).__name__,
-                    "message": str(error),
-                    "traceback": "".join(traceback.format_exception(error)),
-                }
+                self.summary["error"] = {"type": type(error).__name__, "message": str(error),
+                                         "traceback": "".join(traceback.format_exception(error))}
         self._save()
 
     def _refresh_scores(self) -> None:
         with self._writing:
             metric = scores.selection_metric(self.summary["config"])
-            self.summary.update(epochs_done=len(self.epochs),
-                                final=self.epochs[-1] if self.epochs else None,
+            self.summary.update(epochs_done=len(self.epochs), final=self.epochs[-1] if self.epochs else None,
                                 best=scores.best_epoch(self.epochs, metric))
 
     def _save(self) -> None:
@@ -246,8 +238,7 @@ def heartbeat_fresh(summary: dict[str, Any], stale_after_s: float | None = None,
                     now: float | None = None) -> bool:
     heartbeat = summary.get("heartbeat_at")
     now = time.time() if now is None else now
-    return isinstance(heartbeat, int | float) and now - heartbeat <= stale_after(summary,
-                                                                                stale_after_s)
+    return isinstance(heartbeat, int | float) and now - heartbeat <= stale_after(summary, stale_after_s)
 
 
 def effective_status(summary: dict[str, Any], run_dir: Path | None = None,

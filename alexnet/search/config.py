@@ -13,7 +13,6 @@ SWEEPER = "hydra_plugins.alexnet_sweeps.optuna_sweeper.OptunaSweeper"
 SAMPLERS = "optuna.samplers"
 PRUNERS = "optuna.pruners"
 
-
 INT, FLOAT, BOOL = (int | None, None), (float | None, None), (bool | None, None)  # typed, null
 
 
@@ -29,26 +28,23 @@ NSGAII = dict(seed=INT, population_size=50, mutation_prob=FLOAT, mutation=None, 
               crossover_prob=0.9, swapping_prob=0.5, constraints_func=None)
 SAMPLER_CONFIGS = {
     "tpe": _config(f"{SAMPLERS}.TPESampler", seed=INT, consider_prior=BOOL, prior_weight=FLOAT,
-                   consider_magic_clip=BOOL, consider_endpoints=BOOL, n_startup_trials=10,
-                   n_ei_candidates=24, multivariate=False, group=False,
-                   warn_independent_sampling=BOOL, constant_liar=False, constraints_func=None),
+                   consider_magic_clip=BOOL, consider_endpoints=BOOL, n_startup_trials=10, n_ei_candidates=24,
+                   multivariate=False, group=False, warn_independent_sampling=BOOL, constant_liar=False,
+                   constraints_func=None),
     "random": _config(f"{SAMPLERS}.RandomSampler", seed=INT),
     "grid": _config(f"{SAMPLERS}.GridSampler", _partial_=True, seed=INT),  # (its grid: at start)
-    "cmaes": _config(f"{SAMPLERS}.CmaEsSampler", seed=INT, x0=None, sigma0=FLOAT,
-                     n_startup_trials=1, independent_sampler=None, warn_independent_sampling=True,
-                     consider_pruned_trials=False, restart_strategy=None, popsize=INT,
-                     inc_popsize=-1, use_separable_cma=False, with_margin=False, lr_adapt=False,
-                     source_trials=None),
+    "cmaes": _config(f"{SAMPLERS}.CmaEsSampler", seed=INT, x0=None, sigma0=FLOAT, n_startup_trials=1,
+                     independent_sampler=None, warn_independent_sampling=True, consider_pruned_trials=False,
+                     restart_strategy=None, popsize=INT, inc_popsize=-1, use_separable_cma=False,
+                     with_margin=False, lr_adapt=False, source_trials=None),
     "nsgaii": _config(f"{SAMPLERS}.NSGAIISampler", **NSGAII),
     "nsgaiii": _config("alexnet.search.config.nsgaiii", **NSGAII, reference_points=None,
                        dividing_parameter=3),  # (its reference points: lists to an array)
     "motpe": _config("alexnet.search.config.motpe_removed"),
     "gp": _config(f"{SAMPLERS}.GPSampler", seed=INT, independent_sampler=None, n_startup_trials=10,
-                  deterministic_objective=False, constraints_func=None,
-                  warn_independent_sampling=True),
+                  deterministic_objective=False, constraints_func=None, warn_independent_sampling=True),
     "qmc": _config(f"{SAMPLERS}.QMCSampler", seed=INT, qmc_type="sobol", scramble=False,
-                   independent_sampler=None, warn_asynchronous_seeding=True,
-                   warn_independent_sampling=True),
+                   independent_sampler=None, warn_asynchronous_seeding=True, warn_independent_sampling=True),
 }
 # Pruners (ours), Optuna's defaults; a run asks its pruner through alexnet.search.trial.report().
 STEPS = dict(n_startup_trials=5, n_warmup_steps=0, interval_steps=1, n_min_trials=1)
@@ -57,8 +53,7 @@ PRUNER_CONFIGS = {
     "median": _config(f"{PRUNERS}.MedianPruner", **STEPS),
     "percentile": _config(f"{PRUNERS}.PercentilePruner", percentile=(float, MISSING), **STEPS),
     "successive_halving": _config(f"{PRUNERS}.SuccessiveHalvingPruner", min_resource=(Any, "auto"),
-                                  reduction_factor=4, min_early_stopping_rate=0,
-                                  bootstrap_count=0),
+                                  reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0),
     "hyperband": _config(f"{PRUNERS}.HyperbandPruner", min_resource=1, max_resource=(Any, "auto"),
                          reduction_factor=3, bootstrap_count=0),
     "threshold": _config(f"{PRUNERS}.ThresholdPruner", lower=FLOAT, upper=FLOAT, n_warmup_steps=0,
@@ -99,12 +94,10 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(group="hydra/sweeper", name=DEFAULTS_NAME, node=OptunaSweeperConf,
-                provider="alexnet_sweeps")
+    store.store(group="hydra/sweeper", name=DEFAULTS_NAME, node=OptunaSweeperConf, provider="alexnet_sweeps")
     for group, configs in (("sampler", SAMPLER_CONFIGS), ("pruner", PRUNER_CONFIGS)):
         for name, node in configs.items():
-            store.store(group=f"hydra/sweeper/{group}", name=name, node=node,
-                        provider="alexnet_sweeps")
+            store.store(group=f"hydra/sweeper/{group}", name=name, node=node, provider="alexnet_sweeps")
     OmegaConf.register_new_resolver("alexnet_objectives", objective_names, replace=True)
     OmegaConf.register_new_resolver("alexnet_directions", directions, replace=True)
 
@@ -147,8 +140,7 @@ def nsgaiii(reference_points: list[list[float]] | None = None, **options: Any) -
 
 
 def missing_packages(sampler: Any) -> list[str]:
-    needed = NEEDS.get(type(sampler).__name__, ())
-    return [name for name in needed if importlib.util.find_spec(name) is None]
+    return [name for name in NEEDS.get(type(sampler).__name__, ()) if importlib.util.find_spec(name) is None]
 
 
 def continuing_seed(seed: int, trials_before: int) -> int:
@@ -161,8 +153,7 @@ def continuing_seed(seed: int, trials_before: int) -> int:
 
 
 def reseeded(config: Any, built: Any, trials_before: int) -> Any:
-    """`built`, or for a seeded sampler continuing a study the same one with its continuing seed.
-    QMC keeps its seed: its sequence goes on by itself from the point count the study keeps."""
+    """`built`, reseeded when it continues a study; QMC keeps its seed (its sequence goes on by itself)."""
     import optuna
     from hydra.utils import instantiate
 

@@ -11,20 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import (
-    Glob,
-    IntervalSweep,
-    Override,
-    RangeSweep,
-    Transformer,
-)
+from hydra.core.override_parser.types import Glob, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 GRAMMAR = "choice(...), range(...), interval(...) or tag(log, interval(...))"
 
@@ -40,8 +29,7 @@ class Space:
 
     def fixed_values(self) -> dict[str, str]:
         """The fixed overrides' values as text (what the official plugin keeps in user attrs)."""
-        return {key: line.split("=", 1)[1] if "=" in line else "" for key, line in
-                self.fixed.items()}
+        return {key: line.partition("=")[2] for key, line in self.fixed.items()}
 
     def override(self, key: str, value: Any) -> str:
         text = self.texts.get(key, {}).get(value)
@@ -50,8 +38,7 @@ class Space:
 
 def parse_space(arguments: Sequence[str], configured: Mapping[str, Any] | None = None) -> Space:
     """params, then the command line's overrides, over the deprecated search_space's distributions."""
-    space = Space(distributions={key: _configured(key, spec)
-                                 for key, spec in (configured or {}).items()})
+    space = Space(distributions={key: _configured(key, spec) for key, spec in (configured or {}).items()})
     try:
         overrides = OverridesParser.create().parse_overrides(list(arguments))
     except HydraException as err:
@@ -61,16 +48,14 @@ def parse_space(arguments: Sequence[str], configured: Mapping[str, Any] | None =
         if override.is_sweep_override():
             space.distributions[key] = _distribution(override, space.texts.setdefault(key, {}))
             values = _grid_values(override, space.distributions[key])
+            space.grid.pop(key, None)
             if values is not None:
                 space.grid[key] = values
-            else:
-                space.grid.pop(key, None)
         else:
             space.fixed[key] = override.input_line
     for key in space.fixed:  # (a fixed value wins wherever the distribution came from)
         space.distributions.pop(key, None)
-    space.texts = {key: texts for key, texts in space.texts.items()
-                   if texts and key in space.distributions}
+    space.texts = {key: texts for key, texts in space.texts.items() if texts and key in space.distributions}
     return space
 
 
@@ -153,7 +138,6 @@ def _quoted(text: str) -> str:
 
 PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 QUOTE_OR_END = re.compile(r"(\\*)('|$)")
-
 
 EXIT_STATUS = 2
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -18,8 +19,6 @@ from alexnet.locks import private_folder, try_lock
 
 JOURNAL = "journal:"
 SQLITE = "sqlite:///"
-SEARCH_ATTR = "search"  # the study's user attribute: what makes it this search
-COMMAND_ATTR = "command"  # ... and the command line that started it
 
 
 def storage_text(storage: Any) -> str:
@@ -70,8 +69,7 @@ def _sqlite_path(url: str) -> tuple[str | None, str]:
 
 @contextlib.contextmanager
 def one_start(sweep_dir: Path, text: str, study_name: str | None) -> Iterator[str | None]:
-    """Lock the sweep dir (studies there would share run dirs) and the study (two sweep dirs would rerun
-    each other's live trials); yields None, or what another start holds."""
+    """Lock the sweep dir and the study: two starts would share run dirs and rerun each other's trials."""
     with contextlib.ExitStack() as held:
         taken = _take(held, sweep_dir / ".search.lock", f"another start of a search in {sweep_dir}")
         if taken is True and study_name is not None and text:
@@ -83,14 +81,12 @@ def one_start(sweep_dir: Path, text: str, study_name: str | None) -> Iterator[st
                 taken = _take(held, study_file.with_name(f".{study_file.name}.{key}.lock"), what)
             else:
                 folder = Path(tempfile.gettempdir()) / f"alexnet-sweeps-{os.geteuid()}"
-                fd = held.enter_context(private_folder(folder / "studies", folder.parent,
-                                                       f"remove {folder}"))
+                fd = held.enter_context(private_folder(folder / "studies", folder.parent, f"remove {folder}"))
                 taken = _take(held, folder / "studies" / f"{key}.lock", what, fd)
         yield None if taken is True else taken
 
 
-def _take(stack: contextlib.ExitStack, path: Path, what: str, folder_fd: int | None = None
-          ) -> str | bool:
+def _take(stack: contextlib.ExitStack, path: Path, what: str, folder_fd: int | None = None) -> str | bool:
     """True once the lock on `path` is ours for as long as `stack` lasts; else who holds it."""
     handle = try_lock(path, folder_fd=folder_fd)
     if handle is None:
@@ -101,10 +97,7 @@ def _take(stack: contextlib.ExitStack, path: Path, what: str, folder_fd: int | N
 
 def program() -> str:
     """The command that started this process minus its overrides, for a person to rerun the app."""
-    import shlex
-
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:
         words = ["python", "-m", spec.name.removesuffix(".__main__")]
     elif sys.argv[0].endswith(".py"):
@@ -124,6 +117,4 @@ CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", 
 
 
 def command_line() -> str:
-    import shlex
-
     return " ".join([program(), *map(shlex.quote, sys.argv[1:])])

@@ -7,6 +7,7 @@ import logging
 import math
 import shlex
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import optuna
 import pandas as pd
 from omegaconf import OmegaConf
 
-from alexnet.files import write_text_atomic
+from alexnet.files import write_atomic, write_text_atomic
 from alexnet.search.space import Space
 from alexnet.search.study import program
 from alexnet.search.trial import LAST_STEP
@@ -26,40 +27,28 @@ RESULTS_FILE = "optimization_results.yaml"
 IMPORTANCE_TRIALS = 20  # completed trials below which importances are marked unreliable
 
 
-def objective_names(study: optuna.Study, names: list[str] | None) -> list[str]:
-    """The objective values' names: the given ones, the study's own, or Optuna's value(s)."""
-    names = names or study.metric_names
-    if names:
-        return list(names)
+def write_results(study: optuna.Study, sweep_dir: Path, space: Space, names: list[str] | None) -> None:
     count = len(study.directions)
-    return ["value"] if count == 1 else [f"values_{i}" for i in range(count)]
-
-
-def write_results(study: optuna.Study, sweep_dir: Path, space: Space,
-                  names: list[str] | None) -> None:
-    names = objective_names(study, names)
+    optuna_names = ["value"] if count == 1 else [f"values_{i}" for i in range(count)]
+    names = list(names or study.metric_names or optuna_names)
     every = study.get_trials(deepcopy=False)
     complete = [t for t in every if t.state == optuna.trial.TrialState.COMPLETE]
     best = (study.best_trials if len(names) > 1 else [study.best_trial]) if complete else []
     _write_official(study, sweep_dir, best)
     write_text_atomic(sweep_dir / "search.csv", _table(every, names).to_csv(index=False))
-    lines = [f"# Search: study `{study.study_name}`", "",
-             f"{len(every)} trials: " + ", ".join(
-                 f"{sum(t.state == s for t in every)} {s.name.lower()}"
-                 for s in optuna.trial.TrialState if any(t.state == s for t in every)), ""]
+    states = Counter(t.state for t in every)
+    lines = [f"# Search: study `{study.study_name}`", "", f"{len(every)} trials: " + ", ".join(
+        f"{states[s]} {s.name.lower()}" for s in optuna.trial.TrialState if s in states), ""]
     lines += ["## Best trial" if len(names) == 1 else "## Pareto front", ""]
     if not best:
         lines.append("No trial has completed yet.")
-    fixed = list(space.fixed.values())
     for trial in best:
         values = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, trial.values, strict=True))
-        rerun = " ".join([program(), *map(shlex.quote, fixed),
+        rerun = " ".join([program(), *map(shlex.quote, space.fixed.values()),
                           *(shlex.quote(space.override(k, v)) for k, v in trial.params.items())])
         lines += [f"- trial {trial.number}: {values}", f"  `{rerun}`"]
     lines += _importances(study, names)
     if complete:
-        from alexnet.search.summary import plot_study
-
         pictures = plot_study(study, sweep_dir, names)
         lines += ["", "Pictures: " + ", ".join(f"`{p.name}`" for p in pictures)]
     write_text_atomic(sweep_dir / "search.md", "\n".join(lines) + "\n")
@@ -74,8 +63,7 @@ def _write_official(study: optuna.Study, sweep_dir: Path, best: list[Any]) -> No
         log.info("Best parameters: %s", best[0].params)
         log.info("Best value: %s", best[0].value)
     else:
-        results = {"name": "optuna",
-                   "solutions": [{"params": t.params, "values": t.values} for t in best]}
+        results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in best]}
         log.info("Number of Pareto solutions: %d", len(best))
         for trial in best:
             log.info("    Values: %s, Params: %s", trial.values, trial.params)
@@ -90,8 +78,7 @@ def _table(every: list[Any], names: list[str]) -> pd.DataFrame:
         last = max((s for s in steps if s is not None), default=None)
         values = trial.values or [math.nan] * len(names)
         rows.append({"trial": trial.number, "state": trial.state.name.lower(),
-                     **dict(zip(names, values, strict=True)), "last_step": last,
-                     **trial.params})
+                     **dict(zip(names, values, strict=True)), "last_step": last, **trial.params})
     return pd.DataFrame(rows)
 
 
@@ -100,9 +87,9 @@ def _importances(study: optuna.Study, names: list[str]) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = [optuna.importance.get_param_importances(study, target=(
-                None if len(names) == 1 else (lambda t, i=i: t.values[i])))
-                for i in range(len(names))]
+            found = [optuna.importance.get_param_importances(  # (seeded: the same study, the same figures)
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                target=None if len(names) == 1 else (lambda t, i=i: t.values[i])) for i in range(len(names))]
     except (RuntimeError, ValueError) as err:  # too few finished trials, a single parameter...
         return ["", f"(parameter importances: not computed: {err})"]
     lines = ["", "## Parameter importances", ""]
@@ -119,8 +106,6 @@ def _importances(study: optuna.Study, names: list[str]) -> list[str]:
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
-
-from alexnet.files import write_atomic  # noqa: E402
 
 
 def plot_study(study: optuna.Study, sweep_dir: Path, objectives: list[str]) -> list[Path]:
@@ -139,10 +124,8 @@ def plot_study(study: optuna.Study, sweep_dir: Path, objectives: list[str]) -> l
             steps.set_xlabel("step (alexnet: epoch)")
             steps.set_ylabel(f"{objectives[0]} (reported at each step)")
             pictures.append(("search_epochs.png", steps))
-    written = []
     for name, axes in pictures:
         figure = axes.figure if hasattr(axes, "figure") else axes
         write_atomic(sweep_dir / name, lambda f, fig=figure: fig.savefig(f, dpi=110, format="png"))
         plt.close(figure)
-        written.append(sweep_dir / name)
-    return written
+    return [sweep_dir / name for name, _ in pictures]

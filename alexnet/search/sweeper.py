@@ -27,20 +27,15 @@ from alexnet.resume.stop import JobLost, Stop
 from alexnet.search import trial as trials
 from alexnet.search.config import missing_packages, reseeded
 from alexnet.search.space import SettingError, Space, parse_space, refuse
-from alexnet.search.study import (
-    COMMAND_ATTR,
-    SEARCH_ATTR,
-    command_line,
-    one_start,
-    open_storage,
-    storage_text,
-)
+from alexnet.search.study import command_line, one_start, open_storage, storage_text
 from alexnet.search.summary import write_results
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("minimize", "maximize")
 SWEEP_DIR_ATTR = "hydra.sweep.dir"  # the trial's user attribute: the sweep dir that launched it
+SEARCH_ATTR = "search"  # the study's user attribute: what makes it this search
+COMMAND_ATTR = "command"  # ... and the command line that started it
 NOP_PRUNER = "optuna.pruners.NopPruner"
 
 
@@ -114,8 +109,7 @@ def read_settings(sweeper: Any) -> Settings:
         raise SettingError(f"hydra.sweeper.metric_names has {len(names)} names for "
                            f"{len(directions)} directions: give one name per objective")
     identity = _method("resume_identity", sweeper.resume_identity) or list
-    return Settings(directions, n_trials, n_jobs, float(rate), sweeper.custom_search_space,
-                    identity, names)
+    return Settings(directions, n_trials, n_jobs, float(rate), sweeper.custom_search_space, identity, names)
 
 
 def _directions(direction: Any) -> list[str]:
@@ -123,9 +117,8 @@ def _directions(direction: Any) -> list[str]:
     names = [str(getattr(v, "name", v)).lower() for v in values]  # (an Enum: its name)
     if not names or any(n not in DIRECTIONS for n in names):
         given = ",".join(str(getattr(v, "name", v)) for v in values)
-        raise SettingError(f"hydra.sweeper.direction={given}: give minimize or maximize, or a "
-                           "list of them for several objectives, e.g. "
-                           "hydra.sweeper.direction=[maximize,minimize]")
+        raise SettingError(f"hydra.sweeper.direction={given}: give minimize or maximize, or a list of them "
+                           "for several objectives, e.g. hydra.sweeper.direction=[maximize,minimize]")
     return names
 
 
@@ -144,8 +137,7 @@ class Search:
     """One start of a search: its study, the trials it reruns and asks for, and how it ends."""
 
     def __init__(self, sweeper: Any, settings: Settings, space: Space,
-                 hook: Callable[[DictConfig, Any], None] | None, sweep_dir: Path,
-                 text: str) -> None:
+                 hook: Callable[[DictConfig, Any], None] | None, sweep_dir: Path, text: str) -> None:
         self.sweeper, self.settings, self.space, self.hook = sweeper, settings, space, hook
         self.config: DictConfig = sweeper.config
         self.sweep_dir, self.text = sweep_dir, text
@@ -179,8 +171,7 @@ class Search:
                         "made-up name, so a rerun cannot resume this one; give a study name")
         try:
             storage = (sweeper.storage if isinstance(sweeper.storage, optuna.storages.BaseStorage)
-                       else open_storage(self.text) if self.text
-                       else optuna.storages.InMemoryStorage())
+                       else open_storage(self.text) if self.text else optuna.storages.InMemoryStorage())
             study = optuna.create_study(study_name=sweeper.study_name, storage=storage,
                                         load_if_exists=True, directions=settings.directions)
         except Exception as err:
@@ -189,9 +180,8 @@ class Search:
                    "another hydra.sweeper.storage or hydra.sweeper.study_name")
         held = [d.name.lower() for d in study.directions]
         if held != settings.directions:
-            refuse(f"study {study.study_name} in {self.text} is {held} and "
-                   f"hydra.sweeper.direction says {settings.directions}: give the study's "
-                   "directions, or another hydra.sweeper.study_name")
+            refuse(f"study {study.study_name} in {self.text} is {held} and hydra.sweeper.direction says "
+                   f"{settings.directions}: give the study's directions, or another hydra.sweeper.study_name")
         self._same_search(study)
         before = len(study.get_trials(deepcopy=False))
         study.sampler, self.grid_size = self._sampler(before)
@@ -242,16 +232,14 @@ class Search:
             grid_size = math.prod(len(values) for values in grid.values())
         missing = missing_packages(sampler)
         if missing:
-            refuse(f"{type(sampler).__name__} needs {', '.join(missing)}: pip install "
-                   + " ".join(missing))
+            refuse(f"{type(sampler).__name__} needs {', '.join(missing)}: pip install " + " ".join(missing))
         return sampler, grid_size
 
     def _launch_all(self) -> None:
         study, settings = self.study, self.settings
         n_trials = settings.n_trials
         if not self.space.distributions and self.hook is None:
-            log.info("nothing to search (no params, no custom_search_space): the one "
-                     "configuration runs once")
+            log.info("nothing to search (no params, no custom_search_space): the one configuration runs once")
             n_trials = 1
         if self.grid_size is not None and self.grid_size < n_trials:
             log.info("the grid has %d points: %d trials", self.grid_size, self.grid_size)
@@ -276,9 +264,7 @@ class Search:
         if streamed:
             ended = launcher.run_each(itertools.chain(again, new), at_most=settings.n_jobs)
         else:  # (the reruns' batches end before the first new trial is asked for)
-            ended = (done for part in (in_batches(launcher, again, at_once),
-                                       in_batches(launcher, new, at_once))
-                     for done in part)
+            ended = (done for part in (again, new) for done in in_batches(launcher, part, at_once))
         with contextlib.closing(ended):  # (an error here stops the launcher's jobs cleanly)
             for number, ret in ended:
                 self._ended(number, self._tell(number, ret))
@@ -293,8 +279,7 @@ class Search:
         """Rerun, as the same trial, one an earlier start left running."""
         if not self.space.distributions.keys() <= frozen.params.keys():
             self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-            log.warning("trial %d: an earlier start left it without its parameters: FAIL",
-                        frozen.number)
+            log.warning("trial %d: an earlier start left it without its parameters: FAIL", frozen.number)
             return
         yield from self._job(frozen.number, frozen.params)
 
@@ -325,8 +310,7 @@ class Search:
 
     def _job(self, number: int, params: dict[str, Any]) -> Iterator[tuple[int, list[str]]]:
         """The trial's job, or FAIL at once if its config cannot be composed (a batch would be lost)."""
-        overrides = [*(self.space.override(k, v) for k, v in params.items()),
-                     *self.space.fixed.values()]
+        overrides = [*(self.space.override(k, v) for k, v in params.items()), *self.space.fixed.values()]
         self.failures.launched(number)
         if self.streamed:  # (a streaming launcher hands back a job that fails to compose)
             yield number, overrides
@@ -418,8 +402,7 @@ class FailureRate:
     def finish(self) -> BaseException | None:
         """The last, shorter block's verdict, once no trial is left to launch."""
         last = max(self.outcomes, default=None)
-        return self._judged(last) if last is not None and \
-            len(self.outcomes[last]) < self.block else None
+        return self._judged(last) if last is not None and len(self.outcomes[last]) < self.block else None
 
     def _judged(self, block: int) -> BaseException | None:
         outcomes = self.outcomes[block]
@@ -438,13 +421,11 @@ def streams(launcher: Any) -> bool:
 
 def in_batches(launcher: Any, jobs: Iterable[tuple[int, Sequence[str]]], size: int
                ) -> Iterator[tuple[int, JobReturn]]:
-    """`size` jobs at a time, numbers consecutive (Hydra numbers a batch from its first); a job is read
-    only when its batch forms, so the next batch is chosen knowing how the one before ended."""
+    """Batches of `size` consecutive jobs (as Hydra numbers them), each read once the one before has ended."""
     batch: list[tuple[int, Sequence[str]]] = []
 
     def launched() -> list[tuple[int, JobReturn]]:
-        returns = launcher.launch([overrides for _, overrides in batch],
-                                  initial_job_idx=batch[0][0])
+        returns = launcher.launch([overrides for _, overrides in batch], initial_job_idx=batch[0][0])
         numbers = [number for number, _ in batch]
         batch.clear()
         return list(zip(numbers, returns, strict=True))

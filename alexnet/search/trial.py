@@ -32,8 +32,7 @@ def report(value: float, step: int, *, last: bool = False,
     try:
         trial = _trial(where)
     except LookupError as why:
-        _say_once(f"trial {where[1]} of {Path(where[0]) / STUDY_FILE}: {why}; the run goes on "
-                  "unpruned")
+        _say_once(f"trial {where[1]} of {Path(where[0]) / STUDY_FILE}: {why}; the run goes on unpruned")
         return False
     try:
         if len(trial.study.directions) > 1:
@@ -45,9 +44,8 @@ def report(value: float, step: int, *, last: bool = False,
         trial.set_user_attr(PRUNED_AT, int(step))
         return True
     except Exception as err:  # (a locked or lost database costs the pruning, not the run)
-        _say_once(f"could not report step {step} to trial {trial.number} of study "
-                  f"{trial.study.study_name} ({type(err).__name__}: {err}); the run goes on "
-                  "unpruned")
+        _say_once(f"could not report step {step} to trial {trial.number} of study {trial.study.study_name} "
+                  f"({type(err).__name__}: {err}); the run goes on unpruned")
         return False
 
 
@@ -85,8 +83,7 @@ def _trial(where: tuple[str, int]) -> Any:
     if where not in _trials:
         try:
             found = json.loads((Path(where[0]) / STUDY_FILE).read_text())
-            _trials[where] = _load(str(found["study"]), str(found["storage"]), where[1],
-                                   found.get("pruner"))
+            _trials[where] = _load(str(found["study"]), str(found["storage"]), where[1], found.get("pruner"))
         except (OSError, ValueError, TypeError, KeyError):
             _trials[where] = LookupError("the study file cannot be read (the sweeper writes it)")
         except LookupError as why:
@@ -116,8 +113,7 @@ def _load(name: str, storage: str, number: int, pruner: dict[str, Any] | None) -
             where = open_storage(storage)
             study = optuna.load_study(study_name=name, storage=where, pruner=built)
         except Exception as err:
-            raise LookupError(f"cannot open it in {storage} ({type(err).__name__}: {err})") \
-                from None
+            raise LookupError(f"cannot open it in {storage} ({type(err).__name__}: {err})") from None
     try:
         trial_id = where.get_trial_id_from_study_id_trial_number(
             where.get_study_id_from_name(name), number)

@@ -59,9 +59,8 @@ def experiment_id(client: Any, settings: DictConfig, default_name: str) -> str:
 class MlflowTracker:
     name = "mlflow"
 
-    def __init__(self, tracking_uri: str, experiment: str | None = None,
-                 artifact_location: str | None = None, *, config_name: str,
-                 sweep_dir: Path | None) -> None:
+    def __init__(self, tracking_uri: str, experiment: str | None = None, artifact_location: str | None = None,
+                 *, config_name: str, sweep_dir: Path | None) -> None:
         self.settings = OmegaConf.create({"tracking_uri": tracking_uri, "experiment": experiment,
                                           "artifact_location": artifact_location})
         self.config_name, self.sweep_dir = config_name, sweep_dir
@@ -80,9 +79,8 @@ class MlflowTracker:
         parent = self.sweep_dir / PARENT_FILE if self.sweep_dir is not None else None
         if parent is not None and parent.is_file():
             tags["mlflow.parentRunId"] = parent.read_text().strip()
-        run = self.client.create_run(
-            experiment_id(self.client, self.settings, self.config_name), tags=tags,
-            run_name=" ".join(record.summary["overrides"]) or record.run_dir.name)
+        run = self.client.create_run(experiment_id(self.client, self.settings, self.config_name), tags=tags,
+                                     run_name=" ".join(record.summary["overrides"]) or record.run_dir.name)
         self.run_id = tracking["mlflow_run_id"] = run.info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in flat_config(record.summary["config"]).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
@@ -92,9 +90,8 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[
-            Metric(key, float(value), now, int(row["epoch"]))
-            for key, value in row.items() if key != "epoch"])
+        self.client.log_batch(self.run_id, metrics=[Metric(key, float(value), now, int(row["epoch"]))
+                                                    for key, value in row.items() if key != "epoch"])
 
     def finish(self, record: RunRecord) -> None:
         if self.run_id is None:  # it failed before training: on record in MLflow too
@@ -104,8 +101,7 @@ class MlflowTracker:
         for name in ("results.json", "metrics.csv", "confusion_superclass.csv"):
             if (record.run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(record.run_dir / name))
-        state = "FINISHED" if status in SUCCEEDED else "KILLED" if status == Status.interrupted \
-            else "FAILED"
+        state = "FINISHED" if status in SUCCEEDED else "KILLED" if status == Status.interrupted else "FAILED"
         self.client.set_terminated(self.run_id, state)
 
 

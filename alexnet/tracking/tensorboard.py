@@ -25,8 +25,7 @@ class TensorBoardTracker:
     def start(self, record: RunRecord) -> None:
         # On a resume, TensorBoard drops what an earlier attempt logged from the redone epoch on.
         resume_at = len(record.epochs) + 1 if record.summary["attempts"][:-1] else None
-        self.writer = self._writer_class(log_dir=str(record.run_dir / self.folder),
-                                         purge_step=resume_at)
+        self.writer = self._writer_class(log_dir=str(record.run_dir / self.folder), purge_step=resume_at)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         for key, value in row.items():

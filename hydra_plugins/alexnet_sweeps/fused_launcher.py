@@ -34,8 +34,7 @@ class FusedLauncher(ParallelLauncher):
             raise ValueError(f"hydra.launcher.group_size={group_size}: give 1 or more, or null")
         self.group_size = group_size
 
-    def launch(self, job_overrides: Sequence[Sequence[str]],
-               initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from alexnet.launch.fused import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -11,9 +11,7 @@ from hydra.core.utils import JobReturn
 from alexnet.resume.stop import Stop
 
 try:
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
-        SlurmLauncher as SubmititSlurm,
-    )
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
 except ImportError:  # no `launchers` extra: no such launcher, and no warning at every command
     SubmititSlurm = object
 
@@ -22,8 +20,7 @@ class SlurmLauncher(SubmititSlurm):  # type: ignore[misc,valid-type]
     """One SLURM job per run, as an array; the sweep ends once every job has, result or not (squeue),
     and a run stopped by scancel hands back how it stopped instead of leaving no result."""
 
-    def launch(self, job_overrides: Sequence[Sequence[str]],
-               initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from alexnet.launch.slurm import launch
 
         return launch(self, job_overrides, initial_job_idx)

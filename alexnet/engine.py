@@ -52,30 +52,33 @@ def autocast(x: Tensor, dtype: torch.dtype | None) -> torch.autocast:
 
 def train_step(model: nn.Module, inputs: Sequence[Tensor], targets: Sequence[Tensor],
                optimizers: Sequence[torch.optim.Optimizer], autocast_dtype: torch.dtype | None = None,
-               scaler: torch.amp.GradScaler | None = None,
+               scalers: Sequence[torch.amp.GradScaler | None] = (),
                label_smoothing: Sequence[float] = ()) -> list[Tensor]:
-    """One loss summed over the runs, so each run's gradients are its own; losses stay unsynced."""
+    """One loss summed over the runs, so each run's gradients are its own (scaled by its own fp16 scaler,
+    so one run's overflow never shrinks another's); losses stay unsynced."""
     with autocast(inputs[0], autocast_dtype):
         losses = [nn.functional.cross_entropy(logits, y, label_smoothing=smoothing) for logits, y, smoothing
                   in zip(model(inputs), targets, label_smoothing or [0.0] * len(targets), strict=True)]
-    total = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+    scalers = [s if s is not None and s.is_enabled() else None for s in scalers or [None] * len(losses)]
+    scaled = [loss if s is None else s.scale(loss) for loss, s in zip(losses, scalers, strict=True)]
     model.zero_grad(set_to_none=True)
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
-    scaled = scaler is not None and scaler.is_enabled()
-    (scaler.scale(total) if scaled else total).backward()
+    (scaled[0] if len(scaled) == 1 else torch.stack(scaled).sum()).backward()
     model.share_grads()
-    for optimizer in optimizers:
-        scaler.step(optimizer) if scaled else optimizer.step()
-    if scaled:
-        scaler.update()
+    for optimizer, scaler in zip(optimizers, scalers, strict=True):
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
     return [loss.detach() for loss in losses]
 
 
 def train_one_epoch(model: nn.Module, batches: Sequence[Iterable[Batch]],
                     optimizers: Sequence[torch.optim.Optimizer], device: torch.device,
                     progress: ShowProgress = True, autocast_dtype: torch.dtype | None = None,
-                    scaler: torch.amp.GradScaler | None = None, *,
+                    scalers: Sequence[torch.amp.GradScaler | None] = (), *,
                     resume: Sequence[EpochProgress | None] | None = None,
                     on_step: Callable[[list[EpochProgress]], None] | None = None,
                     schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler | None] = (),
@@ -90,7 +93,7 @@ def train_one_epoch(model: nn.Module, batches: Sequence[Iterable[Batch]],
     smoothing = list(label_smoothing) or [0.0] * runs
     for parts in _bar(_Together(batches), "train", progress):
         inputs, targets = [x for x, _ in parts], [y for _, y in parts]
-        losses = train_step(model, inputs, targets, optimizers, autocast_dtype, scaler, smoothing)
+        losses = train_step(model, inputs, targets, optimizers, autocast_dtype, scalers, smoothing)
         for state, loss, y, scheduler in zip(states, losses, targets,
                                              schedulers or [None] * runs, strict=True):
             if scheduler is not None:

@@ -164,13 +164,24 @@ def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> 
                  f"{len(data.val)} validation / " if data.val is not None else "",
                  len(data.test), describe(device), cfg.data.pipeline, settings.describe())
         for m in members:
-            torch.manual_seed(m.cfg.seed)
-            m.parts = build_training(m.cfg, data, device, settings)
-            epochs = None
-            if m.saved is not None:
-                epochs, m.in_progress = checkpoint.restore(m.saved, m.parts.state, device)
-                log.info("resuming %s after epoch %d%s", m.record.run_dir, len(epochs),
-                         f", {m.in_progress.images} images into the next" if m.in_progress else "")
+            try:
+                torch.manual_seed(m.cfg.seed)
+                m.parts = build_training(m.cfg, data, device, settings)
+                epochs = None
+                if m.saved is not None:
+                    epochs, m.in_progress = checkpoint.restore(m.saved, m.parts.state, device)
+                    log.info("resuming %s after epoch %d%s", m.record.run_dir, len(epochs),
+                             f", {m.in_progress.images} images into the next" if m.in_progress else "")
+            except (OutputError, MemoryError):
+                raise
+            except Exception as err:  # (in a group: this run alone fails, as it would alone)
+                if len(members) == 1:
+                    raise
+                m.status = Status.failed
+                m.record.finish(Status.failed, err)
+                log.error("run failed, its group goes on: %s: %s", type(err).__name__, err,
+                          extra={"run_dir": str(m.record.run_dir)})
+                continue
             m.record.resumed_from(epochs)  # (None: from the first epoch, an earlier try's rows go)
             m.generators = _own_generators(device)
             m.tracking.start(m.record)
@@ -221,7 +232,7 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
             raise by_signal(sig, f"in epoch {epoch}", saved=mid_pass or epoch > 1)
 
         trained = train_one_epoch(model, [s.train_batches for s in states], [s.optimizer for s in states],
-                                  device, shown, settings.autocast_dtype, states[0].scaler,
+                                  device, shown, settings.autocast_dtype, [s.scaler for s in states],
                                   resume=[m.in_progress for m in training], on_step=safe_point,
                                   schedulers=[s.scheduler for s in states],
                                   label_smoothing=[m.cfg.loss.label_smoothing for m in training])

@@ -154,6 +154,8 @@ def _train(group: list[tuple[int, Any, Any]], stop: GracefulStop) -> None:
             members.append(member)
         except Exception as err:
             member.record.finish(Status.failed, err)
+            if sweep_dir is None:
+                raise Stop(str(err), status=Status.failed) from err
             log.error("run failed, sweep goes on: %s: %s", type(err).__name__, err)
     if not members:
         return

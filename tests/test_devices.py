@@ -97,7 +97,7 @@ def test_a_checkpoint_without_loss_scaling_resumes_where_training_is_fp16(learna
     assert "loss scaling starts afresh" in caplog.text
     assert len(epochs) == 1 and progress.images == 64
     (stats,) = train_one_epoch(fuse([state.model], []), [state.train_batches], [state.optimizer],
-                               CPU, False, None, state.scaler, resume=[progress])
+                               CPU, False, None, [state.scaler], resume=[progress])
     assert progress.images == 192 and math.isfinite(stats["train_loss"])  # the rest of epoch 2
     assert state.scaler.state_dict()["scale"] > 0
 

@@ -76,16 +76,20 @@ def test_a_fused_group_gives_each_run_the_metrics_it_gets_alone(cifar_root, tmp_
             torch.testing.assert_close(weight, expected[name], rtol=TOLERANCE, atol=1e-6)
 
 
-def test_a_run_that_diverges_is_masked_out_and_its_siblings_train_as_alone(cifar_root, tmp_path):
+def test_a_run_that_diverges_or_fails_leaves_its_siblings_training_as_alone(cifar_root, tmp_path):
+    """One run's loss becomes NaN (masked out after its epoch), another's optimizer cannot be made
+    (torch refuses Nesterov without momentum): each ends alone, as it would without its group."""
     torch.set_num_threads(1)
     sane = VARIANTS[:2]
     alone = members(cifar_root, tmp_path / "alone", sane)
     for member in alone:
         fit([member], GracefulStop(), Placement("cpu", 1))
-    group = members(cifar_root, tmp_path / "fused", [*sane, ("seed=5", "optimizer.lr=1e30")])
+    group = members(cifar_root, tmp_path / "fused", [*sane, ("seed=5", "optimizer.lr=1e30"),
+                                                       ("seed=6", "optimizer.nesterov=true")])
     fit(group, GracefulStop(), Placement("cpu", 1))
-    *siblings, diverged = group
+    *siblings, diverged, failed = group
     assert diverged.status == "diverged" and len(diverged.record.epochs) == 1
+    assert failed.status == "failed" and "Nesterov" in failed.record.summary["error"]["message"]
     for ours, theirs in zip(siblings, alone, strict=True):
         assert ours.status == "completed"
         assert_close(metrics(ours), metrics(theirs))
@@ -118,3 +122,23 @@ def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(slower_
         ours = pd.read_csv(out / name / "metrics.csv")[["epoch", *SCORES]]
         assert_close(ours, pd.read_csv(reference / name / "metrics.csv")[["epoch", *SCORES]])
         assert records(out)[name]["attempts"][-1]["resumed_from_epoch"] >= 1
+
+
+def test_each_run_of_a_group_scales_its_loss_with_its_own_scaler():
+    """fp16 loss scaling: a run whose gradients overflow halves its own scale and skips its own step;
+    its sibling's scale and weights go on as if alone."""
+    from alexnet.engine import train_step
+    from alexnet.fused import fuse
+    from alexnet.models import from_config
+
+    config = OmegaConf.to_container(tiny_config(Path("."), "model.dropout=0").model, resolve=True)
+    networks = [from_config(config) for _ in range(2)]
+    optimizers = [torch.optim.SGD(n.parameters(), lr=0.01) for n in networks]
+    scalers = [torch.amp.GradScaler("cpu", init_scale=2.0**16) for _ in networks]
+    model = fuse(networks, [torch.Generator().manual_seed(k) for k in range(2)])
+    inputs = [torch.randn(4, 3, 32, 32), torch.full((4, 3, 32, 32), float("inf"))]
+    targets = [torch.zeros(4, dtype=torch.long)] * 2
+    for _ in range(3):
+        train_step(model, inputs, targets, optimizers, None, scalers)
+    assert scalers[0].get_scale() == 2.0**16 and scalers[1].get_scale() == 2.0**13
+    assert all(torch.isfinite(p).all() for p in networks[0].parameters())

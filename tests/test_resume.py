@@ -383,6 +383,11 @@ def test_unreadable_checkpoints_fail_that_run_and_the_sweep_goes_on(cifar_root, 
     assert "2 runs: 1 completed, 1 failed" in again.stderr and "cannot be read" in again.stderr
     assert json.loads((out / "0" / "results.json").read_text())["status"] == "failed"
     assert json.loads((out / "1" / "results.json").read_text())["status"] == "completed"
+    single = [a for a in args if a not in ("-m", "optimizer=sgd,adam", f"hydra.sweep.dir={out}")]
+    single += ["optimizer=sgd", f"hydra.run.dir={out / '0'}"]  # the same run, now alone: it fails loudly
+    alone = train(*single, cwd=tmp_path)
+    assert alone.returncode == 1 and "stopped:" in alone.stderr and "cannot be read" in alone.stderr, \
+        alone.stderr
 
 
 def test_resuming_accepts_other_values_of_keys_that_do_not_change_results(cifar_root, tmp_path):

@@ -118,7 +118,7 @@ def bench_train_227(split: Split, device: torch.device, settings: speed.SpeedSet
                 for i, (x, y) in enumerate(ours):
                     if i == steps:
                         break
-                    train_step(fused, [x], [y], [fast_opt], dtype, scaler)
+                    train_step(fused, [x], [y], [fast_opt], dtype, [scaler])
                     seen += len(y)
                 return seen
             seconds, seen = timed(device, work)
@@ -164,7 +164,7 @@ def bench_epoch(data: Cifar100, device: torch.device, settings: speed.SpeedSetti
     def our_epoch(name: str, dtype: torch.dtype | None = settings.autocast_dtype) -> Callable[[], float]:
         train_batches, test_batches = inputs[name]
         return lambda: timed(device, lambda: (
-            train_one_epoch(fuse([fast], []), [train_batches], [fast_opt], device, False, dtype, scaler),
+            train_one_epoch(fuse([fast], []), [train_batches], [fast_opt], device, False, dtype, [scaler]),
             evaluate(fuse([fast], []), [test_batches], NUM_CLASSES, device, False, dtype)))[0]
 
     def input_only(name: str) -> Callable[[], float]:
@@ -202,7 +202,7 @@ def _group(name: str, runs: int, data: Cifar100, device: torch.device,
 
 def _pass(model: nn.Module, parts: list[Any], device: torch.device, settings: speed.SpeedSettings) -> None:
     train_one_epoch(model, [p.state.train_batches for p in parts], [p.state.optimizer for p in parts], device,
-                    False, settings.autocast_dtype, parts[0].state.scaler)
+                    False, settings.autocast_dtype, [p.state.scaler for p in parts])
 
 
 def _packed_run(name: str, index: int, data: Cifar100, threads: int, ready: Any, done: Any) -> None:

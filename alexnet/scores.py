@@ -116,3 +116,14 @@ def should_stop(epochs: Sequence[dict[str, Any]], early_stop: DictConfig, config
     values = [sign * float(row[monitor]) for row in epochs]
     best_before = max(values[:-patience])
     return all(value <= best_before + early_stop.min_delta for value in values[-patience:])
+
+
+Values = float | list[float]  # what a run returns to a sweeper
+
+
+def objective_values(summary: Mapping[str, Any]) -> Values:
+    """The objective value(s) a sweeper gets: NaN where the scores do not count, or there are none."""
+    names = objectives(summary.get("config") or {})
+    values = [value(summary, name) if counts(summary) else None for name in names]
+    values = [math.nan if v is None else v for v in values]
+    return values[0] if len(values) == 1 else values

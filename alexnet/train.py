@@ -25,11 +25,10 @@ from alexnet.resume.stop import GracefulStop, Stop
 from alexnet.scores import Status
 
 log = logging.getLogger(__name__)
-Values = float | list[float]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
-def main(cfg: DictConfig) -> Values:
+def main(cfg: DictConfig) -> scores.Values:
     """Returns the objective value(s) for sweepers; a stop signal after a sweep run's last safe
     point stops the sweep there (a submitit preemption then needs nothing)."""
     hydra_cfg = HydraConfig.get()
@@ -48,13 +47,14 @@ def _resumes(hydra_cfg: DictConfig) -> str:
     return str(hydra_cfg.runtime.output_dir)
 
 
-def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) -> list[Values]:
+def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) -> list[scores.Values]:
     """Skips finished jobs and trains the rest in fused groups of the same point of training."""
+    from alexnet.files import OutputError
     from alexnet.fit import Member
     from alexnet.resume.run_dir import RunDirConflict, plan
     from alexnet.run.record import RunRecord
 
-    values: list[Values | None] = [None] * len(jobs)
+    values: list[scores.Values | None] = [None] * len(jobs)
     members: list[tuple[int, Any, Any]] = []
     try:
         for index, (cfg, hydra_cfg) in enumerate(jobs):
@@ -67,24 +67,29 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
                 log.info("%s is already %s: not trained again", hydra_cfg.runtime.output_dir,
                          decision.previous["status"])
                 _draw_missing(Path(hydra_cfg.runtime.output_dir))
-                values[index] = objective_values(decision.previous)
+                values[index] = scores.objective_values(decision.previous)
                 continue
             record = RunRecord(Path(hydra_cfg.runtime.output_dir), config,
                                list(hydra_cfg.overrides.task), cfg.heartbeat_s,
                                previous=decision.previous)
             if decision.action == "recover" and _recovered(cfg, record, decision.epochs):
-                values[index] = objective_values(record.summary)
+                values[index] = scores.objective_values(record.summary)
                 decision.release()
                 continue
             members.append((index, decision, Member(cfg, record, saved=decision.checkpoint,
                                                     hydra=hydra_cfg)))
         for group in _by_position(members):
             _train(group, stop)
+    except OutputError as err:  # (a record the disk refused: every later run would fail the same way)
+        raise Stop(str(err), status=Status.failed, output_dir=_resumes(jobs[0][1])) from err
     finally:
-        for _, decision, _ in members:  # (each run dir stays ours until its run has ended)
+        for _, decision, member in members:  # (each run dir stays ours until its run has ended)
+            if member.record.summary["status"] in scores.LIVE:  # (never reached, or stopped unrecorded)
+                with contextlib.suppress(OutputError):
+                    member.record.finish(Status.interrupted)
             decision.release()
     for index, _, member in members:
-        values[index] = objective_values(member.record.summary)
+        values[index] = scores.objective_values(member.record.summary)
     return values
 
 
@@ -225,14 +230,6 @@ def _put_on_record(members: Sequence[Any], ended: Stop, stop: GracefulStop, resu
         except Exception as not_requeued:  # e.g. requeued max_num_timeout times already
             ended.reason += f"; the job was not requeued ({not_requeued})"
             write()
-
-
-def objective_values(summary: dict[str, Any]) -> Values:
-    """NaN where the run's scores do not count (alexnet/scores.py) or it has none."""
-    names = scores.objectives(summary.get("config") or {})
-    values = [scores.value(summary, name) if scores.counts(summary) else None for name in names]
-    values = [math.nan if v is None else v for v in values]
-    return values[0] if len(values) == 1 else values
 
 
 def cli() -> None:

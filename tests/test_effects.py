@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
+from alexnet import scores
 from alexnet.configs import compose_config
 from alexnet.results.collect import collect
 from alexnet.results.effects import analyse, markdown, sentence
@@ -217,3 +218,9 @@ def test_a_verdict_never_says_more_than_the_intervals(tmp_path):
                0.3 + 0.01 * seed, [f"batch_size={batch_size}", f"seed={seed}"])
     shown = markdown(analyse(collect([tmp_path / "tie"]).runs))
     assert "| 32 | 2 | 0.3050 | (best) |" in shown and "| 0.0000 (tied with the best) |" in shown
+    for number, (batch_size, seed) in enumerate(itertools.product((64, 32), (0, 1))):  # 64 first
+        record(tmp_path / "in_job_order", str(number), grid_config("sgd", batch_size, seed),
+               0.3 + 0.01 * seed, [f"batch_size={batch_size}", f"seed={seed}"])
+    runs = collect([tmp_path / "in_job_order"]).runs
+    assert runs[scores.best([r.summary for r in runs])].summary["config"]["batch_size"] == 64
+    assert "| 64 | 2 | 0.3050 | (best) |" in markdown(analyse(runs))  # (the table's tie rule: job order)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
@@ -173,12 +174,14 @@ def test_parallel_trials_start_when_a_slot_frees_and_a_killed_trial_resumes(slow
     assert list(epochs) == list(range(1, 9)) and after["1"]["status"] == "completed"
 
 
-def test_trials_are_pruned_inside_their_launchers_jobs(cifar_root, tmp_path):
-    """The run in a parallel job learns its trial from its sweep's study file and reports through
-    the storage; a pruner that stops every trial at its first epoch (ThresholdPruner) stops both
-    (in submitit's jobs: tests/test_slurm.py and, for any app, tests/test_optuna_sweeper.py)."""
+@pytest.mark.parametrize("launcher", ["parallel", "fused"])
+def test_trials_are_pruned_inside_their_launchers_jobs(cifar_root, tmp_path, launcher):
+    """The run in a parallel job (or a fused group of the batch's two trials) learns its trial from
+    its sweep's study file and reports through the storage; a pruner that stops every trial at its
+    first epoch (ThresholdPruner) stops both (in submitit's jobs: tests/test_slurm.py and, for any
+    app, tests/test_optuna_sweeper.py)."""
     out = tmp_path / "sweep"
-    result = train(*search(cifar_root, out, "hydra/launcher=parallel", "epochs=3",
+    result = train(*search(cifar_root, out, f"hydra/launcher={launcher}", "epochs=3",
                            "hydra.sweeper.n_trials=2", "torch_threads=1",
                            "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=2.0"),
                    cwd=tmp_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from alexnet.files import write_text_atomic
 from alexnet.hyperparameters import dotted
 from alexnet.launch.parallel import compose, run_units
+from alexnet.launch.placement import jobs_at_once
 from alexnet.resume.stop import GracefulStop, Stop
 
 log = logging.getLogger(__name__)
@@ -38,22 +39,22 @@ def group_key(config: DictConfig) -> tuple[tuple[str, str], ...]:
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's launch: jobs grouped, each group (at most `group_size` runs) in one process; job order."""
-    def units(n_jobs: int) -> Iterator[list[tuple[int, Any]]]:
-        groups: dict[Any, list[tuple[int, Any]]] = {}
-        for index, overrides in enumerate(job_overrides, start=initial_job_idx):
-            (composed,) = compose(launcher, index, overrides, n_jobs)
-            if isinstance(composed[1], JobReturn):
-                yield [composed]
-                continue
+    n_jobs = jobs_at_once(launcher.config.hydra.launcher)
+    failed, groups = [], {}
+    for index, overrides in enumerate(job_overrides, start=initial_job_idx):
+        (composed,) = compose(launcher, index, overrides, n_jobs)
+        if isinstance(composed[1], JobReturn):
+            failed.append([composed])
+        else:
             groups.setdefault(group_key(composed[1]), []).append(composed)
-        size = launcher.group_size or len(job_overrides)
-        for group in groups.values():
-            for start in range(0, len(group), size):
-                part = group[start:start + size]
-                log.info("fused: job(s) %s train as one network", ", ".join(str(i) for i, _ in part))
-                yield part
-
-    returns = dict(run_units(launcher, units, group=run_group))
+    size = launcher.group_size or len(job_overrides)
+    trained = [group[start:start + size] for group in groups.values() for start in range(0, len(group), size)]
+    at_once = max(1, min(n_jobs, len(trained)))  # (fewer groups than places: each gets more cores)
+    for part in trained:
+        log.info("fused: job(s) %s train as one network", ", ".join(str(i) for i, _ in part))
+        for _, config in part:
+            config.hydra.launcher.n_jobs = at_once
+    returns = dict(run_units(launcher, lambda _: iter(failed + trained), at_once, group=run_group))
     return [returns[index] for index in sorted(returns)]
 
 
@@ -109,6 +110,9 @@ class _OwnLog(logging.FileHandler):
 
 def _log_each_run(configs: Sequence[DictConfig]) -> None:
     """Hydra's job logging of the first job, and a log file in each job's run dir."""
+    first = Path(str(configs[0].hydra.runtime.output_dir)) / f"{configs[0].hydra.job.name}.log"
+    if first.is_symlink():  # (Hydra's handler, swapped below, would open it through the link)
+        first.unlink()
     configure_log(configs[0].hydra.job_logging, configs[0].hydra.verbose)
     root = logging.getLogger()
     template = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from omegaconf import DictConfig, open_dict
 
 from alexnet.launch.placement import cores, jobs_at_once
-from alexnet.resume.stop import GracefulStop, Stop, by_signal, lost
+from alexnet.resume.stop import GracefulStop, JobLost, Stop, by_signal, lost
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Unit:
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's launch: every job, their returns in job order (stops as in `run_each`)."""
-    returns = dict(run_each(launcher, enumerate(job_overrides, start=initial_job_idx)))
+    returns = dict(run_each(launcher, enumerate(job_overrides, start=initial_job_idx), len(job_overrides)))
     return [returns[index] for index in sorted(returns)]
 
 
@@ -195,7 +195,8 @@ def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
     returns = []
     for index, config in zip(unit.indices, unit.configs, strict=True):
         gone = lost(config.hydra.runtime.output_dir, _how(unit.process.exitcode))
-        log.error("job #%d lost: %s", index, gone)
+        if isinstance(gone, JobLost):  # (else its run had ended on record before the process died)
+            log.error("job #%d lost: %s", index, gone)
         ret = JobReturn(overrides=list(config.hydra.overrides.task), hydra_cfg=config,
                         working_dir=os.getcwd(), status=JobStatus.COMPLETED)
         ret.return_value = gone

@@ -133,8 +133,9 @@ def analyse(runs: Sequence[Run], margin: float = MARGIN) -> Effects:
         return effects
     names = {f: f"f{i}" for i, f in enumerate(factors)}
     keys = list(names.values())
-    frame = frame.groupby([*keys, "seed", LABEL], observed=True, as_index=False, dropna=False)[
-        "score"].mean()  # (runs alike in every key, seed included, are one run: no replicates)
+    frame = frame.assign(job=range(len(frame))).groupby(  # (runs alike in every key, seed included,
+        [*keys, "seed", LABEL], observed=True, as_index=False, dropna=False).agg(  # are one run)
+        score=("score", "mean"), job=("job", "min"))  # (job: the first run's place, to break ties)
     effects.cells = (frame.groupby(keys, observed=True)["score"].agg(["size", "mean"])
                      .rename(columns={"size": "n"}).reset_index().rename(
                          columns={v: k for k, v in names.items()}) if keys else
@@ -289,9 +290,10 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
     sign = 1.0 if higher else -1.0
     raw = {level: frame.loc[column == level, "score"] for level in levels}
     rows = {level: model.mean_row(factor, level) for level in levels}
-    best = _first_best(levels, lambda level: sign * raw[level].mean())
+    in_job_order = [lv for lv in dict.fromkeys(column.iloc[frame["job"].argsort()]) if lv in raw]  # (ties)
+    best = _first_best(in_job_order, lambda level: sign * raw[level].mean())
     if fit is not None:  # the best by the model, among the levels it can set beside the leader
-        candidates = [lv for lv in levels if model.estimable(rows[lv] - rows[best])]
+        candidates = [lv for lv in in_job_order if model.estimable(rows[lv] - rows[best])]
         best = _first_best(candidates, lambda lv: sign * float((rows[lv] - rows[best]) @ fit.params))
     out = []
     for level in levels:
@@ -322,8 +324,9 @@ def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) ->
             for name in names}
     raw = {name: frame.loc[frame[LABEL] == name, "score"] for name in names}
     sign = 1.0 if higher else -1.0
-    best = _first_best(names, lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
-                                                   else raw[name].mean()))
+    best = _first_best(list(dict.fromkeys(frame[LABEL].iloc[frame["job"].argsort()])),  # (ties: as the table)
+                       lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
+                                            else raw[name].mean()))
     out = []
     for name in names:
         found: dict[str, Any] = {"factor": LABEL, "level": name, "n": len(raw[name]),

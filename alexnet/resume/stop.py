@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from alexnet import scores
 from alexnet.scores import Status
 
 REFUSED = 2  # the exit status of a refused setting, as argparse's
@@ -47,11 +48,14 @@ class JobLost(RuntimeError):
         return math.nan
 
 
-def lost(run_dir: str | Path, how: str) -> JobLost:
-    """The one rule for a lost job on any launcher: a still-live record becomes interrupted; reruns resume."""
+def lost(run_dir: str | Path, how: str) -> JobLost | float | list[float]:
+    """The one rule for a lost job on any launcher: a still-live record becomes interrupted and reruns
+    resume it; one whose end was recorded before its process died gives its objective."""
     from alexnet.run.record import mark_abandoned
 
-    mark_abandoned(Path(run_dir), Status.interrupted, how)
+    summary = mark_abandoned(Path(run_dir), Status.interrupted, how)
+    if summary is not None and summary.get("status") != Status.interrupted:
+        return scores.objective_values(summary)
     return JobLost(f"{run_dir}: {how}; the same command again resumes it from its checkpoint")
 
 

@@ -66,17 +66,16 @@ def epochs_on_record(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-def mark_abandoned(run_dir: Path, status: Status, reason: str) -> bool:
-    """Close a still-live record whose process the launcher knows is gone; True when closed here."""
+def mark_abandoned(run_dir: Path, status: Status, reason: str) -> dict[str, Any] | None:
+    """Close a still-live record whose process the launcher knows is gone; the record, None without one."""
     try:
         summary = read_summary(run_dir)
     except ValueError:
-        return False
-    if summary is None or summary.get("status") not in LIVE:
-        return False
-    summary.update(status=status, error={"type": "JobEnded", "message": reason, "traceback": ""})
-    write_json_atomic(Path(run_dir) / RESULTS_FILE, summary)
-    return True
+        return None
+    if summary is not None and summary.get("status") in LIVE:
+        summary.update(status=status, error={"type": "JobEnded", "message": reason, "traceback": ""})
+        write_json_atomic(Path(run_dir) / RESULTS_FILE, summary)
+    return summary
 
 
 class RunRecord:

@@ -28,7 +28,6 @@ class ParallelLauncher(Launcher):
 
     streams_jobs = True  # run_each: hands out a job whenever a place frees (no batch barrier)
     places_gpu_slots = True  # our app's jobs take a GPU slot each (alexnet/launch/placement.py)
-    process_per_job = True
 
     def __init__(self, n_jobs: int | None = None, jobs_per_gpu: int = 1) -> None:
         if jobs_per_gpu < 1:

@@ -23,7 +23,7 @@ from alexnet.results.collect import collect
 from alexnet.results.report import results_table
 from alexnet.resume import checkpoint
 from alexnet.resume.run_dir import RunDirConflict, plan
-from alexnet.resume.stop import GracefulStop, Stop
+from alexnet.resume.stop import GracefulStop, JobLost, Stop, lost
 from alexnet.run.record import RUN_LOCK, RunRecord, boot_id, effective_status
 from helpers import StopAtSafePoint, fit, metrics_without_timings, start, train, wait_for_epochs
 
@@ -276,6 +276,20 @@ def test_a_fresh_record_of_another_machine_is_refused_unless_this_is_its_slurm_r
         plan(tmp_path, {"epochs": 3})  # we hold its lock now: nobody else may start it
     decision.release()
     assert plan(tmp_path, {"epochs": 3}).action == "start"
+
+
+def test_a_lost_job_is_interrupted_unless_its_run_had_ended_on_record(tmp_path):
+    """The one rule every launcher applies to a job whose process died: a live record becomes
+    interrupted (a JobLost: the trial stays open); an ended one gives its score (a fused group's
+    run that finished before the group's process was killed is not lost)."""
+    config = {"epochs": 1, "objective": ["test_acc"]}
+    live, ended = RunRecord(tmp_path / "live", config, []), RunRecord(tmp_path / "ended", config, [])
+    ended.add_epoch({"epoch": 1, "train_loss": 4.0, "test_loss": 4.0, "test_acc": 0.25})
+    ended.finish(scores.Status.completed)
+    live.finish(scores.Status.running)  # (stops its heartbeat: its process is gone)
+    assert isinstance(lost(tmp_path / "live", "killed"), JobLost)
+    assert json.loads((tmp_path / "live" / "results.json").read_text())["status"] == "interrupted"
+    assert lost(tmp_path / "ended", "killed") == 0.25
 
 
 def test_two_processes_never_train_one_run_and_a_killed_trainer_frees_it_at_once(

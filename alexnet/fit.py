@@ -60,7 +60,7 @@ class Member:
     hydra: DictConfig | None = None  # its job's Hydra config: where it stands in its sweep
     parts: Training | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)  # its own, in a group
-    grouped: bool = False  # whether its dropout draws from its own generators (a fused group)
+    grouped: bool = False  # whether its random state lives in its own generators (built beside others)
     in_progress: EpochProgress | None = None
     last_test: Predictions = field(default_factory=Predictions)  # its mistakes are drawn from it
     status: Status | None = None  # how it ended; None while it trains
@@ -128,8 +128,6 @@ def group_model(members: Sequence[Member], settings: speed.SpeedSettings, batch_
     if len(members) > 1:
         if settings.compile or settings.cuda_graphs:
             log.warning("speed.compile and speed.cuda_graphs are not applied to fused runs")
-        for m in members:
-            m.grouped = True
         dropout = "device" if "device" in members[0].generators else "torch"
         return fuse(networks, [m.generators[dropout] for m in members])
     alone = members[0]
@@ -172,7 +170,7 @@ def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> 
                     epochs, m.in_progress = checkpoint.restore(m.saved, m.parts.state, device)
                     log.info("resuming %s after epoch %d%s", m.record.run_dir, len(epochs),
                              f", {m.in_progress.images} images into the next" if m.in_progress else "")
-            except (OutputError, MemoryError):
+            except (OutputError, MemoryError, torch.OutOfMemoryError):  # (the group's, not the run's)
                 raise
             except Exception as err:  # (in a group: this run alone fails, as it would alone)
                 if len(members) == 1:
@@ -183,7 +181,7 @@ def fit(members: Sequence[Member], stop: GracefulStop, placement: Placement) -> 
                           extra={"run_dir": str(m.record.run_dir)})
                 continue
             m.record.resumed_from(epochs)  # (None: from the first epoch, an earlier try's rows go)
-            m.generators = _own_generators(device)
+            m.generators, m.grouped = _own_generators(device), len(members) > 1
             m.tracking.start(m.record)
     _epochs(members, data, device, settings, stop)
 

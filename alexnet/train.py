@@ -86,7 +86,7 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, DictConfig]], stop: GracefulStop) 
         for _, decision, member in members:  # (each run dir stays ours until its run has ended)
             if member.record.summary["status"] in scores.LIVE:  # (never reached, or stopped unrecorded)
                 with contextlib.suppress(OutputError):
-                    member.record.finish(Status.interrupted)
+                    member.record.finish(Status.interrupted, sys.exc_info()[1])
             decision.release()
     for index, _, member in members:
         values[index] = scores.objective_values(member.record.summary)

@@ -218,9 +218,12 @@ def test_a_verdict_never_says_more_than_the_intervals(tmp_path):
                0.3 + 0.01 * seed, [f"batch_size={batch_size}", f"seed={seed}"])
     shown = markdown(analyse(collect([tmp_path / "tie"]).runs))
     assert "| 32 | 2 | 0.3050 | (best) |" in shown and "| 0.0000 (tied with the best) |" in shown
-    for number, (batch_size, seed) in enumerate(itertools.product((64, 32), (0, 1))):  # 64 first
-        record(tmp_path / "in_job_order", str(number), grid_config("sgd", batch_size, seed),
-               0.3 + 0.01 * seed, [f"batch_size={batch_size}", f"seed={seed}"])
-    runs = collect([tmp_path / "in_job_order"]).runs
-    assert runs[scores.best([r.summary for r in runs])].summary["config"]["batch_size"] == 64
-    assert "| 64 | 2 | 0.3050 | (best) |" in markdown(analyse(runs))  # (the table's tie rule: job order)
+    for name, spread_32 in (("in_job_order", 0.01), ("best_run", 0.03)):  # equal means, 64 first
+        for number, (batch_size, seed) in enumerate(itertools.product((64, 32), (0, 1))):
+            spread = spread_32 if batch_size == 32 else 0.01
+            record(tmp_path / name, str(number), grid_config("sgd", batch_size, seed),
+                   0.305 + spread * (seed - 0.5), [f"batch_size={batch_size}", f"seed={seed}"])
+        runs = collect([tmp_path / name]).runs
+        table_best = runs[scores.best([r.summary for r in runs])].summary["config"]["batch_size"]
+        assert table_best == (64 if name == "in_job_order" else 32)  # (job order; the 0.32 run)
+        assert f"| {table_best} | 2 | 0.3050 | (best) |" in markdown(analyse(runs))  # the table's pick

@@ -93,6 +93,10 @@ def test_a_run_that_diverges_or_fails_leaves_its_siblings_training_as_alone(cifa
     for ours, theirs in zip(siblings, alone, strict=True):
         assert ours.status == "completed"
         assert_close(metrics(ours), metrics(theirs))
+    pair = members(cifar_root, tmp_path / "pair", [sane[0], ("seed=6", "optimizer.nesterov=true")])
+    fit(pair, GracefulStop(), Placement("cpu", 1))  # (one left: it trains alone, its own dropout draws)
+    assert pair[1].status == "failed" and pair[0].status == "completed"
+    assert_close(metrics(pair[0]), metrics(alone[0]))
 
 
 def test_kill_9_of_a_fused_group_then_the_same_command_resumes_every_run(slower_cifar_root,
@@ -132,13 +136,20 @@ def test_each_run_of_a_group_scales_its_loss_with_its_own_scaler():
     from alexnet.models import from_config
 
     config = OmegaConf.to_container(tiny_config(Path("."), "model.dropout=0").model, resolve=True)
-    networks = [from_config(config) for _ in range(2)]
+    networks = [from_config(config) for _ in range(3)]  # the third: the first's twin, trained alone
+    networks[2].load_state_dict(networks[0].state_dict())
+    overflowing = {name: t.clone() for name, t in networks[1].state_dict().items()}
     optimizers = [torch.optim.SGD(n.parameters(), lr=0.01) for n in networks]
     scalers = [torch.amp.GradScaler("cpu", init_scale=2.0**16) for _ in networks]
-    model = fuse(networks, [torch.Generator().manual_seed(k) for k in range(2)])
+    model = fuse(networks[:2], [torch.Generator().manual_seed(k) for k in range(2)])
     inputs = [torch.randn(4, 3, 32, 32), torch.full((4, 3, 32, 32), float("inf"))]
     targets = [torch.zeros(4, dtype=torch.long)] * 2
     for _ in range(3):
-        train_step(model, inputs, targets, optimizers, None, scalers)
+        train_step(model, inputs, targets, optimizers[:2], None, scalers[:2])
+        train_step(fuse(networks[2:], []), inputs[:1], targets[:1], optimizers[2:], None, scalers[2:])
     assert scalers[0].get_scale() == 2.0**16 and scalers[1].get_scale() == 2.0**13
-    assert all(torch.isfinite(p).all() for p in networks[0].parameters())
+    twin = networks[2].state_dict()
+    for name, tensor in networks[0].state_dict().items():
+        torch.testing.assert_close(tensor, twin[name], rtol=TOLERANCE, atol=1e-6)
+    for name, tensor in networks[1].state_dict().items():  # (every step of it skipped: weights as they were)
+        assert torch.equal(tensor, overflowing[name]) or "running" in name or "num_batches" in name, name

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             data.train, device, settings, batch_size, count, 2 if args.quick else 3).items()},
         "epoch": lambda: bench_epoch(data, device, settings, *images, 1 if args.quick else 2),
         "fused": lambda: bench_fused(data, device, settings,  # (a GPU step is short: more of them)
-                                     1 if args.quick else 20 if device.type == "cuda" else 2,
+                                     1 if args.quick else 20 if gpu else 2,
                                      1 if args.quick else 2, runs=(1, 2, 4) if args.quick else (1, 2, 4, 8)),
     }
     for name in [s for s in SECTIONS if s in args.sections] + ["memory"]:

@@ -1,5 +1,6 @@
 """The parallel launcher (hydra/launcher=parallel): each job in a spawned process of its own, so a
-kill -9, OOM or segfault costs that job alone (its run `interrupted`, resumed by the same command).
+kill -9, OOM or segfault costs that job alone (its run, unless ended on record, `interrupted` and resumed
+by the same command).
 Stop signals reach every running job as SIGTERM, taken at its safe point; a second Ctrl-C kills them."""
 
 from __future__ import annotations

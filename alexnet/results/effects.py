@@ -290,10 +290,10 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
     sign = 1.0 if higher else -1.0
     raw = {level: frame.loc[column == level, "score"] for level in levels}
     rows = {level: model.mean_row(factor, level) for level in levels}
-    in_job_order = [lv for lv in dict.fromkeys(column.iloc[frame["job"].argsort()]) if lv in raw]  # (ties)
-    best = _first_best(in_job_order, lambda level: sign * raw[level].mean())
+    ranked = [lv for lv in _by_best_run(frame, model.names[factor], higher) if lv in raw]
+    best = _first_best(ranked, lambda level: sign * raw[level].mean())
     if fit is not None:  # the best by the model, among the levels it can set beside the leader
-        candidates = [lv for lv in in_job_order if model.estimable(rows[lv] - rows[best])]
+        candidates = [lv for lv in ranked if model.estimable(rows[lv] - rows[best])]
         best = _first_best(candidates, lambda lv: sign * float((rows[lv] - rows[best]) @ fit.params))
     out = []
     for level in levels:
@@ -310,8 +310,15 @@ def _levels(factor: str, values: dict[str, Any], frame: pd.DataFrame, model: _De
     return out
 
 
+def _by_best_run(frame: pd.DataFrame, column: str, higher: bool) -> list[Any]:
+    """The column's values in the order of their best runs as the table ranks them (ties: job order),
+    so tied levels yield to the level of the table's best run."""
+    return list(dict.fromkeys(frame.assign(key=frame["score"] * (-1 if higher else 1)).sort_values(
+        ["key", "job"], kind="stable")[column]))
+
+
 def _first_best(levels: Sequence[Any], score: Any) -> Any:
-    """The best level, the first of those that tie with it (the one tie rule: scores.best's)."""
+    """The best level, the first of those that tie with it (in _by_best_run's order, as the table)."""
     values = {level: score(level) for level in levels}
     top = max(values.values())
     return next(level for level in levels if values[level] >= top - NO_SPREAD)
@@ -324,7 +331,7 @@ def _experiments(frame: pd.DataFrame, model: _Design, fit: Any, higher: bool) ->
             for name in names}
     raw = {name: frame.loc[frame[LABEL] == name, "score"] for name in names}
     sign = 1.0 if higher else -1.0
-    best = _first_best(list(dict.fromkeys(frame[LABEL].iloc[frame["job"].argsort()])),  # (ties: as the table)
+    best = _first_best(_by_best_run(frame, LABEL, higher),
                        lambda name: sign * (float(rows[name] @ fit.params) if fit is not None
                                             else raw[name].mean()))
     out = []

@@ -54,7 +54,7 @@ def lost(run_dir: str | Path, how: str) -> JobLost | float | list[float]:
     from alexnet.run.record import mark_abandoned
 
     summary = mark_abandoned(Path(run_dir), Status.interrupted, how)
-    if summary is not None and summary.get("status") != Status.interrupted:
+    if summary is not None and summary.get("status") in scores.FINISHED:
         return scores.objective_values(summary)
     return JobLost(f"{run_dir}: {how}; the same command again resumes it from its checkpoint")
 

@@ -192,7 +192,8 @@ def _epochs(members: Sequence[Member], data: Cifar100, device: torch.device,
     fine_to_coarse = data.fine_to_coarse()
     position = this_job(members[0].hydra, cfg.epochs)  # the first run's place, for bars and log
     if len(members) > 1:  # (a fused group's runs train at once, besides the launcher's places)
-        position = dataclasses.replace(position, at_once=position.at_once * len(members))
+        position = dataclasses.replace(position, at_once=position.at_once * len(members),  # (its siblings
+                                       later_epochs=position.later_epochs[len(members) - 1:])  # are now)
     line = terminal_line(position, members[0].hydra) if cfg.progress else None
     model, training = None, []
     for m in members:  # (killed after its last epoch's checkpoint, before its ending was recorded)

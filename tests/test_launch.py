@@ -58,7 +58,7 @@ def test_a_killed_parallel_job_costs_that_job_alone_and_the_same_command_resumes
     os.kill(victim, signal.SIGKILL)  # as the OOM killer would: no handler runs
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 1, output
-    assert "2 at a time, each in its own process" in output
+    assert "2 process(es) at a time" in output
     assert f"job #0 lost: {out / '0'}: its process was killed by SIGKILL (signal 9)" in output
     assert "2 runs: 1 completed, 1 interrupted" in output
     assert "stopped: 1 run(s) did not finish (interrupted)" in output

@@ -97,7 +97,7 @@ def run_units(launcher: Any, units: Callable[[int], Iterator[list[tuple[int, Dic
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     n_jobs = min(jobs_at_once(config.hydra.launcher), at_most or sys.maxsize)
-    log.info("Launching jobs, %d at a time, each in its own process, sweep output dir : %s",
+    log.info("Launching jobs, %d process(es) at a time (a job or a fused group each), sweep output dir : %s",
              n_jobs, sweep_dir)
     threads = str(max(1, cores() // n_jobs))
     environment = {var: threads for var in THREAD_VARIABLES if var not in os.environ}

@@ -132,6 +132,7 @@ def shared_folder(folder: Path) -> str | None:
             return f"{level} belongs to user {st.st_uid}"
         if link:  # (the rest is checked where it leads)
             return shared_folder(level.resolve() / folder.relative_to(level))
-        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        if st.st_mode & stat.S_IWOTH and (level == folder or not st.st_mode & stat.S_ISVTX):  # (sticky:
+            # others cannot replace what is ours, but could plant in the folder itself what we create)
             return f"anyone may write in {level} (mode {stat.S_IMODE(st.st_mode):o})"
     return None

@@ -322,15 +322,17 @@ def test_a_searchs_own_files_are_never_written_through_a_planted_link(tmp_path):
 
 def test_a_sweep_dir_others_can_write_or_of_another_user_is_refused_before_anything_runs(
         cifar_root, tmp_path):
-    """A sweep dir prepared by someone else (writable by all, holding a run dir `0` that is a
-    link to a folder of ours): one `error:` line, and nothing is written through it."""
+    """A sweep dir prepared by someone else (writable by all, sticky or not, holding a run dir `0`
+    that is a link to a folder of ours): one `error:` line, and nothing is written through it."""
     mine = tmp_path / "mine"
     mine.mkdir()
-    sweep = tmp_path / "prepared"
-    sweep.mkdir()
-    (sweep / "0").symlink_to(mine)
-    sweep.chmod(0o777)
-    cases = [sweep]
+    cases = []
+    for name, mode in (("prepared", 0o777), ("sticky", 0o1777)):
+        sweep = tmp_path / name
+        sweep.mkdir()
+        (sweep / "0").symlink_to(mine)
+        sweep.chmod(mode)
+        cases.append(sweep)
     if os.geteuid() == 0:  # (a folder of another user: root can make one)
         other = tmp_path / "another"
         other.mkdir()
@@ -343,6 +345,7 @@ def test_a_sweep_dir_others_can_write_or_of_another_user_is_refused_before_anyth
              f"hydra.sweep.dir={folder}"], cwd=tmp_path, capture_output=True, text=True,
             timeout=300)
         assert result.returncode == 2, result.stderr
-        assert result.stderr.startswith(f"error: {'anyone may write in' if folder == sweep else ''}")
+        assert result.stderr.startswith("error: ")
+        assert ("anyone may write in" in result.stderr) == (folder.name != "another")
         assert str(folder) in result.stderr and "hydra.sweep.dir=" in result.stderr
         assert list(mine.iterdir()) == [] and not (folder / "multirun.yaml").exists()

@@ -24,7 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from omegaconf import DictConfig, open_dict
 
 from alexnet.launch.placement import cores, jobs_at_once
-from alexnet.resume.stop import GracefulStop, JobLost, Stop, by_signal, lost
+from alexnet.resume.stop import GracefulStop, Stop, by_signal, lost
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,7 @@ def _outcome(launcher: Any, unit: Unit) -> list[JobReturn] | BaseException:
         return value
     returns = []
     for index, config in zip(unit.indices, unit.configs, strict=True):
-        gone = lost(config.hydra.runtime.output_dir, _how(unit.process.exitcode))
-        if isinstance(gone, JobLost):  # (else its run had ended on record before the process died)
-            log.error("job #%d lost: %s", index, gone)
+        gone = lost(config.hydra.runtime.output_dir, _how(unit.process.exitcode), index)
         ret = JobReturn(overrides=list(config.hydra.overrides.task), hydra_cfg=config,
                         working_dir=os.getcwd(), status=JobStatus.COMPLETED)
         ret.return_value = gone

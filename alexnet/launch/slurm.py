@@ -21,7 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.resume.stop import GracefulStop, JobLost, Stop, lost, refused
+from alexnet.resume.stop import GracefulStop, Stop, lost, refused
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +277,7 @@ def _returns(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
                    f"log: {jobs[offset].paths.stderr})")
         run_dir = run_dir_of(launcher, overrides, initial_job_idx + offset, job_id)
         outcomes[offset] = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-        outcomes[offset].return_value = gone = lost(run_dir, how)
-        if isinstance(gone, JobLost):  # (else its run had ended on record before the job died)
-            log.error("job #%d lost: %s", initial_job_idx + offset, gone)
+        outcomes[offset].return_value = lost(run_dir, how, initial_job_idx + offset)
     if stopped:
         raise Stop(f"{len(stopped)} job(s) stopped: " + "; ".join(s.reason for s in stopped),
                    exit_code=max(s.exit_code for s in stopped), output_dir=sweep_dir)

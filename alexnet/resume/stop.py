@@ -4,6 +4,7 @@ points (save, then Stop); a second Ctrl-C stops at once; submitit's SIGUSR2 is h
 
 from __future__ import annotations
 
+import logging
 import math
 import shlex
 import signal
@@ -48,15 +49,17 @@ class JobLost(RuntimeError):
         return math.nan
 
 
-def lost(run_dir: str | Path, how: str) -> JobLost | float | list[float]:
+def lost(run_dir: str | Path, how: str, job: int | None = None) -> JobLost | float | list[float]:
     """The one rule for a lost job on any launcher: a still-live record becomes interrupted and reruns
-    resume it; one whose end was recorded before its process died gives its objective."""
+    resume it (said); one whose end was recorded before its process died gives its objective."""
     from alexnet.run.record import mark_abandoned
 
     summary = mark_abandoned(Path(run_dir), Status.interrupted, how)
     if summary is not None and summary.get("status") in scores.FINISHED:
         return scores.objective_values(summary)
-    return JobLost(f"{run_dir}: {how}; the same command again resumes it from its checkpoint")
+    gone = JobLost(f"{run_dir}: {how}; the same command again resumes it from its checkpoint")
+    logging.getLogger(__name__).error("job #%s lost: %s", job, gone)
+    return gone
 
 
 def refused(reason: str) -> Stop:

@@ -67,7 +67,7 @@ def epochs_on_record(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def mark_abandoned(run_dir: Path, status: Status, reason: str) -> dict[str, Any] | None:
-    """Close a still-live record whose process the launcher knows is gone; the record (None: unreadable)."""
+    """Close a still-live record whose process is known to be gone; the record (None: none readable)."""
     try:
         summary = read_summary(run_dir)
     except ValueError:
